@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install wavegen on a fresh machine: the FluidSynth library and the FluidR3 General MIDI SoundFont
+# (Debian/Ubuntu packages), then a virtual environment in .venv with wavegen and its test tools.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so' || need_apt+=(libfluidsynth3)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing ${need_apt[*]} with apt-get"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install the FluidSynth library yourself (macOS: brew install fluid-synth;" \
+         "conda: conda install -c conda-forge fluidsynth); wavegen falls back to pretty_midi's SoundFont" >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: wavegen needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch 2.11 with torchaudio 2.11 (pinned in pyproject.toml); pip may pick the CUDA build (~3 GB)
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "setup: done; run .venv/bin/wavegen --help"

@@ -1,0 +1,5 @@
+import sys
+
+from wavegen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Audio files and mu-law: the only module that reads or writes audio.
+
+In memory audio is mono float32 in [-1, 1]; on disk it is 16-bit PCM WAV, or FLAC by extension.
+Writing makes clipping explicit: samples beyond full scale are clipped and counted, never wrapped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from wavegen.errors import WavegenError
+from wavegen.files import atomic_path, check_input
+
+DEFAULT_SAMPLE_RATE_HZ = 16_000
+MU_LAW_CLASSES = 256
+_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    path: Path
+    n_samples: int
+    clipped: int  # samples beyond full scale, clipped
+
+
+def output_format(path: str | os.PathLike) -> tuple[str, str]:
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FORMATS:
+        raise WavegenError(f"{path}: unknown audio extension {suffix!r}; use .wav or .flac")
+    return _FORMATS[suffix]
+
+
+def to_int16(audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """float audio in [-1, 1] -> int16 and the number of samples that had to be clipped."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio holds NaN or infinite samples")
+    scaled = np.round(audio * 32767.0)
+    clipped = int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
+    return np.clip(scaled, -32768, 32767).astype(np.int16), clipped
+
+
+def from_int16(pcm: np.ndarray) -> np.ndarray:
+    return (np.asarray(pcm, dtype=np.float32) / 32767.0).astype(np.float32)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> WriteReport:
+    """Write mono float audio as 16-bit WAV/FLAC, atomically. Clipping is counted in the report."""
+    fmt, subtype = output_format(path)
+    if np.asarray(audio).ndim != 1:
+        raise ValueError(f"expected mono audio (n_samples,), got shape {np.asarray(audio).shape}")
+    pcm, clipped = to_int16(audio)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, pcm, int(sample_rate_hz), format=fmt, subtype=subtype)
+    return WriteReport(Path(path), len(pcm), clipped)
+
+
+def read_audio(path: str | os.PathLike, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32. With `sample_rate_hz`, resample to it (soxr, HQ)."""
+    p = check_input(path)
+    try:
+        data, sr = sf.read(p, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise WavegenError(f"{p}: not a readable audio file ({str(e).strip() or type(e).__name__})") from None
+    audio = data.mean(axis=1).astype(np.float32)
+    if sample_rate_hz is not None and sr != sample_rate_hz:
+        audio = resample(audio, sr, sample_rate_hz)
+        sr = sample_rate_hz
+    return audio, int(sr)
+
+
+def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Band-limited resampling with soxr (the resampler librosa uses), high quality."""
+    import soxr
+
+    if from_hz == to_hz:
+        return np.asarray(audio, dtype=np.float32)
+    return soxr.resample(np.asarray(audio, dtype=np.float32), from_hz, to_hz, quality="HQ").astype(np.float32)
+
+
+def mu_law_encode(audio: np.ndarray, n_classes: int = MU_LAW_CLASSES) -> np.ndarray:
+    """float audio in [-1, 1] -> int64 codes 0..n_classes-1 (computed in float64)."""
+    mu = n_classes - 1
+    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    return np.floor((y + 1) / 2 * mu + 0.5).astype(np.int64)
+
+
+def mu_law_decode(codes: np.ndarray, n_classes: int = MU_LAW_CLASSES) -> np.ndarray:
+    """int codes 0..n_classes-1 -> float32 audio in [-1, 1]; the inverse of `mu_law_encode`."""
+    mu = n_classes - 1
+    y = 2 * np.asarray(codes, dtype=np.float64) / mu - 1
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)

@@ -1,0 +1,354 @@
+"""`wavegen <command>`: the command line. Only this module parses arguments or prints.
+
+Exit status: 0 on success, 2 for bad input or usage (one line on stderr), 1 for an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from wavegen import __version__
+from wavegen.errors import WavegenError
+
+PROG = "wavegen"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line and exits 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{s} must be positive")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{s} must be a positive number")
+    return v
+
+
+def _warn(messages: Sequence[str]) -> None:
+    for m in messages:
+        print(f"{PROG}: warning: {m}", file=sys.stderr)
+
+
+def _check_suffix(path: str, allowed: Sequence[str], what: str) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in allowed:
+        raise WavegenError(f"{p}: {what} must end in {' or '.join(allowed)}")
+    return p
+
+
+def _dbfs(x: float) -> str:
+    import math
+
+    return "-inf dBFS" if x <= 0 else f"{20 * math.log10(x):.1f} dBFS"
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from wavegen import text as T
+    from wavegen.midi import read_midi
+
+    read = read_midi(args.input, fold_octaves=args.fold_octaves)
+    _warn(read.warnings)
+    meta = {"style": args.style} if args.style else {}
+    kt = T.from_notes(read.notes, args.tick_ms, meta=meta)
+    out = T.write(kt)
+    if args.output:
+        T.write_file(args.output, kt)
+        print(f"wrote {args.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s), {len(kt.notes())} notes")
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from wavegen import text as T
+    from wavegen.midi import write_midi
+
+    _check_suffix(args.output, (".mid", ".midi"), "the MIDI output")
+    kt = T.read_file(args.input)
+    write_midi(args.output, kt)
+    print(f"wrote {args.output}: {len(kt.notes())} notes, {kt.duration_s:.1f} s")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from wavegen import sketch
+    from wavegen.audio import output_format, write_audio
+    from wavegen.render import render_notes
+
+    output_format(args.output)
+    sk = sketch.load(args.input, fold_octaves=args.fold_octaves)
+    _warn(sk.warnings)
+    t0 = time.perf_counter()
+    min_s = sk.keytext.n_ticks * sk.keytext.tick_s if sk.is_text else 0.0
+    r = render_notes(sk.notes, sample_rate_hz=args.sample_rate, soundfont=args.soundfont, min_seconds=min_s)
+    rep = write_audio(args.output, r.audio, r.sample_rate_hz)
+    if r.clipped:
+        _warn([f"{args.output}: {r.clipped} samples clipped (peak {_dbfs(r.peak)})"])
+    print(
+        f"wrote {args.output}: {rep.n_samples / r.sample_rate_hz:.1f} s at {r.sample_rate_hz} Hz, "
+        f"peak {_dbfs(r.peak)}, {r.clipped} clipped samples, {time.perf_counter() - t0:.1f} s to render"
+    )
+    return 0
+
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from wavegen import plot, sketch
+    from wavegen.audio import read_audio
+
+    _check_suffix(args.output, (".png",), "the picture")
+    src = Path(args.input)
+    if src.suffix.lower() in AUDIO_SUFFIXES:
+        audio, sr = read_audio(src)
+        notes = None
+        if args.notes:
+            sk = sketch.load(args.notes)
+            _warn(sk.warnings)
+            notes = sk.notes
+        plot.plot_audio(args.output, audio, sr, notes=notes, title=src.name)
+    else:
+        if args.notes:
+            raise WavegenError(f"--notes goes with an audio file (.wav, .flac), not with {src.name}")
+        sk = sketch.load(src)
+        _warn(sk.warnings)
+        plot.plot_notes(args.output, sk.notes, title=src.name)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from wavegen import data
+
+    transpositions = data.parse_transpose(args.transpose)
+    data.samples_per_tick(args.sample_rate, args.tick_ms)
+    sources = data.corpus_sources(args.corpus) if args.corpus else data.midi_dir_sources(args.midi_dir)
+    if args.limit:
+        sources = sources[: args.limit]
+    bar = tqdm(total=len(sources), unit="file", desc="building", disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    try:
+        result = data.build(
+            sources, args.out, sample_rate_hz=args.sample_rate, tick_ms=args.tick_ms,
+            transpositions=transpositions, fold_octaves=args.fold_octaves,
+            soundfont=args.soundfont, jobs=args.jobs, progress=progress,
+        )
+    finally:
+        bar.close()
+    for s in result.skipped:
+        print(f"{PROG}: skipped {s['reason']}", file=sys.stderr)
+    items = result.manifest["items"]
+    hours = sum(it["seconds"] for it in items) / 3600
+    print(
+        f"built {args.out}: {len(items)} items ({result.built} rendered, {result.reused} from the cache), "
+        f"{hours:.2f} h of audio, {len(result.skipped)} files skipped, {result.seconds:.1f} s"
+    )
+    if not items:
+        raise WavegenError(f"{args.out}: no piece could be built; see the reasons above")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from wavegen import data
+    from wavegen.plot import pitch_name
+
+    summary = data.info(data.load(args.dir))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"dataset {summary['root']}: {summary['sample_rate_hz']} Hz, {summary['tick_ms']:g} ms ticks, "
+          f"transpositions {summary['transpositions']}")
+    print(f"{'split':<8}{'pieces':>8}{'items':>8}{'hours':>9}")
+    for split, s in summary["splits"].items():
+        print(f"{split:<8}{s['pieces']:>8}{s['items']:>8}{s['hours']:>9.3f}")
+    print(f"{'all':<8}{summary['pieces']:>8}{summary['items']:>8}{summary['hours']:>9.3f}")
+    if summary["lowest_pitch"] is not None:
+        print(f"keys used: {summary['keys_used']} of 88, {pitch_name(summary['lowest_pitch'])} "
+              f"(MIDI {summary['lowest_pitch']}) to {pitch_name(summary['highest_pitch'])} "
+              f"(MIDI {summary['highest_pitch']}): {summary['keys']}")
+    print(f"clipped samples: {summary['clipped_samples']}; on disk: {summary['bytes_on_disk'] / 2**20:.1f} MiB")
+    print(f"skipped files: {len(summary['skipped'])}")
+    for s in summary["skipped"]:
+        print(f"  {s['reason']}")
+    return 0
+
+
+DEMO_PIECE = "bwv66.6"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from music21 import corpus
+    from music21.midi import translate
+
+    from wavegen import plot
+    from wavegen import text as T
+    from wavegen.audio import write_audio
+    from wavegen.files import check_output_dir
+    from wavegen.midi import read_midi_bytes
+    from wavegen.render import render_notes
+
+    t0 = time.perf_counter()
+    out = check_output_dir(args.output)
+    try:
+        score = corpus.parse(f"bach/{args.piece}")
+    except Exception:
+        raise WavegenError(f"--piece {args.piece}: not a Bach score in music21's corpus (e.g. bwv66.6)") from None
+    midi = translate.streamToMidiFile(score.expandRepeats()).writestr()
+    read = read_midi_bytes(midi, args.piece)
+    kt = T.from_notes(read.notes, T.DEFAULT_TICK_MS, meta={"style": "bach"})
+    T.write_file(out / f"{args.piece}.txt", kt)
+    r = render_notes(kt.notes(), min_seconds=kt.n_ticks * kt.tick_s)
+    write_audio(out / f"{args.piece}.wav", r.audio, r.sample_rate_hz)
+    plot.plot_audio(out / f"{args.piece}.png", r.audio, r.sample_rate_hz, notes=kt.notes(),
+                    title=f"{args.piece}: 88-key text rendered to harpsichord")
+    print(f"Bach chorale {args.piece}: {kt.n_ticks} ticks, {len(r.audio) / r.sample_rate_hz:.1f} s of harpsichord")
+    for name in (f"{args.piece}.txt", f"{args.piece}.wav", f"{args.piece}.png"):
+        print(f"  {out / name}")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="wavegen: harpsichord music from the 88-key text format.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--traceback", action="store_true", help="on an internal error, print the traceback")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("encode", "MIDI -> 88-key text", cmd_encode)
+    sp.add_argument("input", metavar="IN.mid")
+    sp.add_argument("-o", "--output", metavar="OUT.txt", help="write here (default: standard output)")
+    sp.add_argument("--tick-ms", type=_positive_float, default=50.0, help="tick length in ms (default 50)")
+    sp.add_argument("--fold-octaves", action="store_true", help="move notes outside the 88 keys by octaves instead of dropping them")
+    sp.add_argument("--style", help="a style tag for the header, e.g. bach")
+
+    sp = add("decode", "88-key text -> MIDI", cmd_decode)
+    sp.add_argument("input", metavar="IN.txt")
+    sp.add_argument("-o", "--output", metavar="OUT.mid", required=True)
+
+    sp = add("render", "88-key text or MIDI -> harpsichord audio (SoundFont reference)", cmd_render)
+    sp.add_argument("input", metavar="IN.{mid,txt}")
+    sp.add_argument("-o", "--output", metavar="OUT.wav", required=True, help=".wav or .flac, 16-bit mono")
+    sp.add_argument("--sample-rate", type=_positive_int, default=16_000, help="Hz (default 16000)")
+    sp.add_argument("--soundfont", metavar="SF2", help="default: FluidR3_GM.sf2 if installed, else pretty_midi's TimGM6mb.sf2")
+    sp.add_argument("--fold-octaves", action="store_true", help="MIDI: fold notes outside the 88 keys by octaves")
+
+    sp = add("plot", "a picture of a text, MIDI or audio file", cmd_plot)
+    sp.add_argument("input", metavar="IN.{mid,txt,wav}")
+    sp.add_argument("-o", "--output", metavar="OUT.png", required=True)
+    sp.add_argument("--notes", metavar="NOTES.{txt,mid}", help="with audio: draw these notes over its spectrogram")
+
+    dp = sub.add_parser("data", help="build or inspect a dataset of aligned text and audio")
+    dsub = dp.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    sp = dsub.add_parser("build", help="build (or update) a dataset folder", description=(
+        "Encode every score as 88-key text and render it to harpsichord audio. Parallel, cached by "
+        "content: a re-run only does new work. Files that fail are skipped and listed."))
+    sp.set_defaults(func=cmd_data_build)
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", metavar="NAME", help="a composer in music21's corpus: bach")
+    src.add_argument("--midi-dir", metavar="DIR", help="a folder of your own MIDI files (searched recursively)")
+    sp.add_argument("--out", metavar="DIR", required=True)
+    sp.add_argument("--limit", type=_positive_int, help="only the first N files")
+    sp.add_argument("--transpose", default="0", metavar="LO..HI", help="semitone shifts, each a separate rendering, e.g. -3..3 (default 0)")
+    sp.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")
+    sp.add_argument("--sample-rate", type=_positive_int, default=16_000)
+    sp.add_argument("--tick-ms", type=_positive_float, default=50.0)
+    sp.add_argument("--soundfont", metavar="SF2")
+    sp.add_argument("--fold-octaves", action="store_true")
+    sp = dsub.add_parser("info", help="pieces, hours per split, keys used, skipped files")
+    sp.set_defaults(func=cmd_data_info)
+    sp.add_argument("dir", metavar="DIR")
+    sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    sp = add("demo", "the main job: a Bach chorale as 88-key text, harpsichord audio and a picture", cmd_demo)
+    sp.add_argument("-o", "--output", metavar="DIR", default="demo", help="folder for the results (default: demo)")
+    sp.add_argument("--piece", default=DEMO_PIECE, help=f"a Bach chorale in music21's corpus (default {DEMO_PIECE})")
+    return p
+
+
+def _join_negative_values(argv: list[str], options: Sequence[str] = ("--transpose",)) -> list[str]:
+    """`--transpose -3..3` -> `--transpose=-3..3`: argparse would take '-3..3' for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return int(e.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except WavegenError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the system would not read or write: the user's to fix
+        if not e.filename:
+            raise
+        print(f"{PROG}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: say so on one line; the traceback on request
+        if args.traceback:
+            traceback.print_exc()
+        print(f"{PROG}: internal error: {type(e).__name__}: {e} (rerun with --traceback for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

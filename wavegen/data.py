@@ -1,0 +1,484 @@
+"""The dataset: aligned (88-key text, harpsichord audio) pairs, built in parallel and cached by content.
+
+A dataset folder holds::
+
+    manifest.json          settings, one entry per piece and transposition, the skipped files
+    text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
+    audio/<id>.npy         int16 mono audio, read back through a memory map
+    items/<id>.json        one item's entry and cache keys, written when its files are complete
+
+Sample i of an item's audio lies in tick i // samples_per_tick of its text. Each item is cached by
+content: its text by the source file's bytes and the settings that shape the text, its audio by the
+text, the sample rate, the SoundFont's bytes and the renderer version. A re-run redoes only what
+changed; a file that fails is skipped with its reason and never stops the build.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from wavegen import text as T
+from wavegen.audio import to_int16
+from wavegen.errors import WavegenError
+from wavegen.files import atomic_path, check_output_dir, write_text_atomic
+from wavegen.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
+from wavegen.render import RENDER_VERSION, render_notes, resolve_soundfont, soundfont_digest
+
+MANIFEST = "manifest.json"
+DATASET_VERSION = 1
+TEXT_VERSION = 1  # bump when the text made from the same source changes (invalidates text caches)
+SPLITS = ("train", "valid", "test")
+TEST_SHARE, VALID_SHARE = 0.05, 0.05
+MUSIC21_LICENCE = (
+    "composition public domain; encoding from the music21 corpus (BSD-3-Clause software; encodings "
+    "licensed for use, some not for commercial use: see music21/corpus/license.txt)"
+)
+USER_LICENCE = "the user's own file (licence unknown)"
+
+
+def samples_per_tick(sample_rate_hz: int, tick_ms: float) -> int:
+    """Whole samples in one tick, or a WavegenError: the text and the audio must align exactly."""
+    spt = Fraction(sample_rate_hz) * Fraction(str(tick_ms)) / 1000
+    if spt.denominator != 1 or spt <= 0:
+        raise WavegenError(
+            f"{sample_rate_hz} Hz with {tick_ms} ms ticks gives {float(spt):g} samples per tick; "
+            "choose a tick length that holds a whole number of samples"
+        )
+    return int(spt)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    sample_rate_hz: int = 16_000
+    tick_ms: float = T.DEFAULT_TICK_MS
+    transpositions: tuple[int, ...] = (0,)
+    fold_octaves: bool = False
+    soundfont: str = ""  # resolved path
+    soundfont_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One score or MIDI file to build from."""
+
+    piece: str  # unique name of the piece; every transposition of it lands in one split
+    path: str
+    kind: str  # "music21" (a score music21 parses) or "midi"
+    style: str  # written to the text header, e.g. "bach"
+    licence: str
+
+
+@dataclass
+class Item:
+    """One built (text, audio) pair: a piece at one transposition."""
+
+    id: str
+    piece: str
+    transpose: int
+    split: str
+    source: str
+    licence: str
+    style: str
+    n_ticks: int
+    n_samples: int
+    seconds: float
+    clipped: int
+    peak: float
+    lowest_pitch: int
+    highest_pitch: int
+    keys: str  # the characters of the keys this item uses, in pitch order
+    text_key: str = ""
+    audio_key: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text_path(self) -> str:
+        return f"text/{self.id}.txt"
+
+    @property
+    def audio_path(self) -> str:
+        return f"audio/{self.id}.npy"
+
+
+# ---------------------------------------------------------------------------------------------
+# sources
+
+
+def _piece_name(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).strip("_") or "piece"
+
+
+def corpus_sources(name: str) -> list[Source]:
+    """The scores of one composer in the music21 corpus, one encoding per piece.
+
+    `.rntxt` files are harmonic analyses, not scores, and are left out; where a piece comes in two
+    encodings (e.g. bwv277.mxl and bwv277.krn) MusicXML is preferred.
+    """
+    from music21 import corpus
+
+    paths = [Path(str(p)) for p in corpus.getComposer(name)]
+    if not paths:
+        raise WavegenError(f"--corpus {name}: music21's corpus has no pieces by {name!r}; try 'bach'")
+    rank = {".mxl": 0, ".xml": 1, ".musicxml": 1, ".krn": 2, ".mid": 3, ".midi": 3}
+    best: dict[str, Path] = {}
+    for p in sorted(paths):
+        if p.suffix.lower() not in rank:
+            continue
+        key = p.stem
+        if key not in best or rank[p.suffix.lower()] < rank[best[key].suffix.lower()]:
+            best[key] = p
+    return [
+        Source(piece=_piece_name(stem), path=str(p), kind="music21", style=name, licence=MUSIC21_LICENCE)
+        for stem, p in sorted(best.items())
+    ]
+
+
+def midi_dir_sources(folder: str | os.PathLike) -> list[Source]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise WavegenError(f"{root}: no such folder of MIDI files")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+    if not files:
+        raise WavegenError(f"{root}: holds no MIDI files ({', '.join(MIDI_SUFFIXES)})")
+    return [
+        Source(
+            piece=_piece_name(str(p.relative_to(root).with_suffix("")).replace(os.sep, "__")),
+            path=str(p), kind="midi", style="midi", licence=USER_LICENCE,
+        )
+        for p in files
+    ]
+
+
+def split_of(piece: str) -> tuple[str, float]:
+    """Deterministic split by the piece's name: 5 % test, 5 % validation, the rest training."""
+    u = int.from_bytes(hashlib.sha256(piece.encode()).digest()[:8], "big") / 2**64
+    return ("test" if u < TEST_SHARE else "valid" if u < TEST_SHARE + VALID_SHARE else "train"), u
+
+
+def assign_splits(pieces: Sequence[str]) -> dict[str, str]:
+    """Split by piece; with three or more pieces, at least one each lands in test and valid."""
+    drawn = {p: split_of(p) for p in sorted(set(pieces))}
+    splits = {p: s for p, (s, _) in drawn.items()}
+    if len(splits) >= 3:
+        for want in ("test", "valid"):
+            train = sorted((u, p) for p, (_, u) in drawn.items() if splits[p] == "train")
+            if want not in splits.values() and len(train) > 1:
+                splits[train[0][1]] = want
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# one source -> its items (runs in a worker process)
+
+
+def _digest(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _item_id(piece: str, transpose: int) -> str:
+    return piece if transpose == 0 else f"{piece}_t{transpose:+d}"
+
+
+def _source_notes(src: Source, data: bytes, settings: BuildSettings) -> tuple[list[T.Note], list[str]]:
+    if src.kind == "midi":
+        read = read_midi_bytes(data, src.path, fold_octaves=settings.fold_octaves)
+        return read.notes, read.warnings
+    from music21 import converter
+    from music21.midi import translate
+
+    warnings: list[str] = []
+    try:
+        score = converter.parse(src.path)
+    except Exception as e:  # music21 raises many kinds on a score it cannot read
+        raise WavegenError(f"{src.path}: music21 cannot parse this score ({type(e).__name__}: {e})") from None
+    try:
+        score = score.expandRepeats()
+    except Exception as e:
+        warnings.append(f"{src.path}: repeats not expanded ({e}); played as written")
+    midi = translate.streamToMidiFile(score).writestr()
+    read = read_midi_bytes(midi, src.path, fold_octaves=settings.fold_octaves)
+    return read.notes, warnings + read.warnings
+
+
+def _load_item(out_dir: Path, item_id: str) -> Item | None:
+    meta = out_dir / "items" / f"{item_id}.json"
+    try:
+        item = Item(**json.loads(meta.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not ((out_dir / item.text_path).is_file() and (out_dir / item.audio_path).is_file()):
+        return None
+    return item
+
+
+def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str) -> tuple[list[Item], list[str], int]:
+    """Build (or reuse) every transposition of one source. Returns (items, warnings, items rebuilt)."""
+    out = Path(out_dir)
+    data = Path(src.path).read_bytes()
+    text_setting = (TEXT_VERSION, settings.tick_ms, settings.fold_octaves, src.kind, src.style)
+    notes: list[T.Note] | None = None
+    warnings: list[str] = []
+    items: list[Item] = []
+    rebuilt = 0
+    for tr in settings.transpositions:
+        item_id = _item_id(src.piece, tr)
+        text_key = _digest(data, text_setting, tr)
+        old = _load_item(out, item_id)
+        text_path = out / "text" / f"{item_id}.txt"
+        if old is not None and old.text_key == text_key:
+            text = text_path.read_text(encoding="utf-8")
+            item_warnings = old.warnings
+        else:
+            if notes is None:
+                notes, warnings = _source_notes(src, data, settings)
+            moved = transpose_notes(notes, tr)
+            if moved is None:
+                warnings.append(f"{src.path}: transposition {tr:+d} leaves the 88 keys; skipped")
+                continue
+            text = T.write(T.from_notes(moved, settings.tick_ms, meta={"style": src.style}))
+            write_text_atomic(text_path, text)
+            item_warnings = list(warnings)
+        kt = T.parse(text, str(text_path))
+        audio_key = _digest(
+            text.encode(), settings.sample_rate_hz, settings.soundfont_sha256, RENDER_VERSION
+        )
+        if old is not None and old.text_key == text_key and old.audio_key == audio_key:
+            old.split = split  # the split depends on the whole corpus, not on this item
+            items.append(old)
+            continue
+        rendered = render_notes(
+            kt.notes(), sample_rate_hz=settings.sample_rate_hz, soundfont=settings.soundfont,
+            min_seconds=kt.n_ticks * kt.tick_s,
+        )
+        pcm, _ = to_int16(rendered.audio)
+        with atomic_path(out / "audio" / f"{item_id}.npy") as tmp:
+            np.save(tmp, pcm)
+        used = np.nonzero(kt.roll.any(axis=0))[0]
+        pitches = used + T.LOWEST_PITCH
+        item = Item(
+            id=item_id, piece=src.piece, transpose=tr, split=split, source=src.path,
+            licence=src.licence, style=src.style, n_ticks=kt.n_ticks, n_samples=len(pcm),
+            seconds=len(pcm) / settings.sample_rate_hz, clipped=rendered.clipped,
+            peak=round(rendered.peak, 4), lowest_pitch=int(pitches.min()) if len(pitches) else 0,
+            highest_pitch=int(pitches.max()) if len(pitches) else 0, keys="".join(T.KEY_CHARS[k] for k in used),
+            text_key=text_key, audio_key=audio_key,
+            warnings=item_warnings,
+        )
+        write_text_atomic(out / "items" / f"{item_id}.json", json.dumps(asdict(item), indent=1))
+        items.append(item)
+        rebuilt += 1
+    return items, warnings, rebuilt
+
+
+def _build_one(args: tuple[Source, BuildSettings, str, str]) -> tuple[str, list[Item], list[str], int, str]:
+    """Worker entry: never raises; a failure comes back as its one-line reason."""
+    src, settings, out_dir, split = args
+    try:
+        items, warnings, rebuilt = build_source(src, settings, out_dir, split)
+        return src.path, items, warnings, rebuilt, ""
+    except WavegenError as e:
+        return src.path, [], [], 0, str(e)
+    except Exception as e:  # a bug or a library failure on one file must not stop the build
+        return src.path, [], [], 0, f"{src.path}: failed ({type(e).__name__}: {e})"
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole build
+
+
+@dataclass
+class BuildResult:
+    manifest: dict
+    built: int  # items rendered in this run
+    reused: int  # items taken from the cache
+    skipped: list[dict]
+    seconds: float
+
+
+def parse_transpose(spec: str) -> tuple[int, ...]:
+    """'-3..3' -> (-3, ..., 3); '0' -> (0,); '-2,0,2' -> (-2, 0, 2)."""
+    try:
+        if ".." in spec:
+            lo, hi = (int(x) for x in spec.split(".."))
+            values = tuple(range(lo, hi + 1))
+        else:
+            values = tuple(int(x) for x in spec.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(abs(v) > 24 for v in values):
+        raise WavegenError(f"--transpose {spec}: expected LO..HI or a list like -2,0,2 (semitones, |t| <= 24)")
+    return tuple(sorted(set(values)))
+
+
+def build(
+    sources: Sequence[Source],
+    out_dir: str | os.PathLike,
+    *,
+    sample_rate_hz: int = 16_000,
+    tick_ms: float = T.DEFAULT_TICK_MS,
+    transpositions: Sequence[int] = (0,),
+    fold_octaves: bool = False,
+    soundfont: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """Build a dataset folder from `sources`; see the module docstring. Returns counts and the manifest.
+
+    progress(done, total) is called as sources finish.
+    """
+    t0 = time.perf_counter()
+    samples_per_tick(sample_rate_hz, tick_ms)
+    out = check_output_dir(out_dir)
+    for sub in ("text", "audio", "items"):
+        check_output_dir(out / sub)
+    sf2 = resolve_soundfont(soundfont)
+    settings = BuildSettings(
+        sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=tuple(transpositions),
+        fold_octaves=fold_octaves, soundfont=str(sf2), soundfont_sha256=soundfont_digest(sf2),
+    )
+    splits = assign_splits([s.piece for s in sources])
+    seen: dict[str, str] = {}
+    tasks, skipped = [], []
+    for src in sources:
+        if src.piece in seen:
+            skipped.append({"source": src.path, "reason": f"same piece name as {seen[src.piece]}"})
+            continue
+        seen[src.piece] = src.path
+        tasks.append((src, settings, str(out), splits[src.piece]))
+
+    items: list[Item] = []
+    warnings: list[str] = []
+    built = 0
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+    if jobs == 1:
+        results = map(_build_one, tasks)
+        pool = None
+    else:
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_build_one, tasks, chunksize=1)
+    try:
+        for done, (path, its, warns, rebuilt, error) in enumerate(results, 1):
+            if error:
+                skipped.append({"source": path, "reason": error})
+            items.extend(its)
+            warnings.extend(warns)
+            built += rebuilt
+            if progress:
+                progress(done, len(tasks))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    items.sort(key=lambda it: it.id)
+    manifest = {
+        "dataset_version": DATASET_VERSION,
+        "text_format_version": T.FORMAT_VERSION,
+        "sample_rate_hz": sample_rate_hz,
+        "tick_ms": tick_ms,
+        "samples_per_tick": samples_per_tick(sample_rate_hz, tick_ms),
+        "transpositions": list(settings.transpositions),
+        "fold_octaves": fold_octaves,
+        "soundfont": str(sf2),
+        "soundfont_sha256": settings.soundfont_sha256,
+        "render_version": RENDER_VERSION,
+        "items": [asdict(it) for it in items],
+        "skipped": skipped,
+        "warnings": warnings,
+    }
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a built dataset
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    manifest: dict
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.manifest["sample_rate_hz"])
+
+    @property
+    def tick_ms(self) -> float:
+        return float(self.manifest["tick_ms"])
+
+    @property
+    def samples_per_tick(self) -> int:
+        return int(self.manifest["samples_per_tick"])
+
+    def items(self, split: str | None = None) -> list[Item]:
+        fields = set(Item.__dataclass_fields__)
+        out = [Item(**{k: v for k, v in d.items() if k in fields}) for d in self.manifest["items"]]
+        return [it for it in out if split is None or it.split == split]
+
+    def audio(self, item: Item) -> np.ndarray:
+        """(n_samples,) int16, memory-mapped: crops read only what they touch."""
+        return np.load(self.root / item.audio_path, mmap_mode="r")
+
+    def text(self, item: Item) -> T.KeyText:
+        return T.read_file(self.root / item.text_path)
+
+
+def load(root: str | os.PathLike) -> Dataset:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise WavegenError(f"{root}: not a wavegen dataset (no {MANIFEST}); build one with `wavegen data build`")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise WavegenError(f"{path}: corrupt manifest ({e}); rebuild with `wavegen data build`") from None
+    if manifest.get("dataset_version") != DATASET_VERSION:
+        raise WavegenError(f"{path}: dataset version {manifest.get('dataset_version')} is not {DATASET_VERSION}; rebuild it")
+    return Dataset(Path(root), manifest)
+
+
+def info(ds: Dataset) -> dict:
+    """Summary for `wavegen data info`: pieces and hours per split, keys used, skipped files."""
+    items = ds.items()
+    per_split = {}
+    for split in SPLITS:
+        its = [it for it in items if it.split == split]
+        per_split[split] = {
+            "pieces": len({it.piece for it in its}),
+            "items": len(its),
+            "hours": round(sum(it.seconds for it in its) / 3600, 3),
+        }
+    used = sorted(set("".join(it.keys for it in items)))
+    size = sum(f.stat().st_size for f in ds.root.rglob("*") if f.is_file())
+    return {
+        "root": str(ds.root),
+        "sample_rate_hz": ds.sample_rate_hz,
+        "tick_ms": ds.tick_ms,
+        "transpositions": ds.manifest["transpositions"],
+        "pieces": len({it.piece for it in items}),
+        "items": len(items),
+        "hours": round(sum(it.seconds for it in items) / 3600, 3),
+        "splits": per_split,
+        "lowest_pitch": min((it.lowest_pitch for it in items if it.n_ticks), default=None),
+        "highest_pitch": max((it.highest_pitch for it in items if it.n_ticks), default=None),
+        "keys_used": len(used),
+        "keys": "".join(used),
+        "clipped_samples": sum(it.clipped for it in items),
+        "skipped": ds.manifest["skipped"],
+        "bytes_on_disk": size,
+    }

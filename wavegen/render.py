@@ -1,0 +1,177 @@
+"""Notes -> harpsichord audio, through the FluidSynth synthesizer and a General MIDI SoundFont.
+
+Every note is played by General MIDI program 6 (Harpsichord) at one velocity, with reverb and chorus
+off, by a fresh synthesizer per call (a reused one makes the output depend on what it played before).
+FluidSynth renders in float at 44.1 kHz; soxr resamples to the target rate (rendering at 16 kHz
+directly aliases badly on high notes). A fixed gain is applied and samples beyond full scale are
+clipped and counted. The audio ends `RELEASE_TAIL_S` after the last note-off. Same input, same samples.
+
+A harpsichord has one string per key, so the renderer plays each key as one voice: a key struck while
+it still sounds (two voices in unison) is released and struck again, and sounds until the later end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from wavegen.audio import DEFAULT_SAMPLE_RATE_HZ, resample
+from wavegen.errors import WavegenError
+from wavegen.midi import HARPSICHORD_PROGRAM
+from wavegen.text import Note
+
+SYNTH_RATE_HZ = 44_100
+RELEASE_TAIL_S = 0.5
+RENDER_GAIN = 0.8  # FluidSynth's synth.gain: 4-voice chorales peak near -4 dBFS with FluidR3_GM
+VELOCITY = 100
+DEBIAN_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+RENDER_VERSION = 1  # bump when the rendered samples change for the same input (invalidates caches)
+
+_INSTALL_HINT = (
+    "the FluidSynth library is not installed: on Debian/Ubuntu `sudo apt-get install libfluidsynth3`, "
+    "on macOS `brew install fluid-synth`, with conda `conda install -c conda-forge fluidsynth`"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    audio: np.ndarray  # (n_samples,) float32 in [-1, 1], mono
+    sample_rate_hz: int
+    clipped: int  # samples that exceeded full scale and were clipped
+    peak: float  # peak level before clipping
+
+
+def default_soundfont() -> Path:
+    """FluidR3_GM.sf2 when installed (Debian fluid-soundfont-gm), else the TimGM6mb.sf2 of pretty_midi."""
+    if DEBIAN_SOUNDFONT.is_file():
+        return DEBIAN_SOUNDFONT
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
+    path = Path(soundfont) if soundfont else default_soundfont()
+    if not path.is_file():
+        raise WavegenError(f"{path}: SoundFont not found; give an .sf2 file with --soundfont")
+    return path
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def soundfont_digest(path: Path) -> str:
+    """sha256 of the SoundFont file (cached per path, size and mtime): part of every audio cache key."""
+    st = path.stat()
+    return _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _fluidsynth():
+    try:
+        import fluidsynth
+    except (ImportError, OSError):
+        raise WavegenError(_INSTALL_HINT) from None
+    write_float = fluidsynth._fl.fluid_synth_write_float
+    write_float.restype = ctypes.c_int
+    write_float.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] * 2
+    return fluidsynth, write_float
+
+
+def one_voice_per_key(notes: Iterable[Note]) -> list[Note]:
+    """Resolve overlapping notes of the same key: the earlier one is cut at the later onset and the
+    later one lasts until the later of the two ends. Notes that start together merge."""
+    by_pitch: dict[int, list[list[float]]] = {}
+    for n in sorted(notes, key=lambda n: (n.pitch, n.start, n.end)):
+        spans = by_pitch.setdefault(n.pitch, [])
+        if spans and n.start < spans[-1][1]:
+            prev = spans[-1]
+            end = max(prev[1], n.end)
+            if n.start <= prev[0]:
+                prev[1] = end
+                continue
+            prev[1] = n.start
+            spans.append([n.start, end])
+        else:
+            spans.append([n.start, n.end])
+    out = [Note(p, s, e) for p, spans in by_pitch.items() for s, e in spans]
+    out.sort(key=lambda n: (n.start, n.pitch))
+    return out
+
+
+def render_notes(
+    notes: Iterable[Note],
+    *,
+    sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ,
+    soundfont: str | os.PathLike | None = None,
+    min_seconds: float = 0.0,
+    tail_s: float = RELEASE_TAIL_S,
+    gain: float = RENDER_GAIN,
+) -> Rendered:
+    """Render notes (seconds) to mono harpsichord audio at `sample_rate_hz`.
+
+    The audio lasts until max(last note-off, min_seconds) + tail_s, rounded to whole samples.
+    """
+    notes = one_voice_per_key(notes)
+    sf2 = resolve_soundfont(soundfont)
+    fluidsynth, write_float = _fluidsynth()
+    end_s = max([n.end for n in notes] + [min_seconds]) + tail_s
+    n_out = int(round(end_s * sample_rate_hz))
+    n_synth = int(np.ceil(end_s * SYNTH_RATE_HZ)) + 64  # a little beyond the end for the resampler
+
+    events: list[tuple[int, int, int]] = []  # (sample at 44.1 kHz, 0 = note-off first, pitch)
+    for n in notes:
+        events.append((int(round(n.start * SYNTH_RATE_HZ)), 1, n.pitch))
+        events.append((int(round(n.end * SYNTH_RATE_HZ)), 0, n.pitch))
+    events.sort()
+
+    settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1}
+    synth = fluidsynth.Synth(gain=float(gain), samplerate=float(SYNTH_RATE_HZ), **settings)
+    try:
+        sfid = synth.sfload(str(sf2))
+        if sfid < 0:
+            raise WavegenError(f"{sf2}: FluidSynth cannot load this SoundFont")
+        if synth.program_select(0, sfid, 0, HARPSICHORD_PROGRAM) != 0:
+            raise WavegenError(f"{sf2}: this SoundFont has no General MIDI program 6 (Harpsichord)")
+        left = np.zeros(n_synth, dtype=np.float32)
+        right = np.zeros(n_synth, dtype=np.float32)
+        pos = 0
+
+        def run_until(stop: int) -> None:
+            nonlocal pos
+            while pos < stop:
+                n = min(stop - pos, 65_536)
+                lp = left[pos:].ctypes.data
+                rp = right[pos:].ctypes.data
+                if write_float(synth.synth, n, lp, 0, 1, rp, 0, 1) != 0:
+                    raise RuntimeError("fluid_synth_write_float failed")
+                pos += n
+
+        for at, kind, pitch in events:
+            run_until(min(at, n_synth))
+            if kind:
+                synth.noteon(0, pitch, VELOCITY)
+            else:
+                synth.noteoff(0, pitch)
+        run_until(n_synth)
+    finally:
+        synth.delete()
+
+    mono = 0.5 * (left + right)
+    audio = resample(mono, SYNTH_RATE_HZ, sample_rate_hz)
+    audio = np.pad(audio, (0, max(0, n_out - len(audio))))[:n_out]
+    peak = float(np.max(np.abs(audio), initial=0.0))
+    clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
+    return Rendered(np.clip(audio, -1.0, 1.0).astype(np.float32), sample_rate_hz, clipped, peak)
