@@ -1,0 +1,136 @@
+"""The WaveNet: causality, receptive field, cached step == full forward, losses, a loss that falls."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from wavegen.audio import mu_law_encode
+from wavegen.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
+from wavegen.config import ModelConfig
+from wavegen.model import WaveNet, loss_fn, mol_loss, sample
+
+SPT = 8  # samples per tick in these small tests
+SMALL = ModelConfig(residual_channels=8, gate_channels=8, skip_channels=12, head_channels=16,
+                    layers_per_cycle=4, cycles=2, cond_channels=6, n_classes=32, n_mixtures=3)
+
+
+def make(**changes) -> WaveNet:
+    torch.manual_seed(0)
+    return WaveNet(dataclasses.replace(SMALL, **changes), SPT).eval()
+
+
+def random_batch(model: WaveNet, B: int, T: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    if model.cfg.output == "mulaw":
+        inputs = torch.randint(0, model.cfg.n_classes, (B, T), generator=g)
+    else:
+        inputs = torch.rand(B, T, generator=g) * 2 - 1
+    n_ticks = crop_ticks(T, SPT, model.cfg.cond_lookahead_ticks)
+    ticks = torch.rand(B, N_TICK_FEATURES, n_ticks, generator=g)
+    offset = torch.randint(0, 2 * SPT, (B,), generator=g)
+    exc = torch.randn(B, N_EXCITATION, T, generator=g)
+    style = torch.randint(0, max(model.cfg.n_styles, 1), (B,), generator=g) if model.cfg.n_styles else None
+    return inputs, ticks, offset, exc, style
+
+
+def test_receptive_field_formula():
+    cfg = ModelConfig()
+    assert cfg.receptive_field() == 2 * (1 + 2 + 4 + 8 + 16 + 32 + 64 + 128 + 256 + 512) + 1 == 2047
+    assert dataclasses.replace(cfg, kernel_size=3, cycles=1).receptive_field() == 2 * 1023 + 1
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_receptive_field_measured_by_gradient(kernel_size):
+    model = make(output="mol", kernel_size=kernel_size, local_conditioning=False)
+    T = model.receptive_field + 40
+    x = (torch.rand(1, T) * 2 - 1).requires_grad_(True)
+    model(x)[0, :, -1].sum().backward()
+    touched = torch.nonzero(x.grad[0]).flatten()
+    assert touched.max().item() == T - 1  # the current input counts
+    assert T - touched.min().item() == model.receptive_field
+
+
+def test_causal_future_inputs_do_not_change_the_past():
+    model = make()
+    inputs, ticks, offset, exc, _ = random_batch(model, 2, 120)
+    out = model(inputs, ticks, offset, exc)
+    changed = inputs.clone()
+    changed[:, 70:] = (changed[:, 70:] + 5) % model.cfg.n_classes
+    exc2 = exc.clone()
+    exc2[:, :, 70:] = 0  # the excitation is aligned with the predicted sample: position 69 predicts 70
+    out2 = model(changed, ticks, offset, exc2)
+    assert torch.allclose(out[..., :69], out2[..., :69], atol=1e-6)
+    assert not torch.allclose(out[..., 70:], out2[..., 70:])
+
+
+CASES = {
+    "k2 mulaw unconditional": dict(local_conditioning=False),
+    "k2 mulaw local": dict(),
+    "k3 mulaw local+style": dict(kernel_size=3, n_styles=3),
+    "k2 mol local+style": dict(output="mol", n_styles=2),
+    "k3 mol unconditional": dict(output="mol", kernel_size=3, local_conditioning=False),
+    "k2 no excitation": dict(excitation=False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cached_step_equals_full_forward(case):
+    model = make(**CASES[case])
+    B, T = 3, 60
+    inputs, ticks, offset, exc, style = random_batch(model, B, T, seed=1)
+    full = model(inputs, ticks, offset, exc, style)
+    cond = model.upsample(model.tick_conditioning(ticks), offset, T) if model.uses_notes else None
+    state = model.init_state(B)
+    for t in range(T):
+        out = model.step(inputs[:, t], state,
+                         cond=cond[:, :, t] if cond is not None else None,
+                         exc=exc[:, :, t] if model.uses_excitation else None, style=style)
+        torch.testing.assert_close(out, full[:, :, t], rtol=1e-4, atol=1e-5)
+
+
+def test_mol_loss_prefers_the_right_sample_and_sampling_stays_on_the_grid():
+    M = 2
+    out = torch.zeros(1, 3 * M, 4)
+    out[:, M : 2 * M] = 0.5  # both components centred on 0.5
+    out[:, 2 * M :] = -5.0
+    near = mol_loss(out, torch.full((1, 4), 0.5))
+    far = mol_loss(out, torch.full((1, 4), -0.5))
+    assert near < far and torch.isfinite(far)
+    s = sample("mol", out[:, :, 0], 1.0, torch.Generator().manual_seed(0))
+    assert abs(s.item() - 0.5) < 0.1 and abs(((s.item() + 1) / 2 * 65535) - round((s.item() + 1) / 2 * 65535)) < 1e-3
+
+
+def test_mulaw_sampling_temperature_and_seed():
+    logits = torch.tensor([[0.0, 3.0, 1.0]])
+    assert sample("mulaw", logits, 0.0, None).item() == 1
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = [sample("mulaw", logits, 1.0, g1).item() for _ in range(20)]
+    b = [sample("mulaw", logits, 1.0, g2).item() for _ in range(20)]
+    assert a == b and len(set(a)) > 1
+
+
+def test_tiny_model_learns_a_rendered_chord():
+    from wavegen.render import render_notes
+    from wavegen.text import Note
+
+    audio = render_notes([Note(60, 0, 1.0), Note(64, 0, 1.0), Note(67, 0, 1.0)], sample_rate_hz=8000).audio
+    codes = torch.from_numpy(mu_law_encode(audio[400:4400] * 2, 64))
+    cfg = dataclasses.replace(SMALL, n_classes=64, local_conditioning=False, layers_per_cycle=6,
+                              cycles=1, residual_channels=16, gate_channels=16, skip_channels=32)
+    torch.manual_seed(0)
+    model = WaveNet(cfg, SPT)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = codes[None, :-1], codes[None, 1:]
+    losses = []
+    for _ in range(150):
+        loss = loss_fn("mulaw", model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.log(64) - 0.1 < losses[0] < np.log(64) + 0.5
+    assert np.mean(losses[-10:]) < 0.5 * losses[0]

@@ -1,0 +1,101 @@
+"""Conditioning features from the 88-key state roll, made hard for the network to ignore.
+
+Two kinds, both derived from the roll alone (numpy, no torch):
+
+- per tick (`tick_features`): for each key, whether it sounds, whether it was struck in this tick, and
+  exp(-ticks since it was struck / DECAY_TICKS) while it sounds: 3 x 88 channels. The model runs a small
+  convolutional network over these (it may look a few ticks ahead) and repeats it to the sample rate.
+- per sample (`excitation`): for every sounding key, the sine and cosine of its fundamental frequency
+  with phase zero at the note's onset: 2 x 88 channels, zero for silent keys. Like the source signal of
+  a neural source-filter model, it tells each layer where the partials are.
+
+A key "sounds" over its decoded extent: a run of ticks [s, e) and the tick e the decoder gives back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wavegen.text import LOWEST_PITCH, N_KEYS
+
+N_TICK_FEATURES = 3 * N_KEYS
+N_EXCITATION = 2 * N_KEYS
+DECAY_TICKS = 10.0  # e-folding time of the time-since-onset feature (0.5 s at 50 ms ticks)
+KEY_HZ = 440.0 * 2.0 ** ((np.arange(N_KEYS) + LOWEST_PITCH - 69) / 12.0)  # equal temperament, A4 = 440
+
+
+def sounding_and_onsets(roll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """roll: (T, 88) bool. Returns (sounding, onset, last_onset), each (T + 1, 88):
+
+    sounding[t, k]: key k sounds in tick t (its runs, each extended by the tick given back);
+    onset[t, k]: a run of key k starts at tick t;
+    last_onset[t, k]: the tick of key k's latest onset at or before t (-1 if none).
+    """
+    T = roll.shape[0]
+    r = np.zeros((T + 1, N_KEYS), dtype=bool)
+    r[:T] = roll
+    prev = np.zeros_like(r)
+    prev[1:] = r[:-1]
+    onset = r & ~prev
+    sounding = r | prev
+    t = np.arange(T + 1)[:, None]
+    last_onset = np.maximum.accumulate(np.where(onset, t, -1), axis=0)
+    return sounding, onset, last_onset
+
+
+def tick_features(roll: np.ndarray) -> np.ndarray:
+    """(3 * 88, T + 1) float32: state, onset flag, decay since onset, per key and tick."""
+    sounding, onset, last_onset = sounding_and_onsets(roll)
+    since = np.arange(roll.shape[0] + 1)[:, None] - last_onset
+    decay = np.where(sounding, np.exp(-since / DECAY_TICKS), 0.0)
+    return np.concatenate([sounding, onset, decay], axis=1).T.astype(np.float32)
+
+
+def tick_window(features: np.ndarray, first_tick: int, n_ticks: int) -> np.ndarray:
+    """features[:, first_tick : first_tick + n_ticks], zero outside the piece. (C, n_ticks)."""
+    out = np.zeros((features.shape[0], n_ticks), dtype=np.float32)
+    lo, hi = max(first_tick, 0), min(first_tick + n_ticks, features.shape[1])
+    if hi > lo:
+        out[:, lo - first_tick : hi - first_tick] = features[:, lo:hi]
+    return out
+
+
+def crop_ticks(n_samples: int, samples_per_tick: int, margin_ticks: int) -> int:
+    """Ticks in a conditioning window for any crop of n_samples: covers the crop plus margins."""
+    return n_samples // samples_per_tick + 2 + 2 * margin_ticks
+
+
+def crop_window(start: int, samples_per_tick: int, margin_ticks: int) -> tuple[int, int]:
+    """(first tick of the window, offset of sample `start` within the window in samples)."""
+    first = start // samples_per_tick - margin_ticks
+    return first, start - first * samples_per_tick
+
+
+def excitation(
+    roll: np.ndarray, start: int, n_samples: int, samples_per_tick: int, sample_rate_hz: int,
+    onsets: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """(2 * 88, n_samples) float32 for samples [start, start + n_samples): sin then cos of each
+    sounding key's fundamental, phase zero at its onset; zero for keys that do not sound.
+
+    onsets: (sounding, last_onset) from `sounding_and_onsets`, to skip recomputing them per chunk.
+    """
+    if onsets is None:
+        sounding, _, last_onset = sounding_and_onsets(roll)
+    else:
+        sounding, last_onset = onsets
+    idx = start + np.arange(n_samples)
+    ticks = idx // samples_per_tick
+    inside = (ticks >= 0) & (ticks < sounding.shape[0])
+    tk = np.clip(ticks, 0, sounding.shape[0] - 1)
+    on = sounding[tk] & inside[:, None]  # (n, 88)
+    out = np.zeros((N_EXCITATION, n_samples), dtype=np.float32)
+    if not on.any():
+        return out
+    keys = np.nonzero(on.any(axis=0))[0]  # only the keys that sound somewhere in this stretch
+    elapsed = (idx[:, None] - last_onset[tk][:, keys] * samples_per_tick) / sample_rate_hz  # seconds
+    phase = 2.0 * np.pi * KEY_HZ[keys] * elapsed
+    mask = on[:, keys]
+    out[keys] = np.where(mask, np.sin(phase), 0.0).T
+    out[N_KEYS + keys] = np.where(mask, np.cos(phase), 0.0).T
+    return out

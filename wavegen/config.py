@@ -1,0 +1,179 @@
+"""Configuration: frozen dataclasses hold every default; TOML files and `--set` only override.
+
+    [model]
+    residual_channels = 64
+
+An unknown section or key, or a value of the wrong type, is an error naming the file and the key.
+The sample rate and tick length are not here: they come from the dataset a model is trained on and
+are stored in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wavegen.errors import WavegenError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    crop_samples: int = 8000  # samples predicted per training crop (0.5 s at 16 kHz)
+    batch_size: int = 4  # crops per step per process (times grad_accum)
+    num_workers: int = 0  # DataLoader worker processes
+    valid_crops: int = 16  # fixed validation crops, drawn from held-out pieces
+    valid_split: str = "valid"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    output: str = "mulaw"  # "mulaw": 256-way softmax; "mol": discretized mixture of logistics, 16-bit
+    n_classes: int = 256  # mu-law levels (output = "mulaw")
+    n_mixtures: int = 10  # logistic components (output = "mol")
+    kernel_size: int = 2
+    layers_per_cycle: int = 10  # dilations 1, 2, 4, ..., 2**(layers_per_cycle - 1)
+    cycles: int = 2
+    residual_channels: int = 64
+    gate_channels: int = 64  # the dilated conv makes 2 x gate_channels (tanh half, sigmoid half)
+    skip_channels: int = 128
+    head_channels: int = 256  # hidden width of the two-layer output head
+    local_conditioning: bool = True  # condition on the 88-key text
+    cond_channels: int = 64  # width of the conditioning network over ticks
+    cond_lookahead_ticks: int = 2  # how far the conditioning network sees into the future
+    excitation: bool = True  # sine and cosine of every sounding key's fundamental, at audio rate
+    n_styles: int = 0  # global conditioning on a style id; 0 = none
+
+    def dilations(self) -> list[int]:
+        return [2**i for i in range(self.layers_per_cycle)] * self.cycles
+
+    def receptive_field(self) -> int:
+        """Samples of input each output sees: (kernel_size - 1) * sum(dilations) + 1."""
+        return (self.kernel_size - 1) * sum(self.dilations()) + 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio at `steps`
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (fp16 scales the loss; CUDA only)
+    ema_decay: float = 0.999  # EMA weights are what generation uses; 0 disables
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 500
+    ckpt_every: int = 500
+    keep_last: int = 2  # checkpoints kept besides the best
+    sample_seconds: float = 1.0  # audio generated for a held-out sketch at each evaluation
+    max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    ("model", "output"): ("mulaw", "mol"),
+    ("train", "mixed_precision"): ("no", "bf16", "fp16"),
+}
+
+
+def _check_type(value: Any, kind: Any, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool):
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+        raise WavegenError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    raise TypeError(f"unsupported config type {kind}")
+
+
+def _apply(base: Any, overrides: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(type(base))
+    changes = {}
+    for key, value in overrides.items():
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(base))
+            raise WavegenError(f"{where}: unknown key {key!r} (known: {known})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise WavegenError(f"{where}: [{key}] must be a table")
+            changes[key] = _apply(getattr(base, key), value, f"{where} [{key}]")
+        else:
+            changes[key] = _check_type(value, kind, f"{where} {key}")
+    return dataclasses.replace(base, **changes)
+
+
+def _validate(cfg: Config, where: str) -> Config:
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise WavegenError(f"{where}: {section}.{key} = {value!r}; choose one of {', '.join(allowed)}")
+    positive = [
+        ("data", "crop_samples"), ("data", "batch_size"), ("model", "kernel_size"),
+        ("model", "layers_per_cycle"), ("model", "cycles"), ("model", "residual_channels"),
+        ("model", "gate_channels"), ("model", "skip_channels"), ("model", "head_channels"),
+        ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"),
+        ("train", "steps"), ("train", "lr"), ("train", "grad_accum"), ("train", "log_every"),
+        ("train", "eval_every"), ("train", "ckpt_every"), ("train", "max_nonfinite"),
+    ]
+    for section, key in positive:
+        if not getattr(getattr(cfg, section), key) > 0:
+            raise WavegenError(f"{where}: {section}.{key} must be positive")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise WavegenError(f"{where}: train.ema_decay must be in [0, 1)")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'model.cycles=3' -> (['model', 'cycles'], 3). Values are TOML: 3, 1e-3, true, "bf16" (or bf16)."""
+    key, eq, raw = text.partition("=")
+    if not eq or not key.strip():
+        raise WavegenError(f"--set {text}: expected section.key=value, e.g. --set train.steps=100")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is a string
+    return key.strip().split("."), value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then the TOML file, then each `--set section.key=value` in order."""
+    cfg = Config()
+    where = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise WavegenError(f"{p}: no such config file")
+        try:
+            table = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise WavegenError(f"{p}: not valid TOML ({e})") from None
+        where = str(p)
+        cfg = _apply(cfg, table, where)
+    for item in overrides:
+        keys, value = parse_override(item)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        cfg = _apply(cfg, nested, f"--set {item}")
+    return _validate(cfg, where)
+
+
+def from_dict(table: dict[str, Any], where: str = "config.json") -> Config:
+    return _validate(_apply(Config(), table, where), where)

@@ -1,0 +1,257 @@
+"""WaveNet: dilated causal convolutions with gated units, conditioned on the 88-key text.
+
+    codes ─► embed ─► [dilated causal conv ─(+ cond, excitation, style)─► tanh·σ ─┬─► 1x1 ─► + residual]
+                                                                                 └─► 1x1 ─► skip ─┐
+                          ... layers_per_cycle x cycles, dilations 1, 2, 4, ... per cycle          │
+    Σ skips ─► ReLU ─► 1x1 ─► ReLU ─► 1x1 ─► logits (256 mu-law classes, or mixture of logistics)
+
+Time alignment: `out[..., t]` is the distribution of the sample after `inputs[..., t]`, and the
+conditioning at position t describes that predicted sample. The model knows nothing of files or MIDI.
+`step` runs one sample at a time with per-layer circular buffers: its cost per sample does not depend
+on the receptive field, and it computes exactly what `forward` computes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wavegen.conditioning import N_EXCITATION, N_TICK_FEATURES
+from wavegen.config import ModelConfig
+
+MOL_BITS = 16  # the mixture of logistics models 16-bit audio
+
+
+class ResidualLayer(nn.Module):
+    """One gated layer: (B, R, T) -> residual (B, R, T) and skip (B, S, T)."""
+
+    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int,
+                 cond_channels: int, exc_channels: int, n_styles: int):
+        super().__init__()
+        self.kernel_size, self.dilation = kernel_size, dilation
+        self.dilated = nn.Conv1d(residual, 2 * gate, kernel_size, dilation=dilation)
+        self.cond = nn.Conv1d(cond_channels, 2 * gate, 1, bias=False) if cond_channels else None
+        self.exc = nn.Conv1d(exc_channels, 2 * gate, 1, bias=False) if exc_channels else None
+        self.style = nn.Embedding(n_styles, 2 * gate) if n_styles else None
+        self.res = nn.Conv1d(gate, residual, 1)
+        self.skip = nn.Conv1d(gate, skip, 1)
+
+    @property
+    def history(self) -> int:
+        """Past inputs the dilated conv reads besides the current one."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def gate(self, h: Tensor) -> Tensor:
+        a, b = h.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, x: Tensor, cond: Tensor | None, exc: Tensor | None, style: Tensor | None):
+        h = self.dilated(F.pad(x, (self.history, 0)))  # left padding only: causal
+        if self.cond is not None and cond is not None:
+            h = h + self.cond(cond)
+        if self.exc is not None and exc is not None:
+            h = h + self.exc(exc)
+        if self.style is not None and style is not None:
+            h = h + self.style(style)[:, :, None]
+        z = self.gate(h)
+        return x + self.res(z), self.skip(z)
+
+
+@dataclass
+class StepState:
+    """Per-layer circular buffers of past inputs for `WaveNet.step`."""
+
+    buffers: list[Tensor]  # layer l: (B, R, history_l)
+    t: int = 0  # samples consumed so far
+
+
+class WaveNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, samples_per_tick: int):
+        super().__init__()
+        self.cfg = cfg
+        self.samples_per_tick = samples_per_tick
+        R, G, S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
+        self.n_out = cfg.n_classes if cfg.output == "mulaw" else 3 * cfg.n_mixtures
+        if cfg.output == "mulaw":
+            self.embed: nn.Module = nn.Embedding(cfg.n_classes, R)
+        else:
+            self.embed = nn.Conv1d(1, R, 1)
+        C = cfg.cond_channels if cfg.local_conditioning else 0
+        E = N_EXCITATION if (cfg.local_conditioning and cfg.excitation) else 0
+        if C:
+            k = 2 * cfg.cond_lookahead_ticks + 1  # sees cond_lookahead_ticks before and after
+            self.cond_net: nn.Module | None = nn.Sequential(
+                nn.Conv1d(N_TICK_FEATURES, C, k, padding=cfg.cond_lookahead_ticks),
+                nn.GELU(),
+                nn.Conv1d(C, C, 1),
+            )
+        else:
+            self.cond_net = None
+        self.layers = nn.ModuleList(
+            ResidualLayer(R, G, S, cfg.kernel_size, d, C, E, cfg.n_styles) for d in cfg.dilations()
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv1d(S, cfg.head_channels, 1), nn.ReLU(), nn.Conv1d(cfg.head_channels, self.n_out, 1)
+        )
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        return self.cfg.receptive_field()
+
+    @property
+    def uses_notes(self) -> bool:
+        return self.cond_net is not None
+
+    @property
+    def uses_excitation(self) -> bool:
+        return self.layers[0].exc is not None
+
+    def embed_inputs(self, inputs: Tensor) -> Tensor:
+        """inputs: (B, T) int64 codes (mulaw) or float audio in [-1, 1] (mol) -> (B, R, T)."""
+        if self.cfg.output == "mulaw":
+            return self.embed(inputs).transpose(1, 2)
+        return self.embed(inputs[:, None, :].float())
+
+    def tick_conditioning(self, ticks: Tensor) -> Tensor:
+        """ticks: (B, 3*88, n_ticks) features -> (B, cond_channels, n_ticks)."""
+        assert self.cond_net is not None
+        return self.cond_net(ticks)
+
+    def upsample(self, cond_ticks: Tensor, offset: Tensor, n_samples: int) -> Tensor:
+        """(B, C, n_ticks) -> (B, C, n_samples): each tick repeated samples_per_tick times, then the
+        samples [offset_b, offset_b + n_samples) of each row b."""
+        up = cond_ticks.repeat_interleave(self.samples_per_tick, dim=2)
+        idx = offset.to(up.device)[:, None] + torch.arange(n_samples, device=up.device)[None, :]
+        return torch.gather(up, 2, idx[:, None, :].expand(-1, up.shape[1], -1))
+
+    def forward(self, inputs: Tensor, ticks: Tensor | None = None, offset: Tensor | None = None,
+                exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+        """inputs: (B, T); ticks: (B, 3*88, n_ticks) and offset: (B,) int, the sample in the tick
+        window where the conditioning of out[..., 0] starts; exc: (B, 2*88, T); style: (B,) int.
+        Returns (B, n_out, T): out[..., t] predicts the sample after inputs[..., t]."""
+        x = self.embed_inputs(inputs)
+        T = x.shape[-1]
+        cond = None
+        if self.cond_net is not None and ticks is not None:
+            if offset is None:
+                offset = torch.zeros(x.shape[0], dtype=torch.long)
+            cond = self.upsample(self.tick_conditioning(ticks), offset, T)
+        exc = exc if self.uses_excitation else None
+        skips = None
+        for layer in self.layers:
+            x, s = layer(x, cond, exc, style)
+            skips = s if skips is None else skips + s
+        return self.head(skips)
+
+    # ------------------------------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> StepState:
+        R = self.cfg.residual_channels
+        return StepState([torch.zeros(batch, R, max(layer.history, 1), device=device, dtype=dtype)
+                          for layer in self.layers])
+
+    @torch.no_grad()
+    def step(self, inputs: Tensor, state: StepState, cond: Tensor | None = None,
+             exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+        """One sample. inputs: (B,) the previous sample (code or float); cond: (B, cond_channels), the
+        tick conditioning of the sample to predict; exc: (B, 2*88); style: (B,).
+        Returns (B, n_out) and advances `state`."""
+        x = self.embed_inputs(inputs[:, None])[:, :, 0]  # (B, R)
+        t = state.t
+        skips = None
+        for layer, buf in zip(self.layers, state.buffers, strict=True):
+            w = layer.dilated.weight  # (2G, R, k): tap j reads the input (k - 1 - j) * dilation back
+            k, d, L = layer.kernel_size, layer.dilation, buf.shape[-1]
+            h = torch.addmm(layer.dilated.bias, x, w[:, :, k - 1].T)
+            for j in range(k - 1):
+                back = (k - 1 - j) * d
+                h = h + buf[:, :, (t - back) % L] @ w[:, :, j].T
+            if layer.history:
+                buf[:, :, t % L] = x
+            if layer.cond is not None and cond is not None:
+                h = h + cond @ layer.cond.weight[:, :, 0].T
+            if layer.exc is not None and exc is not None:
+                h = h + exc @ layer.exc.weight[:, :, 0].T
+            if layer.style is not None and style is not None:
+                h = h + layer.style(style)
+            z = layer.gate(h)
+            x = x + z @ layer.res.weight[:, :, 0].T + layer.res.bias
+            s = z @ layer.skip.weight[:, :, 0].T + layer.skip.bias
+            skips = s if skips is None else skips + s
+        state.t = t + 1
+        h = F.relu(skips)
+        h = F.relu(h @ self.head[1].weight[:, :, 0].T + self.head[1].bias)
+        return h @ self.head[3].weight[:, :, 0].T + self.head[3].bias
+
+
+# ----------------------------------------------------------------------------------------------
+# losses and sampling (always in float32)
+
+
+def mulaw_loss(out: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy in nats per sample. out: (B, n_classes, T); targets: (B, T) int64."""
+    return F.cross_entropy(out.float(), targets)
+
+
+def _mol_params(out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """out: (B, 3M, T) -> logit_probs, means, log_scales, each (B, T, M)."""
+    out = out.float().transpose(1, 2)
+    M = out.shape[-1] // 3
+    return out[..., :M], out[..., M : 2 * M], torch.clamp(out[..., 2 * M :], min=-9.0)
+
+
+def mol_loss(out: Tensor, targets: Tensor) -> Tensor:
+    """Discretized mixture of logistics over 16-bit audio: mean nats per sample.
+    targets: (B, T) float audio in [-1, 1], on the 16-bit grid."""
+    logit_probs, means, log_scales = _mol_params(out)
+    y = targets.float()[..., None]
+    half_bin = 1.0 / (2**MOL_BITS - 1)
+    centered = y - means
+    inv_s = torch.exp(-log_scales)
+    cdf_plus = torch.sigmoid(inv_s * (centered + half_bin))
+    cdf_min = torch.sigmoid(inv_s * (centered - half_bin))
+    log_cdf_plus = F.logsigmoid(inv_s * (centered + half_bin))  # for y at -1: the whole lower tail
+    log_one_minus_cdf_min = -F.softplus(inv_s * (centered - half_bin))  # for y at +1: the upper tail
+    mid = inv_s * centered
+    log_pdf_mid = mid - log_scales - 2.0 * F.softplus(mid) + math.log(2 * half_bin)
+    delta = cdf_plus - cdf_min
+    log_mid = torch.where(delta > 1e-5, torch.log(torch.clamp(delta, min=1e-12)), log_pdf_mid)
+    log_probs = torch.where(y < -0.999, log_cdf_plus, torch.where(y > 0.999, log_one_minus_cdf_min, log_mid))
+    log_probs = log_probs + F.log_softmax(logit_probs, dim=-1)
+    return -torch.logsumexp(log_probs, dim=-1).mean()
+
+
+def loss_fn(output: str, out: Tensor, targets: Tensor) -> Tensor:
+    return mulaw_loss(out, targets) if output == "mulaw" else mol_loss(out, targets)
+
+
+def sample(output: str, out: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """out: (B, n_out) for one step -> (B,) codes (mulaw) or float samples (mol)."""
+    out = out.float()
+    if output == "mulaw":
+        if temperature <= 0:
+            return out.argmax(dim=-1)
+        probs = torch.softmax(out / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    M = out.shape[-1] // 3
+    logit_probs, means, log_scales = out[:, :M], out[:, M : 2 * M], torch.clamp(out[:, 2 * M :], min=-9.0)
+    u = torch.rand(logit_probs.shape, generator=generator, device=out.device).clamp(1e-5, 1 - 1e-5)
+    pick = (logit_probs / max(temperature, 1e-3) - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
+    mu = means.gather(1, pick)[:, 0]
+    s = torch.exp(log_scales.gather(1, pick)[:, 0]) * max(temperature, 0.0)
+    v = torch.rand(mu.shape, generator=generator, device=out.device).clamp(1e-5, 1 - 1e-5)
+    x = mu + s * (torch.log(v) - torch.log1p(-v))
+    steps = 2**MOL_BITS - 1
+    return torch.round((x.clamp(-1, 1) + 1) / 2 * steps) / steps * 2 - 1
+
+
+def build_model(cfg: ModelConfig, samples_per_tick: int) -> WaveNet:
+    return WaveNet(cfg, samples_per_tick)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
