@@ -70,3 +70,18 @@ from hypothesis import settings as _hsettings  # noqa: E402
 _hsettings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     _hsettings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Five 3-second pieces of broken chords, built once: train, valid and test splits."""
+    from wavegen import data
+
+    root = tmp_path_factory.mktemp("tinyds")
+    src = root / "midi"
+    src.mkdir()
+    for i in range(5):
+        notes = [Note(48 + (i * 5 + j * 4) % 24, j * 0.25, j * 0.25 + 0.45) for j in range(12)]
+        write_notes_midi(src / f"piece{i}.mid", notes)
+    data.build(data.midi_dir_sources(src), root / "ds", jobs=1)
+    return root / "ds"

@@ -30,14 +30,16 @@ class ResidualLayer(nn.Module):
     """One gated layer: (B, R, T) -> residual (B, R, T) and skip (B, S, T)."""
 
     def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int,
-                 cond_channels: int, exc_channels: int, n_styles: int):
+                 cond_channels: int, exc_channels: int, n_styles: int, last: bool = False):
         super().__init__()
         self.kernel_size, self.dilation = kernel_size, dilation
         self.dilated = nn.Conv1d(residual, 2 * gate, kernel_size, dilation=dilation)
         self.cond = nn.Conv1d(cond_channels, 2 * gate, 1, bias=False) if cond_channels else None
         self.exc = nn.Conv1d(exc_channels, 2 * gate, 1, bias=False) if exc_channels else None
         self.style = nn.Embedding(n_styles, 2 * gate) if n_styles else None
-        self.res = nn.Conv1d(gate, residual, 1)
+        # the last layer feeds only the skips: a residual output would get no gradient (and DDP
+        # refuses parameters without one)
+        self.res = None if last else nn.Conv1d(gate, residual, 1)
         self.skip = nn.Conv1d(gate, skip, 1)
 
     @property
@@ -58,7 +60,7 @@ class ResidualLayer(nn.Module):
         if self.style is not None and style is not None:
             h = h + self.style(style)[:, :, None]
         z = self.gate(h)
-        return x + self.res(z), self.skip(z)
+        return (x if self.res is None else x + self.res(z)), self.skip(z)
 
 
 @dataclass
@@ -91,8 +93,10 @@ class WaveNet(nn.Module):
             )
         else:
             self.cond_net = None
+        dilations = cfg.dilations()
         self.layers = nn.ModuleList(
-            ResidualLayer(R, G, S, cfg.kernel_size, d, C, E, cfg.n_styles) for d in cfg.dilations()
+            ResidualLayer(R, G, S, cfg.kernel_size, d, C, E, cfg.n_styles, last=i == len(dilations) - 1)
+            for i, d in enumerate(dilations)
         )
         self.head = nn.Sequential(
             nn.ReLU(), nn.Conv1d(S, cfg.head_channels, 1), nn.ReLU(), nn.Conv1d(cfg.head_channels, self.n_out, 1)
@@ -179,7 +183,8 @@ class WaveNet(nn.Module):
             if layer.style is not None and style is not None:
                 h = h + layer.style(style)
             z = layer.gate(h)
-            x = x + z @ layer.res.weight[:, :, 0].T + layer.res.bias
+            if layer.res is not None:
+                x = x + z @ layer.res.weight[:, :, 0].T + layer.res.bias
             s = z @ layer.skip.weight[:, :, 0].T + layer.skip.bias
             skips = s if skips is None else skips + s
         state.t = t + 1

@@ -7,6 +7,7 @@ sits exactly on the row of its fundamental.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,10 +73,12 @@ def key_spectrogram(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     n_bins = max(1, min(n_bins, nyquist_keys))
     if len(audio) < 2 * SPECTROGRAM_HOP:
         return np.full((N_KEYS, 1), -80.0, dtype=np.float32)
-    c = np.abs(
-        librosa.cqt(np.asarray(audio, dtype=np.float32), sr=sample_rate_hz, hop_length=SPECTROGRAM_HOP,
-                    fmin=fmin, n_bins=n_bins, bins_per_octave=12)
-    )
+    with warnings.catch_warnings():  # short clips make librosa warn about its low octaves
+        warnings.simplefilter("ignore", UserWarning)
+        c = np.abs(
+            librosa.cqt(np.asarray(audio, dtype=np.float32), sr=sample_rate_hz, hop_length=SPECTROGRAM_HOP,
+                        fmin=fmin, n_bins=n_bins, bins_per_octave=12)
+        )
     db = librosa.amplitude_to_db(c, ref=1.0, top_db=None)
     out = np.full((N_KEYS, db.shape[1]), -120.0, dtype=np.float32)
     out[:n_bins] = db

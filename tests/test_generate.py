@@ -1,0 +1,105 @@
+"""`wavegen generate`: lengths, determinism by seed, takes, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavegen import checkpoint
+from wavegen.cli import main
+from wavegen.config import load_config
+from wavegen.model import WaveNet
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
+
+
+def make_checkpoint(path: Path, *overrides: str) -> Path:
+    cfg = load_config(TINY, list(overrides))
+    torch.manual_seed(0)
+    model = WaveNet(cfg.model, 800)
+    meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
+    return checkpoint.save(path, weights=model.state_dict(), config=cfg, meta=meta)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny")
+
+
+def gen(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["generate", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_follows_a_sketch_for_its_length_plus_the_tail(capsys, tmp_path, ckpt):
+    sketch = tmp_path / "s.txt"
+    sketch.write_text("{tick_ms=50 ticks=3}\nHL HL  \n")
+    code, out, _ = gen(capsys, "--checkpoint", str(ckpt), "--sketch", str(sketch), "-o", str(tmp_path / "a.wav"), "--plot")
+    assert code == 0 and "real time" in out
+    audio, sr = sf.read(tmp_path / "a.wav")
+    assert sr == 16_000 and len(audio) == round((0.15 + 0.5) * sr)  # decoded notes end at 0.15 s
+    assert np.all(np.isfinite(audio)) and (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_same_seed_same_bytes_and_batch_takes_differ(capsys, tmp_path, ckpt):
+    args = ["--checkpoint", str(ckpt), "--seconds", "0.1"]
+    assert gen(capsys, *args, "--seed", "3", "-o", str(tmp_path / "a.wav"))[0] == 0
+    assert gen(capsys, *args, "--seed", "3", "-o", str(tmp_path / "b.wav"))[0] == 0
+    assert gen(capsys, *args, "--seed", "4", "-o", str(tmp_path / "c.wav"))[0] == 0
+    a, b, c = ((tmp_path / f"{n}.wav").read_bytes() for n in "abc")
+    assert a == b and a != c
+    assert gen(capsys, *args, "--batch", "2", "-o", str(tmp_path / "t.wav"))[0] == 0
+    t1, t2 = sf.read(tmp_path / "t-1.wav")[0], sf.read(tmp_path / "t-2.wav")[0]
+    assert len(t1) == len(t2) == 1600 and not np.array_equal(t1, t2)
+
+
+def test_unconditional_and_mixture_of_logistics_models(capsys, tmp_path):
+    ck = make_checkpoint(tmp_path / "mol", "model.output=mol", "model.local_conditioning=false")
+    code, _, err = gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "-o", str(tmp_path / "m.wav"))
+    assert code == 0 and "empty sketch" not in err
+    audio, _ = sf.read(tmp_path / "m.wav")
+    assert len(audio) == 800 and np.all(np.abs(audio) <= 1)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("other format version", "text format version 2"),
+    ("bad sketch", "s.txt:1:2: key 'H' is out of order"),
+    ("missing sketch", "nothere.txt: no such file"),
+    ("zero seconds", "the duration must be positive"),
+    ("missing checkpoint", "no such checkpoint"),
+    ("other tick", "ticks of 25 ms"),
+    ("unknown style", "--style rock"),
+    ("no length", "give --seconds"),
+])
+def test_bad_input(capsys, tmp_path, ckpt, case, words):
+    ck = ckpt
+    args = ["--seconds", "0.05"]
+    if case == "other format version":
+        ck = make_checkpoint(tmp_path / "v2")
+        meta = json.loads((ck / "config.json").read_text())
+        (ck / "config.json").write_text(json.dumps({**meta, "text_format_version": 2}))
+    elif case == "bad sketch":
+        (tmp_path / "s.txt").write_text("LH ")
+        args += ["--sketch", str(tmp_path / "s.txt")]
+    elif case == "missing sketch":
+        args += ["--sketch", str(tmp_path / "nothere.txt")]
+    elif case == "zero seconds":
+        args = ["--seconds", "0"]
+    elif case == "missing checkpoint":
+        ck = tmp_path / "nothere"
+    elif case == "other tick":
+        (tmp_path / "s.txt").write_text("{tick_ms=25}\nH \n")
+        args += ["--sketch", str(tmp_path / "s.txt")]
+    elif case == "unknown style":
+        args += ["--style", "rock"]
+    elif case == "no length":
+        args = []
+    code, _, err = gen(capsys, "--checkpoint", str(ck), *args, "-o", str(tmp_path / "o.wav"))
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o.wav").exists()

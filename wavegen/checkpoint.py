@@ -1,0 +1,159 @@
+"""Self-describing checkpoints.
+
+A checkpoint is a folder::
+
+    model.safetensors   inference weights (the EMA weights when training keeps them)
+    config.json         the whole resolved config, text-format version, sample rate, tick length, step,
+                        style names, metrics: enough to rebuild the model with nothing else
+    state/              training state for an exact resume (raw weights, optimizer, scheduler, counters)
+
+Loading for generation reads only safetensors and JSON: nothing is unpickled. Writes are atomic: the
+folder is written aside and renamed into place, so a crash never leaves a broken checkpoint.
+A run folder holds `checkpoints/step-NNNNNNNN/` (the last few) and `best/` (the best validation loss).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from wavegen.config import Config, from_dict
+from wavegen.errors import WavegenError
+from wavegen.model import WaveNet
+from wavegen.text import FORMAT_VERSION
+
+CHECKPOINT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "state"
+
+
+@dataclass
+class Loaded:
+    model: WaveNet
+    config: Config
+    meta: dict[str, Any]  # everything in config.json
+    path: Path
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.meta["sample_rate_hz"])
+
+    @property
+    def tick_ms(self) -> float:
+        return float(self.meta["tick_ms"])
+
+    @property
+    def samples_per_tick(self) -> int:
+        return int(self.meta["samples_per_tick"])
+
+    @property
+    def styles(self) -> list[str]:
+        return list(self.meta.get("styles", []))
+
+
+def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: Config, meta: dict[str, Any],
+         train_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder atomically (aside, then rename). Returns its path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        save_file(_cpu_contiguous(weights), str(tmp / WEIGHTS))
+        record = {
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "text_format_version": FORMAT_VERSION,
+            **meta,
+            "config": config.to_dict(),
+        }
+        (tmp / CONFIG).write_text(json.dumps(record, indent=1) + "\n")
+        if train_state is not None:
+            train_state = dict(train_state)
+            (tmp / STATE).mkdir()
+            save_file(_cpu_contiguous(train_state.pop("raw_weights")), str(tmp / STATE / "raw.safetensors"))
+            if "ema" in train_state:
+                save_file(_cpu_contiguous(train_state.pop("ema")), str(tmp / STATE / "ema.safetensors"))
+            torch.save(train_state, tmp / STATE / "trainer.pt")
+        # verify before it replaces anything: the weights read back
+        load_file(str(tmp / WEIGHTS))
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    state_dir = path / STATE
+    state = torch.load(state_dir / "trainer.pt", map_location="cpu", weights_only=True)
+    state["raw_weights"] = load_file(str(state_dir / "raw.safetensors"))
+    if (state_dir / "ema.safetensors").exists():
+        state["ema"] = load_file(str(state_dir / "ema.safetensors"))
+    return state
+
+
+def step_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    ckpts = run_dir / "checkpoints"
+    if not ckpts.is_dir():
+        return []
+    found = [p for p in ckpts.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / CONFIG).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint folder, or a run folder (its best checkpoint, else its latest)."""
+    p = Path(path)
+    if (p / WEIGHTS).is_file() and (p / CONFIG).is_file():
+        return p
+    if (p / "best" / WEIGHTS).is_file():
+        return p / "best"
+    steps = step_dirs(p)
+    if steps:
+        return steps[-1]
+    if not p.exists():
+        raise WavegenError(f"{p}: no such checkpoint")
+    raise WavegenError(f"{p}: not a checkpoint (no {WEIGHTS} and {CONFIG}) nor a run folder with checkpoints")
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Loaded:
+    """Rebuild the model from a checkpoint: safetensors and JSON only."""
+    p = resolve(path)
+    try:
+        meta = json.loads((p / CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise WavegenError(f"{p / CONFIG}: unreadable ({e})") from None
+    if meta.get("text_format_version") != FORMAT_VERSION:
+        raise WavegenError(
+            f"{p}: made for 88-key text format version {meta.get('text_format_version')}, "
+            f"this wavegen reads version {FORMAT_VERSION}"
+        )
+    if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise WavegenError(f"{p}: checkpoint version {meta.get('checkpoint_version')} is not {CHECKPOINT_VERSION}")
+    config = from_dict(meta["config"], str(p / CONFIG))
+    model = WaveNet(config.model, int(meta["samples_per_tick"]))
+    try:
+        weights = load_file(str(p / WEIGHTS), device=str(device))
+        model.load_state_dict(weights)
+    except Exception as e:  # a truncated file or weights of another shape
+        raise WavegenError(f"{p / WEIGHTS}: cannot load these weights ({str(e).splitlines()[0]})") from None
+    return Loaded(model.to(device).eval(), config, meta, p)

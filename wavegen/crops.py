@@ -1,0 +1,127 @@
+"""Aligned random crops for training: audio with its conditioning, cut at the same sample.
+
+Crop i is a pure function of (seed, i): any worker, process or machine that asks for index i gets the
+same crop. So the training position is just the step number, and an exact resume needs no saved
+sampler. A crop starts at a uniformly random sample of a piece chosen with probability proportional to
+its length, so crops start neither only at note onsets nor only in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from wavegen.audio import MU_LAW_CLASSES, from_int16, mu_law_encode
+from wavegen.conditioning import crop_ticks, crop_window, excitation, sounding_and_onsets, tick_features, tick_window
+from wavegen.data import Dataset, Item
+from wavegen.errors import WavegenError
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Index -> dict of tensors for one crop of `crop_samples` predicted samples:
+
+    inputs (T,) int64 codes or float32 audio; targets (T,) the next samples; ticks (3*88, n_ticks) and
+    offset (): the tick window and where the targets start in it; exc (2*88, T); style (); item ().
+    """
+
+    def __init__(self, ds: Dataset, split: str, *, crop_samples: int, margin_ticks: int, output: str,
+                 n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
+                 excitation: bool = True):
+        self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
+        self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
+        self.items: list[Item] = [it for it in ds.items(split) if it.n_samples > crop_samples + 1]
+        if not self.items:
+            raise WavegenError(
+                f"{ds.root}: no {split} pieces longer than a crop of {crop_samples} samples; "
+                "build more data or lower data.crop_samples"
+            )
+        self.style_ids = {s: i for i, s in enumerate(styles)}
+        spans = np.array([it.n_samples - crop_samples - 1 for it in self.items], dtype=np.float64)
+        self.cum = np.cumsum(spans) / spans.sum()
+        self.n_ticks = crop_ticks(crop_samples, ds.samples_per_tick, margin_ticks)
+
+    def __len__(self) -> int:
+        return 2**62  # indices are drawn by the sampler; every index is a valid crop
+
+    @lru_cache(maxsize=64)
+    def _piece(self, k: int):
+        roll = self.ds.text(self.items[k]).roll
+        sounding, _, last_onset = sounding_and_onsets(roll)
+        return roll, tick_features(roll), (sounding, last_onset)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(item number, first sample of the crop's inputs) for crop `index`."""
+        rng = np.random.default_rng([self.seed, index])
+        k = int(np.searchsorted(self.cum, rng.random(), side="right"))
+        k = min(k, len(self.items) - 1)
+        start = int(rng.integers(0, self.items[k].n_samples - self.crop - 1 + 1))
+        return k, start
+
+    def crop_at(self, k: int, start: int, cond_from: int | None = None) -> dict[str, torch.Tensor]:
+        """The crop of item k at `start`; cond_from: take the conditioning from another item instead
+        (same sample positions), for the shuffled-notes gap."""
+        T, spt = self.crop, self.ds.samples_per_tick
+        pcm = np.asarray(self.ds.audio(self.items[k])[start : start + T + 1])
+        audio = from_int16(pcm)
+        if self.output == "mulaw":
+            codes = torch.from_numpy(mu_law_encode(audio, self.n_classes))
+            inputs, targets = codes[:-1], codes[1:]
+        else:
+            # 16-bit grid in [-1, 1]: pcm / 32767.5 after shifting by half a step
+            grid = torch.from_numpy((pcm.astype(np.float64) + 0.5) / 32767.5).float()
+            inputs, targets = grid[:-1], grid[1:]
+        c = k if cond_from is None else cond_from
+        roll, feats, onsets = self._piece(c)
+        first, offset = crop_window(start + 1, spt, self.margin)  # targets are samples start+1 ...
+        ticks = tick_window(feats, first, self.n_ticks)
+        if self.use_excitation:
+            exc = excitation(roll, start + 1, T, spt, self.ds.sample_rate_hz, onsets)
+        else:
+            exc = np.zeros((0, T), dtype=np.float32)
+        style = self.style_ids.get(self.items[c].style, 0)
+        return {
+            "inputs": inputs, "targets": targets, "ticks": torch.from_numpy(ticks),
+            "offset": torch.tensor(offset), "exc": torch.from_numpy(exc),
+            "style": torch.tensor(style), "item": torch.tensor(k),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.crop_at(*self.locate(index))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Batches of crop indices for steps `first_step`, `first_step + 1`, ...: step s, micro-batch m,
+    rank r takes indices ((s * accum + m) * world + r) * batch + j. Each rank reads its own share."""
+
+    def __init__(self, first_step: int, total_steps: int, batch: int, accum: int, rank: int, world: int):
+        self.first, self.total = first_step, total_steps
+        self.batch, self.accum, self.rank, self.world = batch, accum, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.first) * self.accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for s in range(self.first, self.total):
+            for m in range(self.accum):
+                base = ((s * self.accum + m) * self.world + self.rank) * self.batch
+                yield list(range(base, base + self.batch))
+
+
+def validation_batch(crops: CropDataset, n: int, seed: int = 1234, shuffled: bool = False) -> dict[str, torch.Tensor]:
+    """n fixed crops, round-robin over pieces. shuffled: each crop conditioned on the notes of the
+    next crop's piece (same positions), for the shuffled-notes gap."""
+    rng = np.random.default_rng(seed)
+    places = []
+    for i in range(n):
+        k = i % len(crops.items)
+        places.append((k, int(rng.integers(0, crops.items[k].n_samples - crops.crop - 1 + 1))))
+    out = []
+    for i, (k, start) in enumerate(places):
+        other = places[(i + 1) % n][0] if shuffled else None
+        if shuffled and other == k and len(crops.items) > 1:
+            other = (k + 1) % len(crops.items)
+        out.append(crops.crop_at(k, start, cond_from=other))
+    return torch.utils.data.default_collate(out)

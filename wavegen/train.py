@@ -1,0 +1,390 @@
+"""The training loop: one readable loop on `accelerate`, the same on a CPU, one GPU or many nodes.
+
+    python -m wavegen train --config configs/cpu.toml --out runs/cpu          # CPU or one GPU
+    accelerate launch --multi_gpu --num_processes 8 -m wavegen train ...       # many GPUs, many nodes
+
+Each step: `grad_accum` micro-batches of crops per process (each process reads its own share of the
+crop indices), loss in float32 under autocast, gradients clipped, AdamW with warm-up and cosine decay,
+EMA weights kept for sampling. Every `eval_every` steps: validation loss in bits per sample on held-out
+pieces, the shuffled-notes gap, and a short generated clip. Every `ckpt_every` steps: an atomic
+checkpoint (see checkpoint.py). SIGTERM saves a checkpoint and ends the run cleanly; running again on the
+same run folder resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wavegen import checkpoint, data
+from wavegen.audio import write_audio
+from wavegen.config import Config, from_dict
+from wavegen.crops import CropDataset, StepSampler, validation_batch
+from wavegen.errors import WavegenError
+from wavegen.generate import generate
+from wavegen.model import WaveNet, loss_fn
+
+LN2 = math.log(2.0)
+RUN_CONFIG = "config.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    status: str  # "done", "preempted" (SIGTERM) or "stopped" (stop_after)
+    resumed_from: int
+    valid: dict[str, float] = field(default_factory=dict)
+    nonfinite_steps: int = 0
+    notices: list[str] = field(default_factory=list)
+    is_main: bool = True  # the process that writes checkpoints and reports
+
+
+class EMA:
+    """Exponential moving average of every float tensor in the model's state dict (kept in fp32)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # short memory early on
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _weights_digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], use_style: bool) -> torch.Tensor:
+    return model(batch["inputs"], batch["ticks"], batch["offset"],
+                 batch["exc"] if batch["exc"].shape[1] else None,
+                 batch["style"] if use_style else None)
+
+
+@torch.no_grad()
+def validation_loss(model: WaveNet, batch: dict[str, torch.Tensor], output: str, chunk: int = 4) -> float:
+    """Mean loss in bits per sample over a fixed batch of crops (fp32, in chunks to bound memory)."""
+    total, n = 0.0, batch["inputs"].shape[0]
+    device = next(model.parameters()).device
+    for i in range(0, n, chunk):
+        part = _to({k: v[i : i + chunk] for k, v in batch.items()}, device)
+        out = _forward(model, part, model.cfg.n_styles > 0)
+        total += loss_fn(output, out, part["targets"]).item() * part["inputs"].shape[0]
+    return total / n / LN2
+
+
+class _StopFlag:
+    """Set by SIGTERM (cluster preemption); checked once per step."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _check_resume(run_dir: Path, cfg: Config, ds: data.Dataset) -> None:
+    saved = json.loads((run_dir / RUN_CONFIG).read_text())
+    old = from_dict(saved["config"], str(run_dir / RUN_CONFIG))
+    if old.model != cfg.model or old.data != cfg.data:
+        raise WavegenError(
+            f"{run_dir}: this run was started with another model or data config; resume it with the "
+            "same config, or train into a new --out folder"
+        )
+    if (saved["sample_rate_hz"], saved["tick_ms"]) != (ds.sample_rate_hz, ds.tick_ms):
+        raise WavegenError(
+            f"{run_dir}: trained at {saved['sample_rate_hz']} Hz and {saved['tick_ms']} ms ticks, but the "
+            f"dataset {ds.root} has {ds.sample_rate_hz} Hz and {ds.tick_ms} ms"
+        )
+
+
+def train(
+    cfg: Config,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    stop_after: int | None = None,
+    show_progress: bool = True,
+    log: Any = print,
+) -> TrainResult:
+    """Train (or resume) into `run_dir`. stop_after: end after this many steps in this call (tests)."""
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    ds = data.load(data_dir)
+    spt, sr = ds.samples_per_tick, ds.sample_rate_hz
+    tc, mc, dc = cfg.train, cfg.model, cfg.data
+    notices: list[str] = []
+
+    # accelerate keeps its settings in process-wide singletons; a second run in the same process (tests,
+    # notebooks) with another precision must start from a clean slate. The distributed setup
+    # (PartialState) is kept.
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    if tc.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        notices.append("fp16 mixed precision needs CUDA: on the CPU accelerate trains in fp32 "
+                       "(use --set train.mixed_precision=bf16 for mixed precision on a CPU)")
+    for n in notices:
+        if main:
+            log(f"notice: {n}")
+
+    styles: list[str] = []
+    if mc.n_styles:
+        styles = sorted({it.style for it in ds.items("train")})
+        if len(styles) > mc.n_styles:
+            raise WavegenError(f"{ds.root}: {len(styles)} styles ({', '.join(styles)}) but model.n_styles = {mc.n_styles}")
+
+    resume = checkpoint.step_dirs(run_dir)
+    if resume:
+        _check_resume(run_dir, cfg, ds)
+    elif main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"config": cfg.to_dict(), "sample_rate_hz": sr, "tick_ms": ds.tick_ms,
+                  "samples_per_tick": spt, "dataset": str(Path(data_dir).resolve()), "styles": styles}
+        (run_dir / RUN_CONFIG).write_text(json.dumps(record, indent=1) + "\n")
+
+    torch.manual_seed(tc.seed)
+    model = WaveNet(mc, spt)
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio))
+    step, nonfinite_total, best = 0, 0, float("inf")
+    if resume:
+        st = checkpoint.load_train_state(resume[-1])
+        model.load_state_dict(st["raw_weights"])
+        optimizer.load_state_dict(st["optimizer"])
+        scheduler.load_state_dict(st["scheduler"])
+        if ema is not None and "ema" in st:
+            ema.shadow = {k: v.float() for k, v in st["ema"].items()}
+        step, nonfinite_total, best = int(st["step"]), int(st["nonfinite_total"]), float(st["best_valid"])
+        if main:
+            log(f"resuming {run_dir} from step {step}")
+    resumed_from = step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if resume and accelerator.scaler is not None and "scaler" in st:
+        accelerator.scaler.load_state_dict(st["scaler"])
+    raw_model: WaveNet = accelerator.unwrap_model(model)
+
+    crops = CropDataset(ds, "train", crop_samples=dc.crop_samples, margin_ticks=mc.cond_lookahead_ticks,
+                        output=mc.output, n_classes=mc.n_classes, seed=tc.seed, styles=styles,
+                        excitation=mc.excitation and mc.local_conditioning)
+    sampler = StepSampler(step, tc.steps, dc.batch_size, tc.grad_accum,
+                          accelerator.process_index, accelerator.num_processes)
+    loader = torch.utils.data.DataLoader(crops, batch_sampler=sampler, num_workers=dc.num_workers,
+                                         persistent_workers=False, pin_memory=accelerator.device.type == "cuda")
+    valid_batch = shuffled_batch = None
+    if main:
+        try:
+            vcrops = CropDataset(ds, dc.valid_split, crop_samples=dc.crop_samples,
+                                 margin_ticks=mc.cond_lookahead_ticks, output=mc.output,
+                                 n_classes=mc.n_classes, styles=styles,
+                                 excitation=mc.excitation and mc.local_conditioning)
+            valid_batch = validation_batch(vcrops, dc.valid_crops)
+            shuffled_batch = validation_batch(vcrops, dc.valid_crops, shuffled=True)
+            sketch_item = vcrops.items[0]
+        except WavegenError as e:
+            notices.append(f"no validation: {e}")
+            log(f"notice: no validation: {e}")
+    tb = None
+    if main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            notices.append("tensorboard is not installed: no TensorBoard logs")
+    log_file = (run_dir / "log.jsonl").open("a") if main else None
+
+    def write_log(record: dict[str, Any]) -> None:
+        if log_file is not None:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
+    valid: dict[str, float] = {}
+
+    def evaluate() -> None:
+        nonlocal valid
+        if valid_batch is None:
+            return
+        eval_model = WaveNet(mc, spt)
+        eval_model.load_state_dict(ema.shadow if ema is not None else raw_model.state_dict())
+        eval_model.to(accelerator.device).eval()
+        true_bits = validation_loss(eval_model, valid_batch, mc.output)
+        shuffled_bits = validation_loss(eval_model, shuffled_batch, mc.output)
+        valid = {"valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits}
+        write_log({"step": step, **valid})
+        if tb is not None:
+            for k, v in valid.items():
+                tb.add_scalar(f"valid/{k}", v, step)
+        if tc.sample_seconds > 0:
+            sketch = ds.text(sketch_item)
+            n = int(tc.sample_seconds * sr)
+            audio = generate(eval_model, n, sample_rate_hz=sr, sketch=sketch, temperature=1.0,
+                             seed=tc.seed, style=0)[0]
+            (run_dir / "samples").mkdir(exist_ok=True)
+            write_audio(run_dir / "samples" / f"step-{step:08d}-{sketch_item.id}.wav", audio, sr)
+            if tb is not None:
+                tb.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=sr)
+
+    def save(with_state: bool = True) -> None:
+        nonlocal best
+        accelerator.wait_for_everyone()
+        if main:
+            weights = ema.shadow if ema is not None else raw_model.state_dict()
+            meta = {"sample_rate_hz": sr, "tick_ms": ds.tick_ms, "samples_per_tick": spt, "step": step,
+                    "styles": styles, "metrics": valid, "dataset": str(Path(data_dir).resolve())}
+            state = {"raw_weights": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step, "nonfinite_total": nonfinite_total,
+                     "best_valid": best}
+            if ema is not None:
+                state["ema"] = ema.shadow
+            if accelerator.scaler is not None:
+                state["scaler"] = accelerator.scaler.state_dict()
+            checkpoint.save(run_dir / "checkpoints" / f"step-{step:08d}", weights=weights, config=cfg,
+                            meta=meta, train_state=state)
+            for old in checkpoint.step_dirs(run_dir)[: -tc.keep_last or None]:
+                shutil.rmtree(old, ignore_errors=True)
+            if valid and valid["valid_bits"] < best:
+                best = valid["valid_bits"]
+                checkpoint.save(run_dir / "best", weights=weights, config=cfg, meta=meta)
+        accelerator.wait_for_everyone()
+
+    status = "done"
+    crop_per_step = dc.batch_size * tc.grad_accum * accelerator.num_processes * dc.crop_samples
+    bar = tqdm(total=tc.steps, initial=step, disable=not (main and show_progress), unit="step",
+               dynamic_ncols=True)
+    seen: list[list[int]] = []
+    nonfinite_run = 0
+    calls = 0
+    t_start = time.perf_counter()
+    with _StopFlag() as stop:
+        batches = iter(loader)
+        while step < tc.steps:
+            t0 = time.perf_counter()
+            losses = []
+            for m in range(tc.grad_accum):
+                batch = _to(next(batches), accelerator.device)
+                if len(seen) < 8:
+                    seen.append(batch["item"].tolist())
+                sync = m == tc.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    with accelerator.autocast():
+                        out = _forward(model, batch, mc.n_styles > 0)
+                    loss = loss_fn(mc.output, out, batch["targets"])  # float32
+                    accelerator.backward(loss / tc.grad_accum)
+                losses.append(loss.detach())
+            loss_mean = accelerator.reduce(torch.stack(losses).mean(), "mean")
+            ok = bool(torch.isfinite(loss_mean))
+            if ok:
+                norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                ok = bool(torch.isfinite(norm)) or accelerator.scaler is not None  # fp16: the scaler skips
+            if ok:
+                optimizer.step()
+                if ema is not None:
+                    ema.update(raw_model, step)
+                nonfinite_run = 0
+            else:
+                nonfinite_total += 1
+                nonfinite_run += 1
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            calls += 1
+            if nonfinite_run >= tc.max_nonfinite:
+                raise WavegenError(
+                    f"{run_dir}: {nonfinite_run} non-finite losses in a row at step {step}; the run is "
+                    "diverging: lower train.lr or raise train.warmup_steps, then resume from the last checkpoint"
+                )
+            dt = time.perf_counter() - t0
+            bits = loss_mean.item() / LN2
+            bar.update(1)
+            bar.set_postfix(bits=f"{bits:.3f}", samples_s=f"{crop_per_step / dt:,.0f}")
+            if step % tc.log_every == 0 or step == tc.steps:
+                record = {"step": step, "loss_bits": bits, "lr": scheduler.get_last_lr()[0],
+                          "samples_per_s": crop_per_step / dt, "wall_s": time.perf_counter() - t_start,
+                          "nonfinite_total": nonfinite_total}
+                write_log(record)
+                if tb is not None:
+                    tb.add_scalar("train/loss_bits", bits, step)
+                    tb.add_scalar("train/lr", record["lr"], step)
+                    tb.add_scalar("train/samples_per_s", record["samples_per_s"], step)
+            stop_now = torch.tensor(1.0 if stop.set else 0.0, device=accelerator.device)
+            preempted = accelerator.reduce(stop_now, "sum").item() > 0
+            halted = stop_after is not None and calls >= stop_after
+            if main and (step % tc.eval_every == 0 or step == tc.steps):
+                evaluate()
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in valid.items()))
+            if step % tc.ckpt_every == 0 or step == tc.steps or preempted or halted:
+                save()
+            if preempted:
+                status = "preempted"
+                break
+            if halted:
+                status = "stopped"
+                break
+    bar.close()
+    # per-rank record: which data it saw and what weights it ended with (checked by the DDP test)
+    ranks = run_dir / "ranks"
+    ranks.mkdir(parents=True, exist_ok=True)
+    first_step = next(iter(StepSampler(resumed_from, resumed_from + 1, dc.batch_size, 1,
+                                       accelerator.process_index, accelerator.num_processes)), [])
+    (ranks / f"rank-{accelerator.process_index}.json").write_text(json.dumps({
+        "rank": accelerator.process_index, "world": accelerator.num_processes, "step": step,
+        "first_crop_indices": first_step, "first_items": seen,
+        "weights_sha256": _weights_digest(raw_model.state_dict()),
+    }) + "\n")
+    if tb is not None:
+        tb.close()
+    if log_file is not None:
+        log_file.close()
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, step, status, resumed_from, valid, nonfinite_total, notices, main)
