@@ -163,3 +163,20 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(tiny_da
     assert ranks[0]["first_items"] != ranks[1]["first_items"]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     assert checkpoint.load(run).meta["step"] == 4
+
+
+def test_gradient_accumulation_with_loader_workers(tiny_dataset, tmp_path):
+    cfg = tiny("train.steps=2", "train.grad_accum=2", "data.num_workers=1", "train.sample_seconds=0")
+    res = train_mod.train(cfg, tiny_dataset, tmp_path / "acc", show_progress=False, log=lambda m: None)
+    rank = json.loads((tmp_path / "acc" / "ranks" / "rank-0.json").read_text())
+    assert res.step == 2 and len(rank["first_items"]) == 4  # 2 steps x 2 micro-batches
+    # a step of 2 micro-batches of 2 equals a step of one batch of 4 (same crops, same mean gradient)
+    one = train_mod.train(tiny("train.steps=1", "data.batch_size=4", "train.sample_seconds=0", "train.ema_decay=0"),
+                          tiny_dataset, tmp_path / "b4", show_progress=False, log=lambda m: None)
+    two = train_mod.train(tiny("train.steps=1", "train.grad_accum=2", "train.sample_seconds=0", "train.ema_decay=0"),
+                          tiny_dataset, tmp_path / "a2", show_progress=False, log=lambda m: None)
+    assert one.step == two.step == 1
+    wa = load_file(str(checkpoint.step_dirs(tmp_path / "b4")[-1] / "model.safetensors"))
+    wb = load_file(str(checkpoint.step_dirs(tmp_path / "a2")[-1] / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)

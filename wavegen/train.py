@@ -209,6 +209,12 @@ def train(
         if main:
             log(f"resuming {run_dir} from step {step}")
     resumed_from = step
+    if main:
+        rf = mc.receptive_field()
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / sr * 1000:.1f} ms); "
+            f"{accelerator.num_processes} process(es) on {accelerator.device.type}, "
+            f"mixed precision {accelerator.mixed_precision}")
     model, optimizer = accelerator.prepare(model, optimizer)
     if resume and accelerator.scaler is not None and "scaler" in st:
         accelerator.scaler.load_state_dict(st["scaler"])
