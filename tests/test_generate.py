@@ -63,6 +63,7 @@ def test_unconditional_and_mixture_of_logistics_models(capsys, tmp_path):
     ck = make_checkpoint(tmp_path / "mol", "model.output=mol", "model.local_conditioning=false")
     code, _, err = gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "-o", str(tmp_path / "m.wav"))
     assert code == 0 and "empty sketch" not in err
+    assert "the fast path covers mu-law output" in err and "PyTorch step instead" in err  # the fallback
     audio, _ = sf.read(tmp_path / "m.wav")
     assert len(audio) == 800 and np.all(np.abs(audio) <= 1)
 
@@ -103,3 +104,13 @@ def test_bad_input(capsys, tmp_path, ckpt, case, words):
     code, _, err = gen(capsys, "--checkpoint", str(ck), *args, "-o", str(tmp_path / "o.wav"))
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_pytorch_engine_is_deterministic_too(capsys, tmp_path, ckpt):
+    args = ["--checkpoint", str(ckpt), "--seconds", "0.05", "--engine", "torch", "--seed", "1"]
+    assert gen(capsys, *args, "-o", str(tmp_path / "a.wav"))[0] == 0
+    assert gen(capsys, *args, "-o", str(tmp_path / "b.wav"))[0] == 0
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    code, _, err = gen(capsys, "--checkpoint", str(make_checkpoint(tmp_path / "mol", "model.output=mol")),
+                       "--seconds", "0.05", "--engine", "fast", "-o", str(tmp_path / "c.wav"))
+    assert code == 2 and "--engine fast: the fast path covers mu-law output" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -274,9 +275,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
         rate = bar.n / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(realtime=f"{rate / sr:.3f}x")
 
-    audio = generate(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None,
-                     temperature=args.temperature, seed=args.seed, batch=args.batch, style=style,
-                     progress=progress)
+    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, temperature=args.temperature,
+                  seed=args.seed, batch=args.batch, style=style, progress=progress)
+    if args.engine == "torch":
+        audio = generate(loaded.model, n, **kwargs)
+    else:
+        from wavegen.fast import FastWaveNet, why_not
+
+        reason = why_not(loaded.model)
+        if reason is None:
+            threads = args.threads or min(args.batch, os.cpu_count() or 1)
+            audio = FastWaveNet(loaded.model).generate(n, threads=threads, **kwargs)
+        elif args.engine == "fast":
+            raise WavegenError(f"--engine fast: {reason}")
+        else:
+            _warn([f"{reason}; generating with the PyTorch step instead (slower)"])
+            audio = generate(loaded.model, n, **kwargs)
     bar.close()
     took = time.perf_counter() - t0
     out = Path(args.output)
@@ -407,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=_positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ...")
     sp.add_argument("--style", help="a style the model was trained on (default: the sketch's header style)")
     sp.add_argument("--plot", action="store_true", help="also write a PNG: spectrogram with the sketch's notes")
+    sp.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto",
+                    help="fast: the compiled CPU path; torch: the PyTorch step; auto (default): fast when it can")
+    sp.add_argument("--threads", type=_positive_int, help="threads for the fast path (default: one per take, up to the cores)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.wav")
 
     sp = add("demo", "the main job: a Bach chorale as 88-key text, harpsichord audio and a picture", cmd_demo)

@@ -14,11 +14,26 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.conditioning import excitation, sounding_and_onsets, tick_features
+from wavegen.conditioning import excitation, sounding_and_onsets, tick_features, tick_window
 from wavegen.model import WaveNet, sample
-from wavegen.text import KeyText
+from wavegen.text import N_KEYS, KeyText
 
 RELEASE_TAIL_S = 0.5  # generated past the sketch's last note-off, as the renderer does
+
+
+@torch.no_grad()
+def sketch_conditioning(model: WaveNet, sketch: KeyText | None, n_samples: int) -> tuple[np.ndarray, tuple]:
+    """The tick conditioning of every tick that n_samples reach, (n_ticks, cond_channels) float32, and
+    (sounding, last_onset) for the excitation. Past the sketch's end the features are zero, as the
+    training crops pad them."""
+    roll = sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool)
+    spt = model.samples_per_tick
+    n_ticks = max(-(-n_samples // spt), 1)
+    feats = tick_window(tick_features(roll), 0, n_ticks)  # zero-padded to n_ticks
+    device = next(model.parameters()).device
+    cond = model.tick_conditioning(torch.from_numpy(feats)[None].to(device))[0].T.contiguous()
+    sounding, _, last_onset = sounding_and_onsets(roll)
+    return cond.float().cpu().numpy(), (sounding, last_onset)
 
 
 def sketch_samples(sketch: KeyText, sample_rate_hz: int) -> int:
@@ -54,11 +69,9 @@ def generate(
 
     cond_ticks = onsets = roll = None
     if model.uses_notes:
-        roll = sketch.roll if sketch is not None else np.zeros((0, 88), dtype=bool)
-        feats = torch.from_numpy(tick_features(roll))[None].to(device)  # (1, 3*88, ticks + 1)
-        cond_ticks = model.tick_conditioning(feats)[0].T.contiguous()  # (ticks + 1, C)
-        sounding, _, last_onset = sounding_and_onsets(roll)
-        onsets = (sounding, last_onset)
+        roll = sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool)
+        cond, onsets = sketch_conditioning(model, sketch, n_samples)
+        cond_ticks = torch.from_numpy(cond).to(device)  # (ticks, C)
 
     out = torch.empty(batch, n_samples, dtype=torch.long if model.cfg.output == "mulaw" else torch.float32)
     for tick_start in range(0, n_samples, spt):
@@ -66,8 +79,7 @@ def generate(
         tick = tick_start // spt
         cond = exc = None
         if cond_ticks is not None:
-            row = cond_ticks[tick] if tick < cond_ticks.shape[0] else torch.zeros_like(cond_ticks[0])
-            cond = row[None].expand(batch, -1)
+            cond = cond_ticks[tick][None].expand(batch, -1)
             if model.uses_excitation:
                 e = excitation(roll, tick_start, n, spt, sample_rate_hz, onsets)
                 exc_block = torch.from_numpy(e.T.copy()).to(device)  # (n, 2*88)

@@ -1,0 +1,141 @@
+"""Benchmark generation speed: the fast path against the plain PyTorch per-sample loop, in one run.
+
+    .venv/bin/python scripts/bench_generate.py                 # the reference network, random weights
+    .venv/bin/python scripts/bench_generate.py --checkpoint runs/cpu --json
+
+Prints a table (and JSON with --json): samples per second, real-time factor at the model's sample rate,
+threads, and the ratio to the PyTorch baseline measured in the same run (these machines are shared and
+noisy: compare ratios, not absolute numbers across runs). Each row is the median of --repeats runs.
+The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residual, 2 x 64 gate,
+128 skip, 256 classes, conditioned) unless --checkpoint is given; speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wavegen import checkpoint  # noqa: E402
+from wavegen import text as T  # noqa: E402
+from wavegen.cli import main as cli_main  # noqa: E402
+from wavegen.config import load_config  # noqa: E402
+from wavegen.fast import FastWaveNet  # noqa: E402
+from wavegen.generate import generate  # noqa: E402
+from wavegen.model import WaveNet  # noqa: E402
+
+SKETCH = ROOT / "data" / "examples" / "prelude-c.txt"
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", help="a checkpoint or run folder (default: configs/cpu.toml, random weights)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="audio per fast-path run (default 2)")
+    ap.add_argument("--baseline-seconds", type=float, default=0.1, help="audio per PyTorch-loop run (default 0.1)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="wavegen-bench-"))
+    if args.checkpoint:
+        loaded = checkpoint.load(args.checkpoint)
+        model, sr, ck = loaded.model, loaded.sample_rate_hz, loaded.path
+    else:
+        cfg = load_config(ROOT / "configs" / "cpu.toml")
+        torch.manual_seed(0)
+        model, sr = WaveNet(cfg.model, 800).eval(), 16_000
+        meta = {"sample_rate_hz": sr, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
+        ck = checkpoint.save(tmp / "reference", weights=model.state_dict(), config=cfg, meta=meta)
+    sketch = T.read_file(SKETCH)
+    fast = FastWaveNet(model)
+    fast.run(model.samples_per_tick, sample_rate_hz=sr, sketch=sketch)  # compile (or load numba's cache)
+
+    rows = []
+
+    def row(name: str, engine: str, batch: int, threads: int, seconds: float) -> None:
+        n = int(seconds * sr)
+        numba.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        if engine == "fast":
+            fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads)  # noqa: E731
+        else:
+            fn = lambda: generate(model, n, sample_rate_hz=sr, sketch=sketch, batch=batch)  # noqa: E731
+        dt = timed(fn, args.repeats)
+        rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads,
+                     "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,
+                     "realtime_factor": n * batch / dt / sr})
+
+    row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
+    row("fast, batch 1", "fast", 1, 1, args.seconds)
+    row("pytorch step, batch 16", "torch", 16, 2, args.baseline_seconds / 4)
+    row("fast, batch 16", "fast", 16, 2, args.seconds / 4)
+    for r in rows:
+        base = next(b for b in rows if b["engine"] == "torch" and b["batch"] == r["batch"])
+        r["ratio_to_pytorch"] = r["samples_per_s"] / base["samples_per_s"]
+
+    # the same through the command line, as a user runs it (batch 1; the CLI picks one thread)
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    rates = []
+    for _ in range(args.repeats):
+        out = tmp / "cli.wav"
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+            code = cli_main(["generate", "--checkpoint", str(ck), "--sketch", str(SKETCH),
+                             "--seconds", str(args.seconds), "-o", str(out)])
+        if code != 0:
+            raise SystemExit(f"wavegen generate failed with status {code}")
+        rates.append(float(re.search(r"([\d,]+) samples/s", buf.getvalue()).group(1).replace(",", "")))
+    cli_rate = statistics.median(rates)
+    rows.append({"name": "wavegen generate, batch 1", "engine": "fast", "batch": 1, "threads": 1,
+                 "samples": int(args.seconds * sr), "seconds": args.seconds * sr / cli_rate,
+                 "samples_per_s": cli_rate, "realtime_factor": cli_rate / sr,
+                 "ratio_to_pytorch": cli_rate / rows[0]["samples_per_s"]})
+
+    report = {
+        "model": "reference (configs/cpu.toml)" if not args.checkpoint else str(args.checkpoint),
+        "receptive_field": model.receptive_field,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "sample_rate_hz": sr,
+        "repeats": args.repeats,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"model: {report['model']}, {report['parameters']:,} parameters, receptive field "
+              f"{report['receptive_field']} samples; median of {args.repeats}; peak RSS {report['peak_rss_mib']:.0f} MiB")
+        print(f"{'run':<28}{'threads':>8}{'samples/s':>12}{'x real time':>13}{'x pytorch':>11}")
+        for r in rows:
+            print(f"{r['name']:<28}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['realtime_factor']:>13.3f}"
+                  f"{r['ratio_to_pytorch']:>11.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The fast generation path: the WaveNet's cached step compiled with numba, for CPUs.
+
+It computes the same function as `WaveNet.step` (tested to 1e-4 relative on the logits), faster:
+
+- weights are laid out input-major, so every matrix-vector product is a run of contiguous `axpy`s that
+  the compiler vectorizes, and a batch of streams shares each weight row while it sits in L1;
+- the conditioning projection of every layer (and the biases and style) is computed once per tick,
+  not once per sample; the excitation adds only the rows of the keys that sound;
+- tanh and sigmoid use a rational approximation (Eigen's, error below 1e-6), which vectorizes;
+- each stream draws from its own seeded random generator, so a take does not depend on the thread count.
+
+Unusual configs (the mixture-of-logistics output) are not compiled: `why_not(model)` says why and
+generation falls back to the PyTorch step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+
+from wavegen.audio import mu_law_decode
+from wavegen.conditioning import KEY_HZ, N_KEYS
+from wavegen.generate import sketch_conditioning
+from wavegen.model import WaveNet
+from wavegen.text import KeyText
+
+
+
+def why_not(model: WaveNet) -> str | None:
+    """None if the fast path can run this model, else the reason it cannot."""
+    if model.cfg.output != "mulaw":
+        return f"the fast path covers mu-law output, not {model.cfg.output!r}"
+    return None
+
+
+KEY_HZ_NB = KEY_HZ.astype(np.float64)  # read by the kernel (numba freezes globals when compiling)
+N_KEYS_NB = N_KEYS
+njit = numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+
+
+@njit
+def fast_tanh(x):
+    # Eigen's rational approximation of tanh for float32 (max error about 1e-7 absolute)
+    x = min(max(x, -7.90531110763549805), 7.90531110763549805)
+    x2 = x * x
+    p = -2.76076847742355e-16
+    p = p * x2 + 2.00018790482477e-13
+    p = p * x2 + -8.60467152213735e-11
+    p = p * x2 + 5.12229709037114e-08
+    p = p * x2 + 1.48572235717979e-05
+    p = p * x2 + 6.37261928875436e-04
+    p = p * x2 + 4.89352455891786e-03
+    p = p * x
+    q = 1.19825839466702e-06
+    q = q * x2 + 1.18534705686654e-04
+    q = q * x2 + 2.26843463243900e-03
+    q = q * x2 + 4.89352518554385e-03
+    return p / q
+
+@njit
+def next_uniform(rng, b):
+    # xorshift64*: one 64-bit state per stream; returns a float in [0, 1)
+    s = rng[b]
+    s ^= s >> np.uint64(12)
+    s ^= s << np.uint64(25)
+    s ^= s >> np.uint64(27)
+    rng[b] = s
+    r = s * np.uint64(2685821657736338717)
+    return (r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+@njit
+def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
+               emb, w_dil, dil, hist_off, hist_len, w_exc, w_res, b_res, w_skip, b_skip,
+               w1, b1, w2, b2, buf, temperature, rng, out_codes, out_logits, teacher):
+    """Run samples t0 .. t0 + n - 1 of one tick for every stream.
+
+    codes_in: (B,) the previous sample of each stream (updated as it samples); teacher: (B, n)
+    codes to feed instead of the sampled ones (teacher forcing, for tests) or shape (0, 0).
+    cond_row: (L, 2G) this tick's conditioning + biases; exc_keys: sounding keys; exc_onsets:
+    their onset samples. buf: (B, total_hist, R) circular buffers. out_codes: (B, n);
+    out_logits: (B, n, n_out) or empty.
+    """
+    B = codes_in.shape[0]
+    L, K, R, G2 = w_dil.shape
+    G = G2 // 2
+    S = w_skip.shape[2]
+    H = w1.shape[1]
+    n_out = w2.shape[1]
+    n_exc = exc_keys.shape[0]
+    x = np.empty((B, R), dtype=np.float32)
+    h = np.empty((B, G2), dtype=np.float32)
+    z = np.empty((B, G), dtype=np.float32)
+    skip = np.empty((B, S), dtype=np.float32)
+    h1 = np.empty((B, H), dtype=np.float32)
+    logits = np.empty((B, n_out), dtype=np.float32)
+    exc = np.empty((L, G2), dtype=np.float32)
+    sin_c = np.empty(n_exc, dtype=np.float32)
+    cos_c = np.empty(n_exc, dtype=np.float32)
+    for i in range(n):
+        t = t0 + i
+        # excitation of this sample: the rows of the sounding keys, weighted by sin and cos
+        for j in range(n_exc):
+            phase = 2.0 * np.pi * KEY_HZ_NB[exc_keys[j]] * (t - exc_onsets[j]) / sr
+            sin_c[j] = math.sin(phase)
+            cos_c[j] = math.cos(phase)
+        for l in range(L):
+            for o in range(G2):
+                exc[l, o] = cond_row[l, o]
+        for j in range(n_exc):
+            k = exc_keys[j]
+            s = sin_c[j]
+            c = cos_c[j]
+            for l in range(L):
+                for o in range(G2):
+                    exc[l, o] += s * w_exc[k, l, o] + c * w_exc[N_KEYS_NB + k, l, o]
+        for b in range(B):
+            code = codes_in[b]
+            for r in range(R):
+                x[b, r] = emb[code, r]
+            for s_ in range(S):
+                skip[b, s_] = b_skip[s_]
+        for l in range(L):
+            d = dil[l]
+            off = hist_off[l]
+            ln = hist_len[l]
+            for b in range(B):
+                for o in range(G2):
+                    h[b, o] = exc[l, o]
+            # taps into the past: tap j reads the input (K - 1 - j) * d samples back
+            for j in range(K - 1):
+                pos = off + (t - (K - 1 - j) * d) % ln
+                for r in range(R):
+                    for b in range(B):
+                        xr = buf[b, pos, r]
+                        for o in range(G2):
+                            h[b, o] += w_dil[l, j, r, o] * xr
+            for r in range(R):
+                for b in range(B):
+                    xr = x[b, r]
+                    for o in range(G2):
+                        h[b, o] += w_dil[l, K - 1, r, o] * xr
+            if K > 1:
+                pos = off + t % ln
+                for b in range(B):
+                    for r in range(R):
+                        buf[b, pos, r] = x[b, r]
+            for b in range(B):
+                for g in range(G):
+                    z[b, g] = fast_tanh(h[b, g]) * (0.5 + 0.5 * fast_tanh(0.5 * h[b, G + g]))
+            if l < L - 1:
+                for b in range(B):
+                    for r in range(R):
+                        x[b, r] += b_res[l, r]
+                for g in range(G):
+                    for b in range(B):
+                        zg = z[b, g]
+                        for r in range(R):
+                            x[b, r] += w_res[l, g, r] * zg
+            for g in range(G):
+                for b in range(B):
+                    zg = z[b, g]
+                    for s_ in range(S):
+                        skip[b, s_] += w_skip[l, g, s_] * zg
+        # head: ReLU, 1x1, ReLU, 1x1
+        for b in range(B):
+            for q in range(H):
+                h1[b, q] = b1[q]
+            for s_ in range(S):
+                v = max(skip[b, s_], 0.0)
+                for q in range(H):
+                    h1[b, q] += w1[s_, q] * v
+            for o in range(n_out):
+                logits[b, o] = b2[o]
+            for q in range(H):
+                v = max(h1[b, q], 0.0)
+                for o in range(n_out):
+                    logits[b, o] += w2[q, o] * v
+        for b in range(B):
+            if out_logits.shape[0]:
+                for o in range(n_out):
+                    out_logits[b, i, o] = logits[b, o]
+            if teacher.shape[0]:
+                nxt = teacher[b, i]
+            elif temperature <= 0.0:
+                nxt = 0
+                for o in range(1, n_out):
+                    if logits[b, o] > logits[b, nxt]:
+                        nxt = o
+            else:
+                m = logits[b, 0]
+                for o in range(1, n_out):
+                    m = max(m, logits[b, o])
+                total = 0.0
+                for o in range(n_out):
+                    total += math.exp((logits[b, o] - m) / temperature)
+                u = next_uniform(rng, b) * total
+                acc = 0.0
+                nxt = n_out - 1
+                for o in range(n_out):
+                    acc += math.exp((logits[b, o] - m) / temperature)
+                    if acc > u:
+                        nxt = o
+                        break
+            out_codes[b, i] = nxt
+            codes_in[b] = nxt
+
+
+
+class FastWaveNet:
+    """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
+
+    def __init__(self, model: WaveNet):
+        reason = why_not(model)
+        if reason:
+            raise ValueError(reason)
+        self.model = model.eval()
+        cfg = model.cfg
+        f32 = lambda t: np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())  # noqa: E731
+        layers = model.layers
+        self.L, self.K = len(layers), cfg.kernel_size
+        self.R, self.G, self.S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
+        self.spt = model.samples_per_tick
+        self.emb = f32(model.embed.weight)  # (n_classes, R)
+        # dilated conv (2G, R, K) -> (L, K, R, 2G): input-major, output contiguous
+        self.w_dil = np.stack([f32(ly.dilated.weight).transpose(2, 1, 0) for ly in layers]).copy()
+        self.b_dil = np.stack([f32(ly.dilated.bias) for ly in layers])  # (L, 2G)
+        self.dil = np.array([ly.dilation for ly in layers], dtype=np.int64)
+        hist = np.array([max(ly.history, 1) for ly in layers], dtype=np.int64)
+        self.hist_len = hist
+        self.hist_off = np.concatenate([[0], np.cumsum(hist)[:-1]]).astype(np.int64)
+        self.total_hist = int(hist.sum())
+        G2 = 2 * self.G
+        if model.uses_excitation:
+            # (2G, 176) per layer -> (176, L, 2G)
+            self.w_exc = np.stack([f32(ly.exc.weight[:, :, 0]).T for ly in layers], axis=1).copy()
+        else:
+            self.w_exc = np.zeros((2 * N_KEYS, self.L, G2), dtype=np.float32)
+        self.w_res = np.stack([f32(ly.res.weight[:, :, 0]).T if ly.res is not None else
+                               np.zeros((self.G, self.R), np.float32) for ly in layers]).copy()  # (L, G, R)
+        self.b_res = np.stack([f32(ly.res.bias) if ly.res is not None else np.zeros(self.R, np.float32)
+                               for ly in layers])
+        self.w_skip = np.stack([f32(ly.skip.weight[:, :, 0]).T for ly in layers]).copy()  # (L, G, S)
+        self.b_skip = np.sum([f32(ly.skip.bias) for ly in layers], axis=0).astype(np.float32)
+        self.w1 = f32(model.head[1].weight[:, :, 0]).T.copy()  # (S, H)
+        self.b1 = f32(model.head[1].bias)
+        self.w2 = f32(model.head[3].weight[:, :, 0]).T.copy()  # (H, n_out)
+        self.b2 = f32(model.head[3].bias)
+
+    # ------------------------------------------------------------------------------------------
+    def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None) -> np.ndarray:
+        """(n_ticks, L, 2G): per tick and layer, the conditioning projection plus all biases."""
+        model = self.model
+        base = self.b_dil.copy()
+        if model.cfg.n_styles:
+            s = torch.tensor([style or 0])
+            base += np.stack([ly.style(s)[0].detach().float().numpy() for ly in model.layers])
+        if cond_ticks is None:
+            return base[None].astype(np.float32)
+        c = torch.from_numpy(cond_ticks)  # (n_ticks, C)
+        with torch.no_grad():
+            proj = np.stack([(c @ ly.cond.weight[:, :, 0].T).float().numpy() for ly in model.layers], axis=1)
+        return (proj + base[None]).astype(np.float32)
+
+    def run(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
+            temperature: float = 1.0, seed: int = 0, batch: int = 1, style: int | None = None,
+            teacher: np.ndarray | None = None, return_logits: bool = False, threads: int = 1,
+            progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Generate (batch, n_samples) codes; or, with `teacher` (batch, n_samples) codes fed instead of
+        the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing."""
+        model = self.model
+        cond = onsets = None
+        if model.uses_notes:
+            cond, onsets = sketch_conditioning(model, sketch, n_samples)
+        rows = self.tick_rows(cond, style)  # (n_ticks or 1, L, 2G)
+        n_out = self.w2.shape[1]
+        rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
+        out_codes = np.zeros((batch, n_samples), dtype=np.int64)
+        logits = np.zeros((batch, n_samples, n_out), dtype=np.float32) if return_logits else None
+        # streams are independent: split them over threads (the kernel releases the GIL); each stream
+        # keeps its own random state, so the takes do not depend on the thread count
+        groups = [g for g in np.array_split(np.arange(batch), max(1, min(threads, batch))) if len(g)]
+        done = np.zeros(len(groups), dtype=np.int64)
+
+        def run_group(gi: int, streams: np.ndarray) -> None:
+            self._run_streams(streams, n_samples, rows, onsets, sample_rate_hz,
+                              temperature, rng, teacher, out_codes, logits, done, gi, progress)
+
+        if len(groups) == 1:
+            run_group(0, groups[0])
+        else:
+            with ThreadPoolExecutor(len(groups)) as pool:
+                list(pool.map(run_group, range(len(groups)), groups))
+        return logits if logits is not None else out_codes
+
+    def _run_streams(self, streams, n_samples, rows, onsets, sample_rate_hz, temperature,
+                     rng_all, teacher, out_codes, logits, done, gi, progress) -> None:
+        """Streams `streams` of the batch, all ticks; rows: per-tick conditioning (see tick_rows)."""
+        model, spt = self.model, self.spt
+        B = len(streams)
+        n_classes, n_out = self.emb.shape[0], self.w2.shape[1]
+        codes_in = np.full(B, n_classes // 2, dtype=np.int64)  # silence before the first sample
+        buf = np.zeros((B, self.total_hist, self.R), dtype=np.float32)
+        rng = rng_all[streams].copy()
+        no_keys = np.zeros(0, dtype=np.int64)
+        no_teacher = np.zeros((0, 0), dtype=np.int64)
+        no_logits = np.zeros((0, 0, 0), dtype=np.float32)
+        for t0 in range(0, n_samples, spt):
+            n = min(spt, n_samples - t0)
+            tick = t0 // spt
+            row = rows[min(tick, rows.shape[0] - 1)]
+            keys, key_onsets = no_keys, no_keys
+            if onsets is not None and model.uses_excitation and tick < onsets[0].shape[0]:
+                sounding, last_onset = onsets
+                keys = np.nonzero(sounding[tick])[0].astype(np.int64)
+                key_onsets = (last_onset[tick, keys] * spt).astype(np.int64)
+            tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else no_teacher
+            oc = np.zeros((B, n), dtype=np.int64)
+            ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits
+            step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
+                       self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
+                       self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
+                       buf, float(temperature), rng, oc, ol, tf)
+            out_codes[streams, t0 : t0 + n] = oc
+            if logits is not None:
+                logits[streams, t0 : t0 + n] = ol
+            done[gi] = t0 + n
+            if progress and gi == 0:
+                progress(int(done.min()))
+        if progress and gi == 0:
+            progress(n_samples)
+
+    def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
+                 temperature: float = 1.0, seed: int = 0, batch: int = 1, style: int | None = None,
+                 threads: int = 1, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(batch, n_samples) float32 audio."""
+        codes = self.run(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature,
+                         seed=seed, batch=batch, style=style, threads=threads, progress=progress)
+        return mu_law_decode(codes, self.emb.shape[0])
