@@ -68,8 +68,11 @@ def main() -> int:
         meta = {"sample_rate_hz": sr, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
         ck = checkpoint.save(tmp / "reference", weights=model.state_dict(), config=cfg, meta=meta)
     sketch = T.read_file(SKETCH)
-    fast = FastWaveNet(model)
-    fast.run(model.samples_per_tick, sample_rate_hz=sr, sketch=sketch)  # compile (or load numba's cache)
+    engines = {"fast": FastWaveNet(model)}  # the C kernel when it was built, else numba
+    if engines["fast"].backend == "c":
+        engines["numba"] = FastWaveNet(model, "numba")
+    for f in engines.values():
+        f.run(model.samples_per_tick, sample_rate_hz=sr, sketch=sketch)  # compile (or load numba's cache)
 
     rows = []
 
@@ -77,7 +80,8 @@ def main() -> int:
         n = int(seconds * sr)
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
-        if engine == "fast":
+        if engine in engines:
+            fast = engines[engine]
             fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads)  # noqa: E731
         else:
             fn = lambda: generate(model, n, sample_rate_hz=sr, sketch=sketch, batch=batch)  # noqa: E731
@@ -86,10 +90,13 @@ def main() -> int:
                      "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,
                      "realtime_factor": n * batch / dt / sr})
 
+    label = {"fast": f"fast ({engines['fast'].backend})", "numba": "fast (numba)"}
     row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
-    row("fast, batch 1", "fast", 1, 1, args.seconds)
+    for e in engines:
+        row(f"{label[e]}, batch 1", e, 1, 1, args.seconds)
     row("pytorch step, batch 16", "torch", 16, 2, args.baseline_seconds / 4)
-    row("fast, batch 16", "fast", 16, 2, args.seconds / 4)
+    for e in engines:
+        row(f"{label[e]}, batch 16", e, 16, 2, args.seconds / 4)
     for r in rows:
         base = next(b for b in rows if b["engine"] == "torch" and b["batch"] == r["batch"])
         r["ratio_to_pytorch"] = r["samples_per_s"] / base["samples_per_s"]

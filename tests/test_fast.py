@@ -10,7 +10,7 @@ import torch
 
 from wavegen import text as T
 from wavegen.config import ModelConfig
-from wavegen.fast import FastWaveNet, why_not
+from wavegen.fast import FastWaveNet, c_kernel, why_not
 from wavegen.generate import sketch_conditioning
 from wavegen.conditioning import excitation
 from wavegen.model import WaveNet
@@ -51,9 +51,18 @@ CASES = {
 }
 
 
+BACKENDS = ["numba"] + (["c"] if c_kernel() is not None else [])
+
+
+def test_the_c_kernel_is_built_here():
+    # setup.py compiles it at install time; CI installs with a compiler, so it must be there
+    assert c_kernel() is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("batch", [1, 3])
-def test_fast_logits_match_the_pytorch_step(case, batch):
+@pytest.mark.parametrize("batch", [1, 3, 13])
+def test_fast_logits_match_the_pytorch_step(case, batch, backend):
     torch.manual_seed(1)
     model = WaveNet(dataclasses.replace(SMALL, **CASES[case]), SPT).eval()
     # random weights at a realistic scale: default init is too quiet to test the gates' nonlinear range
@@ -64,15 +73,16 @@ def test_fast_logits_match_the_pytorch_step(case, batch):
     teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
     style = 1 if model.cfg.n_styles else None
     want = torch_logits(model, teacher, SKETCH, style)
-    got = FastWaveNet(model).run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher, return_logits=True,
-                                 batch=batch, style=style)
+    got = FastWaveNet(model, backend).run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
+                                          return_logits=True, batch=batch, style=style)
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 1e-4 * scale, np.abs(got - want).max() / scale
 
 
-def test_same_seed_same_codes_and_batch_rows_differ():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_codes_and_batch_rows_differ(backend):
     torch.manual_seed(0)
-    fast = FastWaveNet(WaveNet(SMALL, SPT).eval())
+    fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), backend)
     a = fast.run(300, sample_rate_hz=SR, sketch=SKETCH, seed=7, batch=2)
     b = fast.run(300, sample_rate_hz=SR, sketch=SKETCH, seed=7, batch=2)
     c = fast.run(300, sample_rate_hz=SR, sketch=SKETCH, seed=8, batch=2)
@@ -90,9 +100,10 @@ def test_unusual_configs_are_refused_with_a_reason():
         FastWaveNet(model)
 
 
-def test_threads_do_not_change_the_takes():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_do_not_change_the_takes(backend):
     torch.manual_seed(0)
-    fast = FastWaveNet(WaveNet(SMALL, SPT).eval())
+    fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), backend)
     one = fast.run(200, sample_rate_hz=SR, sketch=SKETCH, seed=3, batch=4, threads=1)
     two = fast.run(200, sample_rate_hz=SR, sketch=SKETCH, seed=3, batch=4, threads=2)
     assert np.array_equal(one, two)

@@ -211,13 +211,57 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
 
 
 
+def _load_c_kernel():
+    """The C kernel built at install time (setup.py), or None."""
+    import ctypes
+    import importlib.machinery
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = here / f"_kernel{suffix}"
+        if path.is_file():
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError:
+                return None
+            fn = lib.wg_step_block
+            fn.restype = ctypes.c_int
+            P, I, I64, D, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double, ctypes.c_float
+            fn.argtypes = ([I] * 9 + [P] * 5 + [P] * 9 + [P]  # sizes; emb .. hist_len; w_exc .. b2; key_hz
+                           + [P, I64, I, P]  # codes_in, t0, n, cond_row
+                           + [I, P, P, D]  # n_exc, exc_keys, exc_onsets, sr
+                           + [P, I, F, P]  # buf, total_hist, temperature, rng
+                           + [P, P, P])  # out_codes, out_logits, teacher
+            return fn
+    return None
+
+
+_C_KERNEL: list = []  # [function or None], loaded once
+
+
+def c_kernel():
+    if not _C_KERNEL:
+        _C_KERNEL.append(_load_c_kernel())
+    return _C_KERNEL[0]
+
+
+BACKENDS = ("c", "numba")
+
+
 class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
-    def __init__(self, model: WaveNet):
+    def __init__(self, model: WaveNet, backend: str | None = None):
+        """backend: "c" (the kernel built at install time), "numba", or None for the best available."""
         reason = why_not(model)
         if reason:
             raise ValueError(reason)
+        if backend is None:
+            backend = "c" if c_kernel() is not None else "numba"
+        if backend not in BACKENDS or (backend == "c" and c_kernel() is None):
+            raise ValueError(f"backend {backend!r} is not available (built: {'c, ' if c_kernel() else ''}numba)")
+        self.backend = backend
         self.model = model.eval()
         cfg = model.cfg
         f32 = lambda t: np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())  # noqa: E731
@@ -321,10 +365,14 @@ class FastWaveNet:
             tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else no_teacher
             oc = np.zeros((B, n), dtype=np.int64)
             ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits
-            step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
-                       self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
-                       self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
-                       buf, float(temperature), rng, oc, ol, tf)
+            if self.backend == "c":
+                self._c_block(B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature,
+                              rng, oc, ol if logits is not None else None, tf if teacher is not None else None)
+            else:
+                step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
+                           self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
+                           self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
+                           buf, float(temperature), rng, oc, ol, tf)
             out_codes[streams, t0 : t0 + n] = oc
             if logits is not None:
                 logits[streams, t0 : t0 + n] = ol
@@ -333,6 +381,21 @@ class FastWaveNet:
                 progress(int(done.min()))
         if progress and gi == 0:
             progress(n_samples)
+
+    def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng,
+                 out_codes, out_logits, teacher) -> None:
+        ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
+        row = np.ascontiguousarray(row, dtype=np.float32)
+        status = c_kernel()(
+            B, self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS,
+            ptr(self.emb), ptr(self.w_dil), ptr(self.dil), ptr(self.hist_off), ptr(self.hist_len),
+            ptr(self.w_exc), ptr(self.w_res), ptr(self.b_res), ptr(self.w_skip), ptr(self.b_skip),
+            ptr(self.w1), ptr(self.b1), ptr(self.w2), ptr(self.b2), ptr(KEY_HZ_NB),
+            ptr(codes_in), t0, n, ptr(row), len(keys), ptr(keys), ptr(key_onsets), float(sample_rate_hz),
+            ptr(buf), self.total_hist, float(temperature), ptr(rng),
+            ptr(out_codes), ptr(out_logits), ptr(teacher))
+        if status != 0:
+            raise MemoryError("the C kernel could not allocate its scratch memory")
 
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                  temperature: float = 1.0, seed: int = 0, batch: int = 1, style: int | None = None,

@@ -1,0 +1,22 @@
+"""Builds the optional C kernel of the fast generation path (wavegen/_kernel.c).
+
+Everything else about the package is in pyproject.toml. The kernel is compiled for the machine it is
+installed on (-march=native; set WAVEGEN_MARCH, e.g. x86-64-v3, to build for other machines). If it
+cannot be compiled, the install still succeeds and wavegen uses its numba kernel instead.
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+
+march = os.environ.get("WAVEGEN_MARCH", "native")
+args = ["-O3", "-ffast-math", "-std=c11"]
+if sys.platform != "win32":
+    args.append(f"-march={march}")
+
+# glibc: libmvec holds the vectorized expf that -ffast-math loops call
+LIBS = ["m", "mvec"] if sys.platform.startswith("linux") else ([] if sys.platform == "win32" else ["m"])
+
+setup(ext_modules=[Extension("wavegen._kernel", sources=["wavegen/_kernel.c"], extra_compile_args=args,
+                             libraries=LIBS, optional=True)])
