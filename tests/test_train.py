@@ -180,3 +180,15 @@ def test_gradient_accumulation_with_loader_workers(tiny_dataset, tmp_path):
     wb = load_file(str(checkpoint.step_dirs(tmp_path / "a2")[-1] / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+
+
+def test_torch_compile_trains_the_same_model(tiny_dataset, tmp_path):
+    eager = train_mod.train(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0"),
+                            tiny_dataset, tmp_path / "e", show_progress=False, log=lambda m: None)
+    compiled = train_mod.train(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0", "train.compile=true"),
+                               tiny_dataset, tmp_path / "c", show_progress=False, log=lambda m: None)
+    assert eager.step == compiled.step == 2
+    a = load_file(str(checkpoint.step_dirs(tmp_path / "e")[-1] / "model.safetensors"))
+    b = load_file(str(checkpoint.step_dirs(tmp_path / "c")[-1] / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)

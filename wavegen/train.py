@@ -230,6 +230,7 @@ def train(
     if resume and accelerator.scaler is not None and "scaler" in st:
         accelerator.scaler.load_state_dict(st["scaler"])
     raw_model: WaveNet = accelerator.unwrap_model(model)
+    forward_model = torch.compile(model) if tc.compile else model  # same weights, fused kernels
 
     crops = CropDataset(ds, "train", crop_samples=dc.crop_samples, margin_ticks=mc.cond_lookahead_ticks,
                         output=mc.output, n_classes=mc.n_classes, seed=tc.seed, styles=styles,
@@ -334,7 +335,7 @@ def train(
                 sync = m == tc.grad_accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     with accelerator.autocast():
-                        out = _forward(model, batch, mc.n_styles > 0)
+                        out = _forward(forward_model, batch, mc.n_styles > 0)
                     loss = loss_fn(mc.output, out, batch["targets"])  # float32
                     accelerator.backward(loss / tc.grad_accum)
                 losses.append(loss.detach())
