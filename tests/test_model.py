@@ -134,3 +134,33 @@ def test_tiny_model_learns_a_rendered_chord():
         losses.append(loss.item())
     assert np.log(64) - 0.1 < losses[0] < np.log(64) + 0.5
     assert np.mean(losses[-10:]) < 0.5 * losses[0]
+
+
+def test_step_with_a_device_counter_equals_the_plain_step():
+    # the CUDA-graph form of the step keeps its sample counter in a tensor; it must compute the same
+    model = make(kernel_size=3, n_styles=2)
+    inputs, ticks, offset, exc, style = random_batch(model, 2, 40, seed=3)
+    cond = model.upsample(model.tick_conditioning(ticks), offset, 40)
+    plain, counted = model.init_state(2), model.init_state(2)
+    counted.t = torch.zeros((), dtype=torch.long)
+    for t in range(40):
+        a = model.step(inputs[:, t], plain, cond[:, :, t], exc[:, :, t], style)
+        b = model.step(inputs[:, t], counted, cond[:, :, t], exc[:, :, t], style)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert int(counted.t) == 40
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_generation_equals_the_plain_step():
+    from wavegen.generate import CudaGraphStep
+
+    model = make().cuda()
+    inputs, ticks, offset, exc, _ = random_batch(model, 4, 30, seed=4)
+    inputs, ticks, offset, exc = inputs.cuda(), ticks.cuda(), offset.cuda(), exc.cuda()
+    cond = model.upsample(model.tick_conditioning(ticks), offset, 30)
+    graphed = CudaGraphStep(model, 4, torch.device("cuda"), inputs[:, 0], cond.shape[1], exc.shape[1], None)
+    plain = model.init_state(4, "cuda")
+    for t in range(30):
+        want = model.step(inputs[:, t], plain, cond[:, :, t], exc[:, :, t])
+        got = graphed(inputs[:, t], None, cond[:, :, t], exc[:, :, t])
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -40,6 +40,48 @@ def sketch_samples(sketch: KeyText, sample_rate_hz: int) -> int:
     return int(round((sketch.duration_s + RELEASE_TAIL_S) * sample_rate_hz))
 
 
+class CudaGraphStep:
+    """On CUDA: `WaveNet.step` captured once in a CUDA graph and replayed for every sample, so a batch
+    costs one graph launch per sample instead of a hundred kernel launches. The step counter lives on
+    the device (see `StepState.t`); inputs are copied into static tensors before each replay."""
+
+    def __init__(self, model: WaveNet, batch: int, device: torch.device, x: torch.Tensor,
+                 cond_dim: int, exc_dim: int, style: torch.Tensor | None):
+        self.model = model
+        self.state = model.init_state(batch, device)
+        self.state.t = torch.zeros((), dtype=torch.long, device=device)
+        self.x = x.clone()
+        self.cond = torch.zeros(batch, cond_dim, device=device) if cond_dim else None
+        self.exc = torch.zeros(batch, exc_dim, device=device) if exc_dim else None
+        self.style = style
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up outside the graph, as capture requires
+            for _ in range(2):
+                model.step(self.x, self.state, self.cond, self.exc, self.style)
+        torch.cuda.current_stream().wait_stream(side)
+        self.reset()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = model.step(self.x, self.state, self.cond, self.exc, self.style)
+        self.reset()  # capture records the kernels without running them; start clean all the same
+
+    def reset(self) -> None:
+        for buf in self.state.buffers:
+            buf.zero_()
+        self.state.t.zero_()
+
+    def __call__(self, x: torch.Tensor, state: object, cond: torch.Tensor | None = None,
+                 exc: torch.Tensor | None = None, style: torch.Tensor | None = None) -> torch.Tensor:
+        self.x.copy_(x)
+        if self.cond is not None and cond is not None:
+            self.cond.copy_(cond)
+        if self.exc is not None and exc is not None:
+            self.exc.copy_(exc)
+        self.graph.replay()
+        return self.out
+
+
 @torch.no_grad()
 def generate(
     model: WaveNet,
@@ -73,6 +115,10 @@ def generate(
         cond, onsets = sketch_conditioning(model, sketch, n_samples)
         cond_ticks = torch.from_numpy(cond).to(device)  # (ticks, C)
 
+    step = model.step
+    if device.type == "cuda":
+        step = CudaGraphStep(model, batch, device, x, cond_ticks.shape[1] if cond_ticks is not None else 0,
+                             N_KEYS * 2 if (cond_ticks is not None and model.uses_excitation) else 0, style_t)
     out = torch.empty(batch, n_samples, dtype=torch.long if model.cfg.output == "mulaw" else torch.float32)
     for tick_start in range(0, n_samples, spt):
         n = min(spt, n_samples - tick_start)
@@ -86,7 +132,7 @@ def generate(
         for i in range(n):
             if cond_ticks is not None and model.uses_excitation:
                 exc = exc_block[i][None].expand(batch, -1)
-            logits = model.step(x, state, cond=cond, exc=exc, style=style_t)
+            logits = step(x, state, cond=cond, exc=exc, style=style_t)
             x = sample(model.cfg.output, logits, temperature, gen)
             out[:, tick_start + i] = x.cpu()
         if progress:

@@ -68,7 +68,7 @@ class StepState:
     """Per-layer circular buffers of past inputs for `WaveNet.step`."""
 
     buffers: list[Tensor]  # layer l: (B, R, history_l)
-    t: int = 0  # samples consumed so far
+    t: int | Tensor = 0  # samples consumed so far (a 0-d long tensor on the device for CUDA graphs)
 
 
 class WaveNet(nn.Module):
@@ -166,6 +166,7 @@ class WaveNet(nn.Module):
         Returns (B, n_out) and advances `state`."""
         x = self.embed_inputs(inputs[:, None])[:, :, 0]  # (B, R)
         t = state.t
+        on_device = isinstance(t, Tensor)  # a device counter: no host sync, capturable in a CUDA graph
         skips = None
         for layer, buf in zip(self.layers, state.buffers, strict=True):
             w = layer.dilated.weight  # (2G, R, k): tap j reads the input (k - 1 - j) * dilation back
@@ -173,9 +174,16 @@ class WaveNet(nn.Module):
             h = torch.addmm(layer.dilated.bias, x, w[:, :, k - 1].T)
             for j in range(k - 1):
                 back = (k - 1 - j) * d
-                h = h + buf[:, :, (t - back) % L] @ w[:, :, j].T
+                if on_device:
+                    past = buf.index_select(2, torch.remainder(t - back, L).view(1))[:, :, 0]
+                else:
+                    past = buf[:, :, (t - back) % L]
+                h = h + past @ w[:, :, j].T
             if layer.history:
-                buf[:, :, t % L] = x
+                if on_device:
+                    buf.index_copy_(2, torch.remainder(t, L).view(1), x[:, :, None])
+                else:
+                    buf[:, :, t % L] = x
             if layer.cond is not None and cond is not None:
                 h = h + cond @ layer.cond.weight[:, :, 0].T
             if layer.exc is not None and exc is not None:
@@ -187,7 +195,10 @@ class WaveNet(nn.Module):
                 x = x + z @ layer.res.weight[:, :, 0].T + layer.res.bias
             s = z @ layer.skip.weight[:, :, 0].T + layer.skip.bias
             skips = s if skips is None else skips + s
-        state.t = t + 1
+        if on_device:
+            t.add_(1)
+        else:
+            state.t = t + 1
         h = F.relu(skips)
         h = F.relu(h @ self.head[1].weight[:, :, 0].T + self.head[1].bias)
         return h @ self.head[3].weight[:, :, 0].T + self.head[3].bias
