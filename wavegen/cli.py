@@ -311,6 +311,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from wavegen import checkpoint, data
+    from wavegen.evaluate import evaluate, write_report
+
+    if args.pieces <= 0 or args.seconds <= 0:
+        raise WavegenError("--pieces and --seconds must be positive")
+    report_path = Path(args.output)
+    if report_path.suffix.lower() != ".json":
+        raise WavegenError(f"{report_path}: the report must end in .json (a .md table is written beside it)")
+    loaded = checkpoint.load(args.checkpoint)
+    ds = data.load(args.data)
+    out_dir = report_path.with_name(report_path.stem + "-pieces")
+    report = evaluate(loaded, ds, out_dir, split=args.split, pieces=args.pieces, seconds=args.seconds,
+                      seed=args.seed, progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
+    json_path, md_path = write_report(report, report_path)
+    print(md_path.read_text(), end="")
+    print(f"wrote {json_path}, {md_path} and pictures and clips in {out_dir}/ ({report['wall_seconds']:.0f} s)")
+    return 0
+
+
 DEMO_PIECE = "bwv66.6"
 
 
@@ -425,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fast: the compiled CPU path; torch: the PyTorch step; auto (default): fast when it can")
     sp.add_argument("--threads", type=_positive_int, help="threads for the fast path (default: one per take, up to the cores)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.wav")
+
+    sp = add("evaluate", "measure how well a model plays held-out pieces", cmd_evaluate)
+    sp.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint folder or a run folder")
+    sp.add_argument("--data", default=DEFAULT_DATA, metavar="DIR", help=f"a dataset (default {DEFAULT_DATA})")
+    sp.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    sp.add_argument("--pieces", type=int, default=5, help="held-out pieces to play (default 5)")
+    sp.add_argument("--seconds", type=float, default=15.0, help="seconds of each piece (default 15)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
+                    help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 
     sp = add("demo", "the main job: a Bach chorale as 88-key text, harpsichord audio and a picture", cmd_demo)
     sp.add_argument("-o", "--output", metavar="DIR", default="demo", help="folder for the results (default: demo)")
