@@ -126,10 +126,17 @@ def test_data_build_skips_a_broken_file_and_builds_the_rest(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_writes_text_audio_and_picture(capsys, tmp_path):
-    code, out, _ = run(capsys, "demo", "-o", str(tmp_path / "demo"))
-    assert code == 0 and "bwv66.6" in out
-    kt = T.read_file(tmp_path / "demo" / "bwv66.6.txt")
-    audio, sr = sf.read(tmp_path / "demo" / "bwv66.6.wav")
-    assert len(audio) >= kt.n_ticks * 800 and np.abs(audio).max() > 0.1
-    assert (tmp_path / "demo" / "bwv66.6.png").read_bytes().startswith(PNG)
+def test_demo_plays_a_held_out_chorale_beside_its_reference(capsys, tmp_path):
+    from test_generate import make_checkpoint
+
+    from wavegen import data
+
+    assert data.split_of("bwv244.37")[0] == "test"  # the demo piece is held out from training
+    ck = make_checkpoint(tmp_path / "ck")
+    code, out, _ = run(capsys, "demo", "-o", str(tmp_path / "demo"), "--checkpoint", str(ck), "--seconds", "2")
+    assert code == 0 and "bwv244.37" in out and "x real time" in out
+    kt = T.read_file(tmp_path / "demo" / "sketch.txt")
+    gen, sr = sf.read(tmp_path / "demo" / "generated.wav")
+    ref, _ = sf.read(tmp_path / "demo" / "reference.wav")
+    assert kt.n_ticks > 200 and len(gen) == len(ref) == 2 * sr and np.abs(ref).max() > 0.1
+    assert (tmp_path / "demo" / "demo.png").read_bytes().startswith(PNG)

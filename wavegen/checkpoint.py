@@ -120,9 +120,26 @@ def step_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def resolve(path: str | os.PathLike) -> Path:
-    """A checkpoint folder, or a run folder (its best checkpoint, else its latest)."""
+MODELS_DIR = Path(__file__).parent / "models"  # models shipped with wavegen, loaded by name
+DEFAULT_MODEL = "harpsichord-cpu"
+
+
+def shipped_models() -> list[str]:
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / WEIGHTS).is_file() and (p / CONFIG).is_file())
+
+
+def resolve(path: str | os.PathLike | None = None) -> Path:
+    """A shipped model's name (None: the default model), a checkpoint folder, or a run folder (its best
+    checkpoint, else its latest)."""
+    if path is None:
+        if DEFAULT_MODEL not in shipped_models():
+            raise WavegenError(f"no default model ({DEFAULT_MODEL}) is installed; give --checkpoint PATH")
+        return MODELS_DIR / DEFAULT_MODEL
     p = Path(path)
+    if str(path) in shipped_models() and not p.exists():
+        return MODELS_DIR / str(path)
     if (p / WEIGHTS).is_file() and (p / CONFIG).is_file():
         return p
     if (p / "best" / WEIGHTS).is_file():
@@ -131,12 +148,13 @@ def resolve(path: str | os.PathLike) -> Path:
     if steps:
         return steps[-1]
     if not p.exists():
-        raise WavegenError(f"{p}: no such checkpoint")
+        names = ", ".join(shipped_models()) or "none installed"
+        raise WavegenError(f"{p}: no such checkpoint (shipped models: {names})")
     raise WavegenError(f"{p}: not a checkpoint (no {WEIGHTS} and {CONFIG}) nor a run folder with checkpoints")
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Loaded:
-    """Rebuild the model from a checkpoint: safetensors and JSON only."""
+def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Loaded:
+    """Rebuild the model from a checkpoint (see `resolve`): safetensors and JSON only."""
     p = resolve(path)
     try:
         meta = json.loads((p / CONFIG).read_text())

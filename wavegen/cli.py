@@ -331,37 +331,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_PIECE = "bwv66.6"
+DEMO_PIECE = "bwv244.37"  # a chorale of the held-out test split
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from music21 import corpus
-    from music21.midi import translate
-
-    from wavegen import plot
+    from wavegen import checkpoint, data, plot
     from wavegen import text as T
     from wavegen.audio import write_audio
     from wavegen.files import check_output_dir
-    from wavegen.midi import read_midi_bytes
     from wavegen.render import render_notes
 
     t0 = time.perf_counter()
     out = check_output_dir(args.output)
-    try:
-        score = corpus.parse(f"bach/{args.piece}")
-    except Exception:
-        raise WavegenError(f"--piece {args.piece}: not a Bach score in music21's corpus (e.g. bwv66.6)") from None
-    midi = translate.streamToMidiFile(score.expandRepeats()).writestr()
-    read = read_midi_bytes(midi, args.piece)
-    kt = T.from_notes(read.notes, T.DEFAULT_TICK_MS, meta={"style": "bach"})
-    T.write_file(out / f"{args.piece}.txt", kt)
-    r = render_notes(kt.notes(), min_seconds=kt.n_ticks * kt.tick_s)
-    write_audio(out / f"{args.piece}.wav", r.audio, r.sample_rate_hz)
-    plot.plot_audio(out / f"{args.piece}.png", r.audio, r.sample_rate_hz, notes=kt.notes(),
-                    title=f"{args.piece}: 88-key text rendered to harpsichord")
-    print(f"Bach chorale {args.piece}: {kt.n_ticks} ticks, {len(r.audio) / r.sample_rate_hz:.1f} s of harpsichord")
-    for name in (f"{args.piece}.txt", f"{args.piece}.wav", f"{args.piece}.png"):
-        print(f"  {out / name}")
+    kt = data.corpus_text("bach", args.piece)
+    if args.checkpoint is None and checkpoint.DEFAULT_MODEL not in checkpoint.shipped_models():
+        _warn([f"no trained model is installed ({checkpoint.DEFAULT_MODEL}): showing the reference rendering only"])
+        loaded = None
+    else:
+        loaded = checkpoint.load(args.checkpoint)
+    sr = loaded.sample_rate_hz if loaded else 16_000
+    T.write_file(out / "sketch.txt", kt)
+    ref = render_notes(kt.notes(), sample_rate_hz=sr, min_seconds=kt.n_ticks * kt.tick_s).audio
+    n = len(ref) if args.seconds is None else min(len(ref), int(args.seconds * sr))
+    ref = ref[:n]
+    write_audio(out / "reference.wav", ref, sr)
+    notes = [T.Note(x.pitch, x.start, min(x.end, n / sr)) for x in kt.notes() if x.start < n / sr]
+    panels = [(f"{args.piece}: reference rendering (SoundFont)", ref)]
+    lines = [f"  {out / 'sketch.txt'}  the chorale as 88-key text", f"  {out / 'reference.wav'}  the SoundFont rendering"]
+    if loaded is not None:
+        from wavegen.generate import generate
+        from wavegen.fast import FastWaveNet, why_not
+
+        t_gen = time.perf_counter()
+        if why_not(loaded.model) is None:
+            gen = FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=kt, seed=args.seed)[0]
+        else:
+            gen = generate(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed)[0]
+        gen_s = time.perf_counter() - t_gen
+        write_audio(out / "generated.wav", gen, sr)
+        panels.append((f"{args.piece}: generated sample by sample by {loaded.path.name}", gen))
+        lines.insert(0, f"  {out / 'generated.wav'}  written by the WaveNet, sample by sample")
+        print(f"Bach chorale {args.piece} (held out from training), {n / sr:.1f} s: generated in {gen_s:.1f} s "
+              f"({n / sr / gen_s:.2f}x real time) by {loaded.path.name}")
+    else:
+        print(f"Bach chorale {args.piece}, {n / sr:.1f} s")
+    plot.plot_comparison(out / "demo.png", panels, sr, notes=notes)
+    lines.append(f"  {out / 'demo.png'}  spectrograms side by side, the notes drawn over them")
+    print("\n".join(lines))
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -433,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: checkpoints, samples, logs")
 
     sp = add("generate", "generate harpsichord audio with a trained WaveNet", cmd_generate)
-    sp.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint folder or a run folder")
+    sp.add_argument("--checkpoint", metavar="PATH", help="a shipped model's name, a checkpoint folder or a run folder "
+                    "(default: the shipped harpsichord-cpu model)")
     sp.add_argument("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI)")
     sp.add_argument("--seconds", type=float, help="length (default: the sketch plus a 0.5 s release tail)")
     sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1; 0 = greedy)")
@@ -447,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, metavar="OUT.wav")
 
     sp = add("evaluate", "measure how well a model plays held-out pieces", cmd_evaluate)
-    sp.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint folder or a run folder")
+    sp.add_argument("--checkpoint", metavar="PATH", help="a shipped model's name, a checkpoint folder or a run "
+                    "folder (default: the shipped harpsichord-cpu model)")
     sp.add_argument("--data", default=DEFAULT_DATA, metavar="DIR", help=f"a dataset (default {DEFAULT_DATA})")
     sp.add_argument("--split", default="test", choices=("train", "valid", "test"))
     sp.add_argument("--pieces", type=int, default=5, help="held-out pieces to play (default 5)")
@@ -456,9 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 
-    sp = add("demo", "the main job: a Bach chorale as 88-key text, harpsichord audio and a picture", cmd_demo)
+    sp = add("demo", "the main job: the shipped WaveNet plays a held-out Bach chorale, beside its reference", cmd_demo)
     sp.add_argument("-o", "--output", metavar="DIR", default="demo", help="folder for the results (default: demo)")
-    sp.add_argument("--piece", default=DEMO_PIECE, help=f"a Bach chorale in music21's corpus (default {DEMO_PIECE})")
+    sp.add_argument("--piece", default=DEMO_PIECE, help=f"a Bach chorale in music21's corpus (default {DEMO_PIECE}, held out)")
+    sp.add_argument("--checkpoint", metavar="PATH", help="another model (default: the shipped harpsichord-cpu)")
+    sp.add_argument("--seconds", type=_positive_float, help="only the first seconds (default: the whole chorale)")
+    sp.add_argument("--seed", type=int, default=0)
     return p
 
 

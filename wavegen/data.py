@@ -216,6 +216,16 @@ def _source_notes(src: Source, data: bytes, settings: BuildSettings) -> tuple[li
     return read.notes, warnings + read.warnings
 
 
+def corpus_text(composer: str, piece: str, tick_ms: float = T.DEFAULT_TICK_MS) -> T.KeyText:
+    """One piece of music21's corpus as 88-key text, made exactly as `build` makes it."""
+    src = next((s for s in corpus_sources(composer) if s.piece == piece), None)
+    if src is None:
+        raise WavegenError(f"{piece}: not a piece by {composer} in music21's corpus (e.g. bwv244.37)")
+    settings = BuildSettings(tick_ms=tick_ms)
+    notes, _ = _source_notes(src, Path(src.path).read_bytes(), settings)
+    return T.from_notes(notes, tick_ms, meta={"style": src.style})
+
+
 def _load_item(out_dir: Path, item_id: str) -> Item | None:
     meta = out_dir / "items" / f"{item_id}.json"
     try:
