@@ -6,8 +6,8 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import write_notes_midi
+
 from wavegen import text as T
 from wavegen.cli import main
 from wavegen.text import Note

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_notes_midi
+
 from wavegen import data
 from wavegen import text as T
 from wavegen.errors import WavegenError

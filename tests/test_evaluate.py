@@ -20,7 +20,7 @@ def chorale_like(seed: int, seconds: float = 6.0) -> list[Note]:
     notes, t = [], 0.0
     base = [48, 55, 64, 69]
     while t < seconds:
-        for v, b in enumerate(base):
+        for b in base:
             notes.append(Note(int(b + rng.integers(-4, 5)), t, t + 0.45))
         t += 0.5
     return notes

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from wavegen import text as T
+from wavegen.conditioning import excitation
 from wavegen.config import ModelConfig
 from wavegen.fast import FastWaveNet, c_kernel, why_not
 from wavegen.generate import sketch_conditioning
-from wavegen.conditioning import excitation
 from wavegen.model import WaveNet
 
 SPT, SR = 40, 800  # 50 ms ticks at 800 Hz: short tests that still cross many ticks

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import mido
 import pytest
+from conftest import END_OF_TRACK, note_track, smf, vlq, write_notes_midi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import END_OF_TRACK, note_track, smf, vlq, write_notes_midi
 from wavegen import text as T
-from wavegen.midi import MidiError, ZERO_LENGTH_NOTE_S, keytext_to_midi, read_midi, read_midi_bytes, write_midi
+from wavegen.midi import (
+    ZERO_LENGTH_NOTE_S,
+    MidiError,
+    keytext_to_midi,
+    read_midi,
+    read_midi_bytes,
+    write_midi,
+)
 from wavegen.text import Note
 
 

@@ -359,8 +359,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     panels = [(f"{args.piece}: reference rendering (SoundFont)", ref)]
     lines = [f"  {out / 'sketch.txt'}  the chorale as 88-key text", f"  {out / 'reference.wav'}  the SoundFont rendering"]
     if loaded is not None:
-        from wavegen.generate import generate
         from wavegen.fast import FastWaveNet, why_not
+        from wavegen.generate import generate
 
         t_gen = time.perf_counter()
         if why_not(loaded.model) is None:

@@ -9,13 +9,19 @@ its length, so crops start neither only at note onsets nor only in silence.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from wavegen.audio import MU_LAW_CLASSES, from_int16, mu_law_encode
-from wavegen.conditioning import crop_ticks, crop_window, excitation, sounding_and_onsets, tick_features, tick_window
+from wavegen.conditioning import (
+    crop_ticks,
+    crop_window,
+    excitation,
+    sounding_and_onsets,
+    tick_features,
+    tick_window,
+)
 from wavegen.data import Dataset, Item
 from wavegen.errors import WavegenError
 
@@ -46,11 +52,16 @@ class CropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 2**62  # indices are drawn by the sampler; every index is a valid crop
 
-    @lru_cache(maxsize=64)
     def _piece(self, k: int):
-        roll = self.ds.text(self.items[k]).roll
-        sounding, _, last_onset = sounding_and_onsets(roll)
-        return roll, tick_features(roll), (sounding, last_onset)
+        """(roll, tick features, (sounding, last_onset)) of item k, cached per process (most recent 64)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if k not in cache:
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            roll = self.ds.text(self.items[k]).roll
+            sounding, _, last_onset = sounding_and_onsets(roll)
+            cache[k] = (roll, tick_features(roll), (sounding, last_onset))
+        return cache[k]
 
     def locate(self, index: int) -> tuple[int, int]:
         """(item number, first sample of the crop's inputs) for crop `index`."""

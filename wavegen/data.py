@@ -34,7 +34,12 @@ from wavegen.audio import to_int16
 from wavegen.errors import WavegenError
 from wavegen.files import atomic_path, check_output_dir, write_text_atomic
 from wavegen.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
-from wavegen.render import RENDER_VERSION, render_notes, resolve_soundfont, soundfont_digest
+from wavegen.render import (
+    RENDER_VERSION,
+    render_notes,
+    resolve_soundfont,
+    soundfont_digest,
+)
 
 MANIFEST = "manifest.json"
 DATASET_VERSION = 1

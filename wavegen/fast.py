@@ -30,7 +30,6 @@ from wavegen.model import WaveNet
 from wavegen.text import KeyText
 
 
-
 def why_not(model: WaveNet) -> str | None:
     """None if the fast path can run this model, else the reason it cannot."""
     if model.cfg.output != "mulaw":

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.conditioning import excitation, sounding_and_onsets, tick_features, tick_window
+from wavegen.conditioning import (
+    excitation,
+    sounding_and_onsets,
+    tick_features,
+    tick_window,
+)
 from wavegen.model import WaveNet, sample
 from wavegen.text import N_KEYS, KeyText
 
