@@ -74,3 +74,18 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}-generated.wav").is_file()
     assert (tmp_path / "ev" / "report.md").read_text().startswith("# Evaluation")
+
+
+def test_stability_finds_clicks_silence_and_runaway_noise():
+    from wavegen.evaluate import stability
+
+    t = np.arange(3 * SR) / SR
+    calm = 0.1 * np.sin(2 * np.pi * 440 * t)
+    assert stability(calm, SR) == {**stability(calm, SR), "clicks": 0, "silent_seconds": 0, "runaway_seconds": 0}
+    broken = calm.copy()
+    broken[SR : 2 * SR] = 0.0  # a silent second
+    broken[100] = 0.9  # a click
+    noisy = np.random.default_rng(0).uniform(-1, 1, 3 * SR)
+    s = stability(broken, SR)
+    assert s["clicks"] >= 1 and s["silent_seconds"] == 1
+    assert stability(noisy, SR)["runaway_seconds"] == 3

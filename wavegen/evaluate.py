@@ -42,6 +42,22 @@ def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate_hz: int) -> float
     return float(np.mean(np.abs(mels[0] - mels[1])))
 
 
+def stability(audio: np.ndarray, sample_rate_hz: int) -> dict[str, float]:
+    """Signs of a broken clip: clicks (jumps between neighbouring samples of more than half full
+    scale), silent seconds (RMS below -60 dBFS), and runaway seconds (RMS above -6 dBFS, far above
+    anything the renderer makes)."""
+    x = np.asarray(audio, dtype=np.float64)
+    sec = max(1, len(x) // sample_rate_hz)
+    rms = np.sqrt(np.mean(x[: sec * sample_rate_hz].reshape(sec, -1) ** 2, axis=1)) if len(x) >= sample_rate_hz else np.array([np.sqrt(np.mean(x**2))])
+    return {
+        "clicks": int(np.count_nonzero(np.abs(np.diff(x)) > 0.5)),
+        "silent_seconds": int(np.count_nonzero(rms < 1e-3)),
+        "runaway_seconds": int(np.count_nonzero(rms > 0.5)),
+        "rms_min_dbfs": float(20 * np.log10(rms.min() + 1e-12)),
+        "rms_max_dbfs": float(20 * np.log10(rms.max() + 1e-12)),
+    }
+
+
 def clip_notes(notes: list[Note], seconds: float) -> list[Note]:
     return [Note(n.pitch, n.start, min(n.end, seconds)) for n in notes if n.start < seconds]
 
@@ -115,6 +131,8 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
             "frame_f1_of_ceiling": gen_scores.frame_f1 / ref_scores.frame_f1 if ref_scores.frame_f1 else 0.0,
             "log_mel_distance": log_mel_distance(generated, reference, sr),
             "peak": float(np.abs(generated).max()), "rms": float(np.sqrt(np.mean(generated**2))),
+            "stability": stability(generated, sr),
+            "reference_stability": stability(reference, sr),
         })
 
     def mean(path: tuple[str, ...]) -> float:
@@ -131,6 +149,9 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
         "onset_f1": mean(("generated", "onset_f1")), "onset_f1_reference": mean(("reference", "onset_f1")),
         "frame_f1": mean(("generated", "frame_f1")), "frame_f1_reference": mean(("reference", "frame_f1")),
         "log_mel_distance": mean(("log_mel_distance",)),
+        "clicks": int(sum(r["stability"]["clicks"] for r in rows)),
+        "silent_seconds": int(sum(r["stability"]["silent_seconds"] for r in rows)),
+        "runaway_seconds": int(sum(r["stability"]["runaway_seconds"] for r in rows)),
     }
     overall["onset_f1_of_ceiling"] = overall["onset_f1"] / overall["onset_f1_reference"] if overall["onset_f1_reference"] else 0.0
     overall["frame_f1_of_ceiling"] = overall["frame_f1"] / overall["frame_f1_reference"] if overall["frame_f1_reference"] else 0.0
@@ -158,6 +179,8 @@ def markdown(report: dict) -> str:
         g, ref = r["generated"], r["reference"]
         lines.append(f"| {r['piece']} | {g['onset_f1']:.3f} | {ref['onset_f1']:.3f} | {r['onset_f1_of_ceiling']:.2f} | "
                      f"{g['frame_f1']:.3f} | {ref['frame_f1']:.3f} | {r['frame_f1_of_ceiling']:.2f} | {r['log_mel_distance']:.3f} |")
+    lines.insert(5, f"Stability of the generated clips: {o['clicks']} clicks, {o['silent_seconds']} silent seconds, "
+                    f"{o['runaway_seconds']} runaway seconds.\n")
     lines.append(f"| **all** | {o['onset_f1']:.3f} | {o['onset_f1_reference']:.3f} | **{o['onset_f1_of_ceiling']:.2f}** | "
                  f"{o['frame_f1']:.3f} | {o['frame_f1_reference']:.3f} | **{o['frame_f1_of_ceiling']:.2f}** | {o['log_mel_distance']:.3f} |")
     return "\n".join(lines) + "\n"
