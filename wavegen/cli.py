@@ -331,6 +331,156 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPOSER_FILE = "markov.json.gz"
+DEFAULT_COMPOSER = "composer-markov"
+
+
+def _load_composer(name: str | None):
+    from wavegen import checkpoint
+    from wavegen.composer import MarkovComposer
+
+    name = name or DEFAULT_COMPOSER
+    p = Path(name)
+    if not p.exists() and (checkpoint.MODELS_DIR / name / COMPOSER_FILE).is_file():
+        p = checkpoint.MODELS_DIR / name
+    if p.is_dir():
+        p = p / COMPOSER_FILE
+    if not p.is_file():
+        raise WavegenError(f"{name}: no such composer model (train one with `wavegen train-composer`)")
+    return MarkovComposer.load(p)
+
+
+def cmd_train_composer(args: argparse.Namespace) -> int:
+    from wavegen import data
+    from wavegen.composer import MarkovComposer, ticks_of
+    from wavegen.config import load_composer_config
+
+    cfg = load_composer_config(args.config, args.set or [])
+    ds = data.load(args.data)
+    pick = lambda split: [it for it in ds.items(split) if cfg.transposed or it.transpose == 0]  # noqa: E731
+    train_items = pick("train")
+    if not train_items:
+        raise WavegenError(f"{ds.root}: no training pieces")
+    t0 = time.perf_counter()
+    model = MarkovComposer(cfg.order, ds.tick_ms, {it.style for it in train_items})
+    model.fit(ticks_of(ds.text(it)) for it in train_items)
+    valid = [ticks_of(ds.text(it)) for it in pick("valid")]
+    out = Path(args.out)
+    model.save(out / COMPOSER_FILE)
+    bits = model.bits_per_tick(valid) if valid else float("nan")
+    print(f"wrote {out / COMPOSER_FILE}: order-{cfg.order} Markov chain over {len(train_items)} pieces, "
+          f"{sum(len(c) for c in model.counts):,} contexts; held-out {bits:.3f} bits/tick; "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from wavegen import text as T
+    from wavegen.composer import compose_form, keytext_of, parse_form, ticks_of
+
+    if (args.seconds is not None and args.seconds <= 0) or (args.ticks is not None and args.ticks <= 0):
+        raise WavegenError("the length must be positive: give --seconds S or --ticks N above 0")
+    form = parse_form(args.form) if args.form else None
+    model = _load_composer(args.model)
+    if args.style and args.style not in model.styles:
+        raise WavegenError(f"--style {args.style}: the composer learned only: {', '.join(model.styles) or 'none'}")
+    for path, what in ((args.perform, "--perform"), (args.render, "--render")):
+        if path:
+            from wavegen.audio import output_format
+
+            output_format(path)
+    prime: list[str] = []
+    if args.prime:
+        pk = T.read_file(args.prime)
+        if pk.tick_ms != model.tick_ms:
+            raise WavegenError(f"{args.prime}: ticks of {pk.tick_ms:g} ms; the composer writes {model.tick_ms:g} ms")
+        prime = ticks_of(pk)
+    n = args.ticks if args.ticks is not None else int(round((args.seconds or 20.0) * 1000 / model.tick_ms))
+    rng = np.random.default_rng(args.seed)
+    if form:
+        new, spans = compose_form(model, form, n, temperature=args.temperature, rng=rng, prime=prime)
+        sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in spans)
+    else:
+        new, sections = model.sample(n, temperature=args.temperature, rng=rng, prime=prime), ""
+    meta = {"style": args.style or (model.styles[0] if model.styles else "composed")}
+    if form:
+        meta["form"] = form
+    kt = keytext_of(prime + new, model.tick_ms, meta)
+    if args.output:
+        T.write_file(args.output, kt)
+        print(f"wrote {args.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s)"
+              + (f", sections {sections}" if sections else ""))
+    else:
+        sys.stdout.write(T.write(kt))
+    if args.render:
+        from wavegen.audio import write_audio
+        from wavegen.render import render_notes
+
+        r = render_notes(kt.notes(), min_seconds=kt.n_ticks * kt.tick_s)
+        write_audio(args.render, r.audio, r.sample_rate_hz)
+        print(f"wrote {args.render}: the SoundFont rendering", file=sys.stderr if not args.output else sys.stdout)
+    if args.perform:
+        from wavegen import checkpoint
+        from wavegen.audio import write_audio
+        from wavegen.evaluate import generate_clip
+        from wavegen.generate import sketch_samples
+
+        loaded = checkpoint.load(args.checkpoint)
+        if loaded.tick_ms != kt.tick_ms:
+            raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {kt.tick_ms:g} ms")
+        t0 = time.perf_counter()
+        audio = generate_clip(loaded, kt, sketch_samples(kt, loaded.sample_rate_hz), args.seed)
+        write_audio(args.perform, audio, loaded.sample_rate_hz)
+        print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr if not args.output else sys.stdout)
+    return 0
+
+
+def cmd_evaluate_composer(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from wavegen import data
+    from wavegen.composer import CopyIndex, musical_stats, ticks_of
+    from wavegen.files import write_text_atomic
+
+    model = _load_composer(args.model)
+    ds = data.load(args.data)
+    originals = lambda split: [ticks_of(ds.text(it)) for it in ds.items(split) if it.transpose == 0]  # noqa: E731
+    train, held = originals("train"), originals(args.split)
+    if not held:
+        raise WavegenError(f"{ds.root}: no pieces in the {args.split!r} split")
+    index = CopyIndex(train)
+    n = int(round(args.seconds * 1000 / model.tick_ms))
+    rng = np.random.default_rng(args.seed)
+    generated = [model.sample(n, temperature=args.temperature, rng=rng) for _ in range(args.samples)]
+    real = [h[:n] for h in held[: args.samples]]
+
+    def summary(seqs):
+        stats = [musical_stats(s) for s in seqs]
+        out = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
+        out["longest_copy_ticks"] = float(np.mean([index.longest_copy(s) for s in seqs]))
+        out["share_16grams_in_training"] = float(np.mean([index.share_found(s, 16) for s in seqs]))
+        return out
+
+    report = {"model": args.model or DEFAULT_COMPOSER, "kind": model.kind, "order": model.order,
+              "heldout_bits_per_tick": model.bits_per_tick(held), "ticks_per_sample": n,
+              "generated": summary(generated), "real_heldout": summary(real)}
+    rows = ["| measure | generated | real held-out |", "|---|---|---|"]
+    for k in report["generated"]:
+        rows.append(f"| {k} | {report['generated'][k]:.3f} | {report['real_heldout'][k]:.3f} |")
+    md = (f"# Composer evaluation: {report['model']} (order-{model.order} Markov)\n\n"
+          f"Held-out {report['heldout_bits_per_tick']:.3f} bits per tick. {args.samples} samples of {n} ticks "
+          f"against {len(real)} real held-out chorales (first {n} ticks), copies checked in any transposition.\n\n"
+          + "\n".join(rows) + "\n")
+    if args.output:
+        write_text_atomic(args.output, json.dumps(report, indent=1) + "\n")
+        write_text_atomic(Path(args.output).with_suffix(".md"), md)
+    print(md, end="")
+    return 0
+
+
 DEMO_PIECE = "bwv244.37"  # a chorale of the held-out test split
 
 
@@ -473,6 +623,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
+
+    sp = add("train-composer", "train a composer of new sketches (the Markov baseline)", cmd_train_composer)
+    sp.add_argument("--config", metavar="FILE", help="e.g. configs/composer-markov.toml")
+    sp.add_argument("--set", action="append", metavar="composer.KEY=VALUE")
+    sp.add_argument("--data", default=DEFAULT_DATA, metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="RUN_DIR")
+
+    sp = add("compose", "write a new sketch in 88-key text (and play it)", cmd_compose)
+    sp.add_argument("-o", "--output", metavar="OUT.txt", help="write here (default: standard output)")
+    length = sp.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=float, help="length in seconds (default 20)")
+    length.add_argument("--ticks", type=int, help="length in ticks (with --form: rounded down to equal sections)")
+    sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--prime", metavar="IN.txt", help="88-key text to continue")
+    sp.add_argument("--form", help="large-scale form, e.g. ABACABA: a section per new letter, repeated where it recurs")
+    sp.add_argument("--style", help="a style the composer learned")
+    sp.add_argument("--model", metavar="NAME|PATH", help=f"composer model (default: the shipped {DEFAULT_COMPOSER})")
+    sp.add_argument("--perform", metavar="OUT.wav", help="have the WaveNet play the sketch")
+    sp.add_argument("--render", metavar="OUT.wav", help="render the sketch with the SoundFont")
+    sp.add_argument("--checkpoint", metavar="PATH", help="the WaveNet for --perform (default: the shipped one)")
+
+    sp = add("evaluate-composer", "held-out bits per tick, copy check and musical statistics", cmd_evaluate_composer)
+    sp.add_argument("--model", metavar="NAME|PATH")
+    sp.add_argument("--data", default=DEFAULT_DATA, metavar="DIR")
+    sp.add_argument("--split", default="test", choices=("valid", "test"))
+    sp.add_argument("--samples", type=_positive_int, default=5)
+    sp.add_argument("--seconds", type=_positive_float, default=20.0)
+    sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-o", "--output", metavar="REPORT.json")
 
     sp = add("demo", "the main job: the shipped WaveNet plays a held-out Bach chorale, beside its reference", cmd_demo)
     sp.add_argument("-o", "--output", metavar="DIR", default="demo", help="folder for the results (default: demo)")

@@ -87,6 +87,43 @@ class Config:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class ComposerConfig:
+    kind: str = "markov"  # the baseline order-k Markov chain over ticks (the LSTM is not built yet)
+    order: int = 3  # ticks of context
+    transposed: bool = False  # learn from every transposition in the dataset, not only the originals
+
+
+@dataclass(frozen=True)
+class ComposerFile:
+    composer: ComposerConfig = field(default_factory=ComposerConfig)
+
+
+def load_composer_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> ComposerConfig:
+    """Like `load_config`, for a composer config file (section [composer])."""
+    cfg = ComposerFile()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise WavegenError(f"{p}: no such config file")
+        try:
+            cfg = _apply(cfg, tomllib.loads(p.read_text(encoding="utf-8")), str(p))
+        except tomllib.TOMLDecodeError as e:
+            raise WavegenError(f"{p}: not valid TOML ({e})") from None
+    for item in overrides:
+        keys, value = parse_override(item)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        cfg = _apply(cfg, nested, f"--set {item}")
+    c = cfg.composer
+    if c.kind != "markov":
+        raise WavegenError(f"composer.kind = {c.kind!r}: only 'markov' is built so far")
+    if c.order < 1:
+        raise WavegenError("composer.order must be at least 1")
+    return c
+
+
 CHOICES = {
     ("model", "output"): ("mulaw", "mol"),
     ("train", "mixed_precision"): ("no", "bf16", "fp16"),

@@ -1,0 +1,113 @@
+"""Ship a trained checkpoint inside the package, with a model card made from its run's records.
+
+    .venv/bin/python scripts/ship_model.py --checkpoint runs/harpsichord-cpu/best \\
+        --report evaluation/report.json --curve evaluation/curve.json --name harpsichord-cpu
+
+Copies model.safetensors and config.json to wavegen/models/NAME/ (loaded by `--checkpoint NAME`, and
+by default when NAME is harpsichord-cpu) and writes MODEL_CARD.md there: the network, the data and its
+licence, the training (steps, wall time, schedule), the learning curve from the run's log.jsonl (and
+note F1 at the steps in --curve), and the evaluation report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wavegen import checkpoint  # noqa: E402
+from wavegen.evaluate import markdown  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="the checkpoint folder to ship")
+    ap.add_argument("--report", required=True, help="`wavegen evaluate` report of that checkpoint (JSON)")
+    ap.add_argument("--curve", help="JSON list of {step, wall_s, onset_f1_of_ceiling, frame_f1_of_ceiling} (optional)")
+    ap.add_argument("--name", default=checkpoint.DEFAULT_MODEL)
+    args = ap.parse_args()
+
+    src = checkpoint.resolve(args.checkpoint)
+    loaded = checkpoint.load(src)
+    meta, cfg = loaded.meta, loaded.config
+    run_dir = src.parent.parent if src.parent.name == "checkpoints" else src.parent
+    log = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
+    report = json.loads(Path(args.report).read_text())
+    curve = {c["step"]: c for c in json.loads(Path(args.curve).read_text())} if args.curve else {}
+
+    dest = checkpoint.MODELS_DIR / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / checkpoint.WEIGHTS, dest / checkpoint.WEIGHTS)
+    shutil.copy2(src / checkpoint.CONFIG, dest / checkpoint.CONFIG)
+
+    wall = {}
+    for r in log:
+        if "wall_s" in r:
+            wall[r["step"]] = r["wall_s"]
+    evals = [r for r in log if "valid_bits" in r]
+    m = cfg.model
+    rf = m.receptive_field()
+    n_params = sum(p.numel() for p in loaded.model.parameters())
+    lines = [
+        f"# Model card: {args.name}",
+        "",
+        f"A WaveNet that plays harpsichord from 88-key text, trained on Bach chorales; shipped with wavegen and "
+        f"loaded by `--checkpoint {args.name}`" + (" (the default)." if args.name == checkpoint.DEFAULT_MODEL else "."),
+        "",
+        "## Network",
+        "",
+        f"- {m.cycles} cycles x {m.layers_per_cycle} dilated causal layers (dilations 1 ... {2 ** (m.layers_per_cycle - 1)}), "
+        f"kernel {m.kernel_size}, {m.residual_channels} residual, 2 x {m.gate_channels} gate, {m.skip_channels} skip channels, "
+        f"head {m.head_channels}, {m.n_classes} mu-law classes: `configs/cpu.toml`, the reference network.",
+        f"- Conditioned on the 88-key text: per-tick state/onset/decay features through a conv net with "
+        f"{m.cond_lookahead_ticks} ticks of lookahead, and the audio-rate sine/cosine excitation of every sounding key.",
+        f"- {n_params:,} parameters; receptive field {rf} samples ({rf / loaded.sample_rate_hz * 1000:.0f} ms); "
+        f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}).",
+        "",
+        "## Data",
+        "",
+        "The Bach chorales in music21's corpus (410 scores), each rendered from its own 88-key text by FluidSynth "
+        "with the FluidR3_GM harpsichord (General MIDI program 6), transposed -3..+3 semitones (2,870 renderings, "
+        "27.7 h). Split by piece: 370 training, 22 validation, 18 test chorales; the model never saw the validation "
+        "or test chorales in any transposition. Licence of the data: the compositions are in the public domain; the "
+        "encodings come from the music21 corpus, licensed for use by their encoders (some not for commercial use; "
+        "see music21/corpus/license.txt). FluidR3_GM is MIT-licensed.",
+        "",
+        "## Training",
+        "",
+        f"`wavegen data build --corpus bach --out data/build/bach --transpose -3..3`, then `wavegen train --config "
+        f"configs/cpu.toml --data data/build/bach --out runs/{args.name} --set train.steps={cfg.train.steps}`: "
+        f"batch {cfg.data.batch_size} x {cfg.data.crop_samples} samples, AdamW lr {cfg.train.lr:g} with "
+        f"{cfg.train.warmup_steps} warm-up steps and cosine decay over {cfg.train.steps} steps, "
+        f"{cfg.train.mixed_precision} autocast, on the 2-core CPU of the development machine. This checkpoint: "
+        f"step {meta.get('step')}" + (f", {wall[max(wall)] / 3600:.2f} h of wall time in the last session segment" if wall else "") + ".",
+        "",
+        "### Learning curve",
+        "",
+        "Validation bits per sample and the shuffled-notes gap on 16 fixed crops of the validation chorales "
+        "(from the run's log); note F1 as a fraction of the reference ceiling where it was measured "
+        "(`wavegen evaluate`, test split).",
+        "",
+        "| step | validation bits/sample | shuffled-notes gap | onset F1 / ceiling | frame F1 / ceiling |",
+        "|---|---|---|---|---|",
+    ]
+    for r in evals:
+        c = curve.get(r["step"], {})
+        of = f"{c['onset_f1_of_ceiling']:.2f}" if c else ""
+        ff = f"{c['frame_f1_of_ceiling']:.2f}" if c else ""
+        lines.append(f"| {r['step']} | {r['valid_bits']:.3f} | {r['gap_bits']:.3f} | {of} | {ff} |")
+    lines += ["", "## Evaluation", "", markdown(report).split("\n", 1)[1].strip(), "",
+              "Reproduce: `wavegen evaluate --checkpoint " + args.name + " --data data/build/bach --pieces "
+              f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}`.", ""]
+    (dest / "MODEL_CARD.md").write_text("\n".join(lines))
+    print(f"shipped {src} as {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

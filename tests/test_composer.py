@@ -1,0 +1,105 @@
+"""The composer: the Markov chain, form, the copy check, musical statistics, and `wavegen compose`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from wavegen import text as T
+from wavegen.cli import main
+from wavegen.composer import (CopyIndex, MarkovComposer, compose_form, is_triad, keytext_of, musical_stats,
+                              ticks_of, transpose_tick)
+
+CHORDS = ["HLO", "HLO", "", "JMQ", "JMQ", "", "LOS", "", "HLO", "", "GJMQ", ""]
+
+
+def test_the_chain_reproduces_its_transition_counts():
+    seqs = [["a", "b", "a", "b", "c"], ["a", "b", "c"]]
+    m = MarkovComposer(order=1).fit(seqs)
+    assert m.counts[1][("a",)] == Counter({"b": 3})
+    assert m.counts[1][("b",)] == Counter({"a": 1, "c": 2})
+    assert m.counts[0][()] == Counter({"a": 3, "b": 3, "c": 2})
+    assert m.distribution(["x", "b"]) == Counter({"a": 1, "c": 2})  # unseen "x" does not matter at order 1
+    m2 = MarkovComposer.from_dict(m.to_dict())
+    assert m2.counts == m.counts and m2.order == 1
+
+
+def test_sampling_is_seeded_and_always_valid_text(tmp_path):
+    m = MarkovComposer(order=2).fit([CHORDS * 3])
+    a = m.sample(50, rng=np.random.default_rng(1))
+    assert a == m.sample(50, rng=np.random.default_rng(1))
+    kt = keytext_of(a, 50, {"style": "x"})
+    assert T.parse(T.write(kt)) == kt and ticks_of(kt) == a
+    m.save(tmp_path / "m.json.gz")
+    assert MarkovComposer.load(tmp_path / "m.json.gz").sample(50, rng=np.random.default_rng(1)) == a
+
+
+def test_form_repeats_the_sections_it_promised():
+    m = MarkovComposer(order=2).fit([CHORDS * 4, list(reversed(CHORDS)) * 4])
+    ticks, spans = compose_form(m, "ABACA", 100, rng=np.random.default_rng(0))
+    assert [s[0] for s in spans] == list("ABACA") and spans[-1][2] == len(ticks)
+    sec = {letter: ticks[a:b] for letter, a, b in spans}
+    for letter, a, b in spans:
+        assert ticks[a:b] == sec[letter]
+
+
+def test_copy_check_finds_a_planted_copy_and_none_in_noise():
+    rng = np.random.default_rng(0)
+    chars = T.KEY_CHARS[20:60]
+    def random_ticks(n):  # noqa: E306
+        return ["".join(sorted(set(rng.choice(list(chars), 3)))) for _ in range(n)]
+    training = [random_ticks(300) for _ in range(3)]
+    index = CopyIndex(training)
+    planted = random_ticks(20) + [transpose_tick(t, 2) for t in training[1][100:140]] + random_ticks(20)
+    assert index.longest_copy(planted) == 40  # found although transposed by a whole tone
+    assert index.share_found(planted, 16) > 0.2
+    noise = random_ticks(200)
+    assert index.longest_copy(noise) <= 2 and index.share_found(noise, 16) == 0.0
+
+
+def test_musical_statistics():
+    assert is_triad("HLO") and is_triad("HKO") and is_triad("<HLO") and not is_triad("HJL") and not is_triad("")
+    stats = musical_stats(CHORDS * 10)
+    assert stats["notes_per_tick"] == pytest.approx(np.mean([len(t) for t in CHORDS if t]))
+    assert stats["triad_share"] > 0.7 and stats["lowest_pitch"] == ord("G") - 12
+    assert 0 <= stats["key_consistency"] <= 1 and stats["rest_share"] == pytest.approx(5 / 12)
+
+
+@pytest.fixture
+def composer_model(tmp_path):
+    m = MarkovComposer(order=2, styles=["bach"]).fit([CHORDS * 4])
+    m.save(tmp_path / "markov.json.gz")
+    return tmp_path / "markov.json.gz"
+
+
+def test_compose_command_and_its_bad_input(capsys, tmp_path, composer_model):
+    out = tmp_path / "s.txt"
+    assert main(["compose", "--model", str(composer_model), "--ticks", "40", "--form", "ABA", "-o", str(out),
+                 "--render", str(tmp_path / "s.wav")]) == 0
+    kt = T.read_file(out)
+    assert kt.n_ticks == 39 and kt.meta["form"] == "ABA" and (tmp_path / "s.wav").stat().st_size > 1000
+    (tmp_path / "prime.txt").write_text("HLO HLO  ")
+    assert main(["compose", "--model", str(composer_model), "--ticks", "5", "--prime", str(tmp_path / "prime.txt"),
+                 "-o", str(out)]) == 0
+    assert ticks_of(T.read_file(out))[:3] == ["HLO", "HLO", ""]
+    capsys.readouterr()
+    (tmp_path / "bad.txt").write_text("OH ")
+    for argv, words in (
+        (["--prime", str(tmp_path / "bad.txt")], "bad.txt:1:2"),
+        (["--style", "rock"], "--style rock"),
+        (["--form", "AB-A"], "letters only"),
+        (["--ticks", "0"], "must be positive"),
+        (["--seconds", "-2"], "must be positive"),
+    ):
+        assert main(["compose", "--model", str(composer_model), *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_shipped_composer_writes_a_bach_like_sketch(capsys):
+    assert main(["compose", "--ticks", "200", "--seed", "3"]) == 0
+    kt = T.parse(capsys.readouterr().out)
+    stats = musical_stats(ticks_of(kt))
+    assert kt.n_ticks == 200 and kt.meta["style"] == "bach" and 2.5 < stats["notes_per_tick"] < 5
