@@ -103,3 +103,50 @@ def test_shipped_composer_writes_a_bach_like_sketch(capsys):
     kt = T.parse(capsys.readouterr().out)
     stats = musical_stats(ticks_of(kt))
     assert kt.n_ticks == 200 and kt.meta["style"] == "bach" and 2.5 < stats["notes_per_tick"] < 5
+
+
+def test_stream_writes_a_valid_growing_wav_and_stops_on_a_signal(tmp_path, composer_model):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import soundfile as sf
+    from test_generate import make_checkpoint
+
+    ck = make_checkpoint(tmp_path / "ck")
+    out = tmp_path / "live.wav"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "wavegen", "compose", "--model", str(composer_model),
+                             "--checkpoint", str(ck), "--stream", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sizes = []
+    deadline = time.time() + 120
+    while len(sizes) < 2 and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if out.exists() and out.stat().st_size > 44:
+            frames = sf.info(out).frames  # valid WAV while it is being written
+            if not sizes or frames > sizes[-1]:
+                sizes.append(frames)
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped by a signal" in err, err
+    final = sf.info(out)
+    assert len(sizes) == 2 and sizes[1] > sizes[0] and final.frames >= sizes[1] and final.samplerate == 16_000
+    audio, _ = sf.read(out)
+    assert len(audio) == final.frames and np.all(np.isfinite(audio))
+
+
+def test_compose_perform_plays_the_sketch_with_the_wavenet(tmp_path, composer_model):
+    import soundfile as sf
+    from test_generate import make_checkpoint
+
+    ck = make_checkpoint(tmp_path / "ck")
+    assert main(["compose", "--model", str(composer_model), "--ticks", "10", "-o", str(tmp_path / "s.txt"),
+                 "--perform", str(tmp_path / "p.wav"), "--checkpoint", str(ck)]) == 0
+    kt = T.read_file(tmp_path / "s.txt")
+    info = sf.info(tmp_path / "p.wav")
+    assert info.frames == round((kt.duration_s + 0.5) * 16_000)

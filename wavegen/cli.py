@@ -391,6 +391,8 @@ def cmd_compose(args: argparse.Namespace) -> int:
             from wavegen.audio import output_format
 
             output_format(path)
+    if args.stream and (args.output or args.perform or args.render or args.form):
+        raise WavegenError("--stream plays without end: it does not go with -o, --perform, --render or --form")
     prime: list[str] = []
     if args.prime:
         pk = T.read_file(args.prime)
@@ -399,6 +401,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
         prime = ticks_of(pk)
     n = args.ticks if args.ticks is not None else int(round((args.seconds or 20.0) * 1000 / model.tick_ms))
     rng = np.random.default_rng(args.seed)
+    if args.stream:
+        limit = n if (args.ticks is not None or args.seconds is not None) else None
+        return _stream(args, model, prime, rng, limit)
     if form:
         new, spans = compose_form(model, form, n, temperature=args.temperature, rng=rng, prime=prime)
         sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in spans)
@@ -435,6 +440,58 @@ def cmd_compose(args: argparse.Namespace) -> int:
         write_audio(args.perform, audio, loaded.sample_rate_hz)
         print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr if not args.output else sys.stdout)
+    return 0
+
+
+STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
+
+
+def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int | None) -> int:
+    """Compose and play without end (or for `limit` ticks); SIGINT or SIGTERM ends it cleanly."""
+    import signal
+
+    from wavegen import checkpoint
+    from wavegen.fast import FastWaveNet, why_not
+    from wavegen.stream import GrowingWav, StreamPlayer
+
+    loaded = checkpoint.load(args.checkpoint)
+    reason = why_not(loaded.model)
+    if reason:
+        raise WavegenError(f"--stream needs the fast path: {reason}")
+    if loaded.tick_ms != model.tick_ms:
+        raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {model.tick_ms:g} ms")
+    if args.stream != "-":
+        from wavegen.files import check_output_dir
+
+        check_output_dir(Path(args.stream).parent if str(Path(args.stream).parent) else ".")
+    sr = loaded.sample_rate_hz
+    player = StreamPlayer(FastWaveNet(loaded.model), sr, temperature=args.temperature, seed=args.seed)
+    stop = {"now": False}
+
+    def on_signal(signum, frame) -> None:
+        stop["now"] = True
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    wav = GrowingWav(args.stream, sr)
+    history, done = list(prime), 0
+    t0 = time.perf_counter()
+    try:
+        if prime:
+            wav.write(player.play(prime))
+        while not stop["now"] and (limit is None or done < limit):
+            k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
+            new = model.sample(k, temperature=args.temperature, rng=rng, prime=history[-model.order :])
+            history = (history + new)[-model.order :]
+            wav.write(player.play(new))
+            done += k
+        wav.write(player.play([], flush=True))
+    finally:
+        wav.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    seconds = wav.frames / sr
+    print(f"{PROG}: streamed {seconds:.1f} s ({done} ticks) to {args.stream} in {time.perf_counter() - t0:.1f} s"
+          + ("; stopped by a signal" if stop["now"] else ""), file=sys.stderr)
     return 0
 
 
@@ -643,7 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", metavar="NAME|PATH", help=f"composer model (default: the shipped {DEFAULT_COMPOSER})")
     sp.add_argument("--perform", metavar="OUT.wav", help="have the WaveNet play the sketch")
     sp.add_argument("--render", metavar="OUT.wav", help="render the sketch with the SoundFont")
-    sp.add_argument("--checkpoint", metavar="PATH", help="the WaveNet for --perform (default: the shipped one)")
+    sp.add_argument("--checkpoint", metavar="PATH", help="the WaveNet for --perform and --stream (default: the shipped one)")
+    sp.add_argument("--stream", metavar="OUT.wav|-", help="compose and play without end (or for --seconds), "
+                    "writing a WAV that grows (or to standard output); Ctrl-C or SIGTERM ends it cleanly")
 
     sp = add("evaluate-composer", "held-out bits per tick, copy check and musical statistics", cmd_evaluate_composer)
     sp.add_argument("--model", metavar="NAME|PATH")

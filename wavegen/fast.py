@@ -345,12 +345,10 @@ class FastWaveNet:
         """Streams `streams` of the batch, all ticks; rows: per-tick conditioning (see tick_rows)."""
         model, spt = self.model, self.spt
         B = len(streams)
-        n_classes, n_out = self.emb.shape[0], self.w2.shape[1]
-        codes_in = np.full(B, n_classes // 2, dtype=np.int64)  # silence before the first sample
-        buf = np.zeros((B, self.total_hist, self.R), dtype=np.float32)
+        n_out = self.w2.shape[1]
+        codes_in, buf, _ = self.new_state(B, 0)  # silence before the first sample
         rng = rng_all[streams].copy()
         no_keys = np.zeros(0, dtype=np.int64)
-        no_teacher = np.zeros((0, 0), dtype=np.int64)
         no_logits = np.zeros((0, 0, 0), dtype=np.float32)
         for t0 in range(0, n_samples, spt):
             n = min(spt, n_samples - t0)
@@ -361,17 +359,11 @@ class FastWaveNet:
                 sounding, last_onset = onsets
                 keys = np.nonzero(sounding[tick])[0].astype(np.int64)
                 key_onsets = (last_onset[tick, keys] * spt).astype(np.int64)
-            tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else no_teacher
+            tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else None
             oc = np.zeros((B, n), dtype=np.int64)
             ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits
-            if self.backend == "c":
-                self._c_block(B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature,
-                              rng, oc, ol if logits is not None else None, tf if teacher is not None else None)
-            else:
-                step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
-                           self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
-                           self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
-                           buf, float(temperature), rng, oc, ol, tf)
+            self.block(codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng, oc,
+                       ol if logits is not None else None, tf if teacher is not None else None)
             out_codes[streams, t0 : t0 + n] = oc
             if logits is not None:
                 logits[streams, t0 : t0 + n] = ol
@@ -380,6 +372,29 @@ class FastWaveNet:
                 progress(int(done.min()))
         if progress and gi == 0:
             progress(n_samples)
+
+    def new_state(self, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes_in, buffers, rng) of `batch` streams before their first sample."""
+        codes_in = np.full(batch, self.emb.shape[0] // 2, dtype=np.int64)
+        buf = np.zeros((batch, self.total_hist, self.R), dtype=np.float32)
+        rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
+        return codes_in, buf, rng
+
+    def block(self, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng, out_codes,
+              out_logits=None, teacher=None) -> None:
+        """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel."""
+        if self.backend == "c":
+            self._c_block(len(codes_in), codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf,
+                          temperature, rng, out_codes, out_logits, teacher)
+        else:
+            no_teacher = np.zeros((0, 0), dtype=np.int64)
+            no_logits = np.zeros((0, 0, 0), dtype=np.float32)
+            step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
+                       self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
+                       self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
+                       buf, float(temperature), rng, out_codes,
+                       out_logits if out_logits is not None else no_logits,
+                       teacher if teacher is not None else no_teacher)
 
     def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng,
                  out_codes, out_logits, teacher) -> None:
