@@ -9,8 +9,16 @@ import pytest
 
 from wavegen import text as T
 from wavegen.cli import main
-from wavegen.composer import (CopyIndex, MarkovComposer, compose_form, is_triad, keytext_of, musical_stats,
-                              ticks_of, transpose_tick)
+from wavegen.composer import (
+    CopyIndex,
+    MarkovComposer,
+    compose_form,
+    is_triad,
+    keytext_of,
+    musical_stats,
+    ticks_of,
+    transpose_tick,
+)
 
 CHORDS = ["HLO", "HLO", "", "JMQ", "JMQ", "", "LOS", "", "HLO", "", "GJMQ", ""]
 

@@ -165,6 +165,8 @@ def load(path: str | os.PathLike | None = None, device: str | torch.device = "cp
             f"{p}: made for 88-key text format version {meta.get('text_format_version')}, "
             f"this wavegen reads version {FORMAT_VERSION}"
         )
+    if meta.get("kind", "wavenet") != "wavenet":
+        raise WavegenError(f"{p}: a {meta['kind']} checkpoint, not a WaveNet (use it with `wavegen compose --model`)")
     if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise WavegenError(f"{p}: checkpoint version {meta.get('checkpoint_version')} is not {CHECKPOINT_VERSION}")
     config = from_dict(meta["config"], str(p / CONFIG))

@@ -341,8 +341,12 @@ def _load_composer(name: str | None):
 
     name = name or DEFAULT_COMPOSER
     p = Path(name)
-    if not p.exists() and (checkpoint.MODELS_DIR / name / COMPOSER_FILE).is_file():
+    if not p.exists() and (checkpoint.MODELS_DIR / name).is_dir():
         p = checkpoint.MODELS_DIR / name
+    if p.is_dir() and not (p / COMPOSER_FILE).is_file():
+        from wavegen.lstm import LSTMComposer
+
+        return LSTMComposer.load(p)  # a checkpoint or run folder of the LSTM composer
     if p.is_dir():
         p = p / COMPOSER_FILE
     if not p.is_file():
@@ -353,9 +357,20 @@ def _load_composer(name: str | None):
 def cmd_train_composer(args: argparse.Namespace) -> int:
     from wavegen import data
     from wavegen.composer import MarkovComposer, ticks_of
-    from wavegen.config import load_composer_config
+    from wavegen.config import load_config
 
-    cfg = load_composer_config(args.config, args.set or [])
+    full = load_config(args.config, args.set or [])
+    cfg = full.composer
+    if cfg.kind == "lstm":
+        from wavegen.lstm import train_lstm
+
+        result = train_lstm(full, args.data, args.out, log=lambda m: print(m, file=sys.stderr))
+        line = f"{result.status} at step {result.step}"
+        if result.valid:
+            line += ", " + ", ".join(f"{k} {v:.3f}" for k, v in result.valid.items())
+        if result.is_main:
+            print(f"{args.out}: {line}")
+        return 0
     ds = data.load(args.data)
     pick = lambda split: [it for it in ds.items(split) if cfg.transposed or it.transpose == 0]  # noqa: E731
     train_items = pick("train")
@@ -408,7 +423,8 @@ def cmd_compose(args: argparse.Namespace) -> int:
         new, spans = compose_form(model, form, n, temperature=args.temperature, rng=rng, prime=prime)
         sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in spans)
     else:
-        new, sections = model.sample(n, temperature=args.temperature, rng=rng, prime=prime), ""
+        style_kw = {"style": args.style} if model.kind == "lstm" else {}
+        new, sections = model.sample(n, temperature=args.temperature, rng=rng, prime=prime, **style_kw), ""
     meta = {"style": args.style or (model.styles[0] if model.styles else "composed")}
     if form:
         meta["form"] = form
@@ -681,9 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 
-    sp = add("train-composer", "train a composer of new sketches (the Markov baseline)", cmd_train_composer)
-    sp.add_argument("--config", metavar="FILE", help="e.g. configs/composer-markov.toml")
-    sp.add_argument("--set", action="append", metavar="composer.KEY=VALUE")
+    sp = add("train-composer", "train a composer of new sketches (Markov chain or LSTM)", cmd_train_composer)
+    sp.add_argument("--config", metavar="FILE", help="configs/composer-markov.toml or configs/composer-lstm.toml")
+    sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     sp.add_argument("--data", default=DEFAULT_DATA, metavar="DIR")
     sp.add_argument("--out", required=True, metavar="RUN_DIR")
 

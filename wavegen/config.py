@@ -78,54 +78,35 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ComposerConfig:
+    """The composer of new sketches (`wavegen train-composer`)."""
+
+    kind: str = "markov"  # "markov": order-k chain over ticks; "lstm": character-level LSTM over the text
+    order: int = 3  # markov: ticks of context
+    transposed: bool = True  # learn from every transposition in the dataset, not only the originals
+    embed: int = 32  # lstm: character embedding
+    hidden: int = 256  # lstm: hidden units per layer
+    layers: int = 2
+    dropout: float = 0.1
+    seq_len: int = 256  # lstm: characters per training sequence
+    burn_in: int = 32  # lstm: leading characters that warm the state up and are not scored
+    style_embed: int = 8  # lstm: style embedding (styles come from the text headers)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    composer: ComposerConfig = field(default_factory=ComposerConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class ComposerConfig:
-    kind: str = "markov"  # the baseline order-k Markov chain over ticks (the LSTM is not built yet)
-    order: int = 3  # ticks of context
-    transposed: bool = False  # learn from every transposition in the dataset, not only the originals
-
-
-@dataclass(frozen=True)
-class ComposerFile:
-    composer: ComposerConfig = field(default_factory=ComposerConfig)
-
-
-def load_composer_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> ComposerConfig:
-    """Like `load_config`, for a composer config file (section [composer])."""
-    cfg = ComposerFile()
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise WavegenError(f"{p}: no such config file")
-        try:
-            cfg = _apply(cfg, tomllib.loads(p.read_text(encoding="utf-8")), str(p))
-        except tomllib.TOMLDecodeError as e:
-            raise WavegenError(f"{p}: not valid TOML ({e})") from None
-    for item in overrides:
-        keys, value = parse_override(item)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        cfg = _apply(cfg, nested, f"--set {item}")
-    c = cfg.composer
-    if c.kind != "markov":
-        raise WavegenError(f"composer.kind = {c.kind!r}: only 'markov' is built so far")
-    if c.order < 1:
-        raise WavegenError("composer.order must be at least 1")
-    return c
-
-
 CHOICES = {
     ("model", "output"): ("mulaw", "mol"),
+    ("composer", "kind"): ("markov", "lstm"),
     ("train", "mixed_precision"): ("no", "bf16", "fp16"),
 }
 
@@ -173,6 +154,12 @@ def _validate(cfg: Config, where: str) -> Config:
     for section, key in positive:
         if not getattr(getattr(cfg, section), key) > 0:
             raise WavegenError(f"{where}: {section}.{key} must be positive")
+    c = cfg.composer
+    for key in ("order", "embed", "hidden", "layers", "seq_len", "style_embed"):
+        if not getattr(c, key) > 0:
+            raise WavegenError(f"{where}: composer.{key} must be positive")
+    if not 0 <= c.burn_in < c.seq_len or not 0 <= c.dropout < 1:
+        raise WavegenError(f"{where}: composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{where}: train.ema_decay must be in [0, 1)")
     return cfg

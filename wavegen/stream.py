@@ -21,7 +21,7 @@ import torch
 from wavegen.audio import mu_law_decode, to_int16
 from wavegen.conditioning import sounding_and_onsets, tick_features
 from wavegen.fast import FastWaveNet
-from wavegen.text import N_KEYS, KEY_CHARS
+from wavegen.text import KEY_CHARS, N_KEYS
 
 HISTORY_TICKS = 400  # 20 s at 50 ms: longer-held notes lose their onset (a decay feature saturates anyway)
 

@@ -137,19 +137,99 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def _check_resume(run_dir: Path, cfg: Config, ds: data.Dataset) -> None:
-    saved = json.loads((run_dir / RUN_CONFIG).read_text())
-    old = from_dict(saved["config"], str(run_dir / RUN_CONFIG))
-    if old.model != cfg.model or old.data != cfg.data:
-        raise WavegenError(
-            f"{run_dir}: this run was started with another model or data config; resume it with the "
-            "same config, or train into a new --out folder"
-        )
-    if (saved["sample_rate_hz"], saved["tick_ms"]) != (ds.sample_rate_hz, ds.tick_ms):
-        raise WavegenError(
-            f"{run_dir}: trained at {saved['sample_rate_hz']} Hz and {saved['tick_ms']} ms ticks, but the "
-            f"dataset {ds.root} has {ds.sample_rate_hz} Hz and {ds.tick_ms} ms"
-        )
+class WaveNetTask:
+    """Everything `train` needs to know about the WaveNet: model, crops, loss, evaluation, records.
+    (The composer's LSTM is another task, in lstm.py; the loop is the same.)"""
+
+    rate_unit = "samples"
+
+    def __init__(self, cfg: Config, ds: data.Dataset, data_dir: str | Path):
+        self.cfg, self.ds, self.data_dir = cfg, ds, Path(data_dir)
+        mc = cfg.model
+        self.styles: list[str] = []
+        if mc.n_styles:
+            self.styles = sorted({it.style for it in ds.items("train")})
+            if len(self.styles) > mc.n_styles:
+                raise WavegenError(f"{ds.root}: {len(self.styles)} styles ({', '.join(self.styles)}) but "
+                                   f"model.n_styles = {mc.n_styles}")
+        self.valid_batch = self.shuffled_batch = self.sketch_item = None
+
+    def meta(self) -> dict[str, Any]:
+        """What the checkpoint records besides the config (and what a resume must match)."""
+        ds = self.ds
+        return {"sample_rate_hz": ds.sample_rate_hz, "tick_ms": ds.tick_ms, "samples_per_tick": ds.samples_per_tick,
+                "styles": self.styles, "dataset": str(self.data_dir.resolve())}
+
+    def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
+        old = from_dict(saved["config"], str(run_dir / RUN_CONFIG))
+        if old.model != self.cfg.model or old.data != self.cfg.data or old.composer != self.cfg.composer:
+            raise WavegenError(
+                f"{run_dir}: this run was started with another model or data config; resume it with the "
+                "same config, or train into a new --out folder"
+            )
+        ds = self.ds
+        if (saved["sample_rate_hz"], saved["tick_ms"]) != (ds.sample_rate_hz, ds.tick_ms):
+            raise WavegenError(
+                f"{run_dir}: trained at {saved['sample_rate_hz']} Hz and {saved['tick_ms']} ms ticks, but the "
+                f"dataset {ds.root} has {ds.sample_rate_hz} Hz and {ds.tick_ms} ms"
+            )
+
+    def build_model(self) -> WaveNet:
+        return WaveNet(self.cfg.model, self.ds.samples_per_tick)
+
+    def describe(self, model: torch.nn.Module) -> str:
+        rf = self.cfg.model.receptive_field()
+        n_params = sum(p.numel() for p in model.parameters())
+        return f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / self.ds.sample_rate_hz * 1000:.1f} ms)"
+
+    def _crops(self, split: str, seed: int) -> CropDataset:
+        mc = self.cfg.model
+        return CropDataset(self.ds, split, crop_samples=self.cfg.data.crop_samples,
+                           margin_ticks=mc.cond_lookahead_ticks, output=mc.output, n_classes=mc.n_classes,
+                           seed=seed, styles=self.styles, excitation=mc.excitation and mc.local_conditioning)
+
+    def train_set(self) -> torch.utils.data.Dataset:
+        return self._crops("train", self.cfg.train.seed)
+
+    def units_per_item(self) -> int:
+        return self.cfg.data.crop_samples
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: Any) -> torch.Tensor:
+        with autocast():
+            out = _forward(model, batch, self.cfg.model.n_styles > 0)
+        return loss_fn(self.cfg.model.output, out, batch["targets"])  # float32
+
+    def prepare_validation(self) -> str | None:
+        """Build the fixed validation batches (main process); returns a notice if there is none."""
+        dc = self.cfg.data
+        try:
+            vcrops = self._crops(dc.valid_split, 0)
+        except WavegenError as e:
+            return f"no validation: {e}"
+        self.valid_batch = validation_batch(vcrops, dc.valid_crops)
+        self.shuffled_batch = validation_batch(vcrops, dc.valid_crops, shuffled=True)
+        self.sketch_item = vcrops.items[0]
+        return None
+
+    def evaluate(self, weights: dict[str, torch.Tensor], device: torch.device, step: int, run_dir: Path,
+                 tb: Any) -> dict[str, float]:
+        if self.valid_batch is None:
+            return {}
+        mc, tc, sr = self.cfg.model, self.cfg.train, self.ds.sample_rate_hz
+        eval_model = self.build_model()
+        eval_model.load_state_dict(weights)
+        eval_model.to(device).eval()
+        true_bits = validation_loss(eval_model, self.valid_batch, mc.output)
+        shuffled_bits = validation_loss(eval_model, self.shuffled_batch, mc.output)
+        valid = {"valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits}
+        if tc.sample_seconds > 0:
+            sketch = self.ds.text(self.sketch_item)
+            audio = sample_audio(eval_model, int(tc.sample_seconds * sr), sr, sketch, tc.seed)
+            (run_dir / "samples").mkdir(exist_ok=True)
+            write_audio(run_dir / "samples" / f"step-{step:08d}-{self.sketch_item.id}.wav", audio, sr)
+            if tb is not None:
+                tb.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=sr)
+        return valid
 
 
 def train(
@@ -160,15 +240,17 @@ def train(
     stop_after: int | None = None,
     show_progress: bool = True,
     log: Any = print,
+    task: Any = None,
 ) -> TrainResult:
-    """Train (or resume) into `run_dir`. stop_after: end after this many steps in this call (tests)."""
+    """Train (or resume) into `run_dir`. task: what to train (default: the WaveNet on this dataset).
+    stop_after: end after this many steps in this call (tests)."""
     from accelerate import Accelerator
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
     ds = data.load(data_dir)
-    spt, sr = ds.samples_per_tick, ds.sample_rate_hz
-    tc, mc, dc = cfg.train, cfg.model, cfg.data
+    task = task or WaveNetTask(cfg, ds, data_dir)
+    tc, dc = cfg.train, cfg.data
     notices: list[str] = []
 
     # accelerate keeps its settings in process-wide singletons; a second run in the same process (tests,
@@ -187,23 +269,16 @@ def train(
         if main:
             log(f"notice: {n}")
 
-    styles: list[str] = []
-    if mc.n_styles:
-        styles = sorted({it.style for it in ds.items("train")})
-        if len(styles) > mc.n_styles:
-            raise WavegenError(f"{ds.root}: {len(styles)} styles ({', '.join(styles)}) but model.n_styles = {mc.n_styles}")
-
     resume = checkpoint.step_dirs(run_dir)
     if resume:
-        _check_resume(run_dir, cfg, ds)
+        task.check_resume(run_dir, json.loads((run_dir / RUN_CONFIG).read_text()))
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        record = {"config": cfg.to_dict(), "sample_rate_hz": sr, "tick_ms": ds.tick_ms,
-                  "samples_per_tick": spt, "dataset": str(Path(data_dir).resolve()), "styles": styles}
+        record = {"config": cfg.to_dict(), **task.meta()}
         (run_dir / RUN_CONFIG).write_text(json.dumps(record, indent=1) + "\n")
 
     torch.manual_seed(tc.seed)
-    model = WaveNet(mc, spt)
+    model = task.build_model()
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -221,37 +296,24 @@ def train(
             log(f"resuming {run_dir} from step {step}")
     resumed_from = step
     if main:
-        rf = mc.receptive_field()
-        n_params = sum(p.numel() for p in model.parameters())
-        log(f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / sr * 1000:.1f} ms); "
-            f"{accelerator.num_processes} process(es) on {accelerator.device.type}, "
+        log(f"{task.describe(model)}; {accelerator.num_processes} process(es) on {accelerator.device.type}, "
             f"mixed precision {accelerator.mixed_precision}")
     model, optimizer = accelerator.prepare(model, optimizer)
     if resume and accelerator.scaler is not None and "scaler" in st:
         accelerator.scaler.load_state_dict(st["scaler"])
-    raw_model: WaveNet = accelerator.unwrap_model(model)
+    raw_model = accelerator.unwrap_model(model)
     forward_model = torch.compile(model) if tc.compile else model  # same weights, fused kernels
 
-    crops = CropDataset(ds, "train", crop_samples=dc.crop_samples, margin_ticks=mc.cond_lookahead_ticks,
-                        output=mc.output, n_classes=mc.n_classes, seed=tc.seed, styles=styles,
-                        excitation=mc.excitation and mc.local_conditioning)
+    crops = task.train_set()
     sampler = StepSampler(step, tc.steps, dc.batch_size, tc.grad_accum,
                           accelerator.process_index, accelerator.num_processes)
     loader = torch.utils.data.DataLoader(crops, batch_sampler=sampler, num_workers=dc.num_workers,
                                          persistent_workers=False, pin_memory=accelerator.device.type == "cuda")
-    valid_batch = shuffled_batch = None
     if main:
-        try:
-            vcrops = CropDataset(ds, dc.valid_split, crop_samples=dc.crop_samples,
-                                 margin_ticks=mc.cond_lookahead_ticks, output=mc.output,
-                                 n_classes=mc.n_classes, styles=styles,
-                                 excitation=mc.excitation and mc.local_conditioning)
-            valid_batch = validation_batch(vcrops, dc.valid_crops)
-            shuffled_batch = validation_batch(vcrops, dc.valid_crops, shuffled=True)
-            sketch_item = vcrops.items[0]
-        except WavegenError as e:
-            notices.append(f"no validation: {e}")
-            log(f"notice: no validation: {e}")
+        notice = task.prepare_validation()
+        if notice:
+            notices.append(notice)
+            log(f"notice: {notice}")
     tb = None
     if main:
         try:
@@ -271,34 +333,20 @@ def train(
 
     def evaluate() -> None:
         nonlocal valid
-        if valid_batch is None:
-            return
-        eval_model = WaveNet(mc, spt)
-        eval_model.load_state_dict(ema.shadow if ema is not None else raw_model.state_dict())
-        eval_model.to(accelerator.device).eval()
-        true_bits = validation_loss(eval_model, valid_batch, mc.output)
-        shuffled_bits = validation_loss(eval_model, shuffled_batch, mc.output)
-        valid = {"valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits}
-        write_log({"step": step, **valid})
-        if tb is not None:
-            for k, v in valid.items():
-                tb.add_scalar(f"valid/{k}", v, step)
-        if tc.sample_seconds > 0:
-            sketch = ds.text(sketch_item)
-            n = int(tc.sample_seconds * sr)
-            audio = sample_audio(eval_model, n, sr, sketch, tc.seed)
-            (run_dir / "samples").mkdir(exist_ok=True)
-            write_audio(run_dir / "samples" / f"step-{step:08d}-{sketch_item.id}.wav", audio, sr)
+        weights = ema.shadow if ema is not None else raw_model.state_dict()
+        valid = task.evaluate(weights, accelerator.device, step, run_dir, tb)
+        if valid:
+            write_log({"step": step, **valid})
             if tb is not None:
-                tb.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=sr)
+                for k, v in valid.items():
+                    tb.add_scalar(f"valid/{k}", v, step)
 
     def save(with_state: bool = True) -> None:
         nonlocal best
         accelerator.wait_for_everyone()
         if main:
             weights = ema.shadow if ema is not None else raw_model.state_dict()
-            meta = {"sample_rate_hz": sr, "tick_ms": ds.tick_ms, "samples_per_tick": spt, "step": step,
-                    "styles": styles, "metrics": valid, "dataset": str(Path(data_dir).resolve())}
+            meta = {**task.meta(), "step": step, "metrics": valid}
             state = {"raw_weights": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "step": step, "nonfinite_total": nonfinite_total,
                      "best_valid": best}
@@ -316,7 +364,7 @@ def train(
         accelerator.wait_for_everyone()
 
     status = "done"
-    crop_per_step = dc.batch_size * tc.grad_accum * accelerator.num_processes * dc.crop_samples
+    crop_per_step = dc.batch_size * tc.grad_accum * accelerator.num_processes * task.units_per_item()
     bar = tqdm(total=tc.steps, initial=step, disable=not (main and show_progress), unit="step",
                dynamic_ncols=True)
     seen: list[list[int]] = []
@@ -334,9 +382,7 @@ def train(
                     seen.append(batch["item"].tolist())
                 sync = m == tc.grad_accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    with accelerator.autocast():
-                        out = _forward(forward_model, batch, mc.n_styles > 0)
-                    loss = loss_fn(mc.output, out, batch["targets"])  # float32
+                    loss = task.loss(forward_model, batch, accelerator.autocast)  # float32
                     accelerator.backward(loss / tc.grad_accum)
                 losses.append(loss.detach())
             loss_mean = accelerator.reduce(torch.stack(losses).mean(), "mean")
@@ -364,7 +410,7 @@ def train(
             dt = time.perf_counter() - t0
             bits = loss_mean.item() / LN2
             bar.update(1)
-            bar.set_postfix(bits=f"{bits:.3f}", samples_s=f"{crop_per_step / dt:,.0f}")
+            bar.set_postfix({"bits": f"{bits:.3f}", f"{task.rate_unit}/s": f"{crop_per_step / dt:,.0f}"})
             if step % tc.log_every == 0 or step == tc.steps:
                 record = {"step": step, "loss_bits": bits, "lr": scheduler.get_last_lr()[0],
                           "samples_per_s": crop_per_step / dt, "wall_s": time.perf_counter() - t_start,
