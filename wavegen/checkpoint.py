@@ -88,6 +88,10 @@ def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: C
             torch.save(train_state, tmp / STATE / "trainer.pt")
         # verify before it replaces anything: the weights read back
         load_file(str(tmp / WEIGHTS))
+        mask = os.umask(0)
+        os.umask(mask)
+        for q in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700: give the usual permissions
+            os.chmod(q, (0o777 if q.is_dir() else 0o666) & ~mask)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")
