@@ -324,7 +324,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = data.load(args.data)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
     report = evaluate(loaded, ds, out_dir, split=args.split, pieces=args.pieces, seconds=args.seconds,
-                      seed=args.seed, progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
+                      seed=args.seed, temperature=args.temperature,
+                      progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
     json_path, md_path = write_report(report, report_path)
     print(md_path.read_text(), end="")
     print(f"wrote {json_path}, {md_path} and pictures and clips in {out_dir}/ ({report['wall_seconds']:.0f} s)")
@@ -699,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pieces", type=int, default=5, help="held-out pieces to play (default 5)")
     sp.add_argument("--seconds", type=float, default=15.0, help="seconds of each piece (default 15)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 

@@ -62,19 +62,21 @@ def clip_notes(notes: list[Note], seconds: float) -> list[Note]:
     return [Note(n.pitch, n.start, min(n.end, seconds)) for n in notes if n.start < seconds]
 
 
-def generate_clip(loaded: Loaded, sketch, n: int, seed: int) -> np.ndarray:
+def generate_clip(loaded: Loaded, sketch, n: int, seed: int, temperature: float = 1.0) -> np.ndarray:
     """One take following the sketch: the fast path when it covers the model."""
     from wavegen.fast import FastWaveNet, why_not
     from wavegen.generate import generate
 
     sr = loaded.sample_rate_hz
     if why_not(loaded.model) is None and next(loaded.model.parameters()).device.type == "cpu":
-        return FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=sketch, seed=seed)[0]
-    return generate(loaded.model, n, sample_rate_hz=sr, sketch=sketch, seed=seed)[0]
+        return FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=sketch, seed=seed,
+                                                  temperature=temperature)[0]
+    return generate(loaded.model, n, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature)[0]
 
 
 def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
-             seconds: float = 15.0, seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+             seconds: float = 15.0, seed: int = 0, temperature: float = 1.0,
+             progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate `loaded` on up to `pieces` held-out pieces of `ds`; writes PNGs and WAVs into out_dir."""
     from wavegen.train import validation_loss
 
@@ -114,7 +116,7 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
         reference = from_int16(np.asarray(ds.audio(it)[:n]))
         length = len(reference)
         t_gen = time.perf_counter()
-        generated = generate_clip(loaded, sketch, length, seed)
+        generated = generate_clip(loaded, sketch, length, seed, temperature)
         gen_s = time.perf_counter() - t_gen
         notes = clip_notes(sketch.notes(), length / sr)
         ref_scores = transcribe.score(transcriber, reference, notes)
@@ -157,7 +159,7 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
     overall["frame_f1_of_ceiling"] = overall["frame_f1"] / overall["frame_f1_reference"] if overall["frame_f1_reference"] else 0.0
     return {
         "checkpoint": str(loaded.path), "step": loaded.meta.get("step"), "dataset": str(ds.root), "split": split,
-        "seconds_per_piece": seconds, "seed": seed, "transcriber_threshold": transcriber.threshold,
+        "seconds_per_piece": seconds, "seed": seed, "temperature": temperature, "transcriber_threshold": transcriber.threshold,
         "overall": overall, "pieces": rows, "wall_seconds": time.perf_counter() - t0,
     }
 
@@ -167,7 +169,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Evaluation of {report['checkpoint']} (step {report['step']})",
         "",
-        f"Split `{report['split']}` of `{report['dataset']}`, first {report['seconds_per_piece']:g} s of each piece, seed {report['seed']}.",
+        f"Split `{report['split']}` of `{report['dataset']}`, first {report['seconds_per_piece']:g} s of each piece, "
+        f"seed {report['seed']}, temperature {report.get('temperature', 1.0):g}.",
         "",
         f"Validation loss {o['valid_bits']:.3f} bits/sample; with another piece's notes {o['shuffled_bits']:.3f}; "
         f"**shuffled-notes gap {o['gap_bits']:.3f} bits/sample**.",
