@@ -158,3 +158,15 @@ def test_compose_perform_plays_the_sketch_with_the_wavenet(tmp_path, composer_mo
     kt = T.read_file(tmp_path / "s.txt")
     info = sf.info(tmp_path / "p.wav")
     assert info.frames == round((kt.duration_s + 0.5) * 16_000)
+
+
+def test_evaluate_composer_reports_both_and_real_music(capsys, tiny_dataset, composer_model, tmp_path):
+    import json
+
+    assert main(["evaluate-composer", "--model", str(composer_model), "--data", str(tiny_dataset),
+                 "--split", "test", "--samples", "1", "--seconds", "1", "-o", str(tmp_path / "c.json")]) == 0
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["kind"] == "markov" and np.isfinite(report["heldout_bits_per_tick"])
+    for side in ("generated", "real_heldout"):
+        assert {"longest_copy_ticks", "share_16grams_in_training", "triad_share", "key_consistency"} <= set(report[side])
+    assert "bits per character" in (tmp_path / "c.md").read_text()

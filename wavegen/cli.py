@@ -460,16 +460,11 @@ def cmd_compose(args: argparse.Namespace) -> int:
     return 0
 
 
-STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
-
-
 def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int | None) -> int:
     """Compose and play without end (or for `limit` ticks); SIGINT or SIGTERM ends it cleanly."""
-    import signal
-
     from wavegen import checkpoint
     from wavegen.fast import FastWaveNet, why_not
-    from wavegen.stream import GrowingWav, StreamPlayer
+    from wavegen.stream import GrowingWav, StreamPlayer, stream_compose
 
     loaded = checkpoint.load(args.checkpoint)
     reason = why_not(loaded.model)
@@ -483,76 +478,25 @@ def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int |
         check_output_dir(Path(args.stream).parent if str(Path(args.stream).parent) else ".")
     sr = loaded.sample_rate_hz
     player = StreamPlayer(FastWaveNet(loaded.model), sr, temperature=args.temperature, seed=args.seed)
-    stop = {"now": False}
-
-    def on_signal(signum, frame) -> None:
-        stop["now"] = True
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    wav = GrowingWav(args.stream, sr)
-    history, done = list(prime), 0
     t0 = time.perf_counter()
-    try:
-        if prime:
-            wav.write(player.play(prime))
-        while not stop["now"] and (limit is None or done < limit):
-            k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
-            new = model.sample(k, temperature=args.temperature, rng=rng, prime=history[-model.order :])
-            history = (history + new)[-model.order :]
-            wav.write(player.play(new))
-            done += k
-        wav.write(player.play([], flush=True))
-    finally:
-        wav.close()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    wav = GrowingWav(args.stream, sr)
+    done, stopped = stream_compose(model, player, wav, prime, rng, temperature=args.temperature, limit=limit)
     seconds = wav.frames / sr
     print(f"{PROG}: streamed {seconds:.1f} s ({done} ticks) to {args.stream} in {time.perf_counter() - t0:.1f} s"
-          + ("; stopped by a signal" if stop["now"] else ""), file=sys.stderr)
+          + ("; stopped by a signal" if stopped else ""), file=sys.stderr)
     return 0
 
 
 def cmd_evaluate_composer(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from wavegen import data
-    from wavegen.composer import CopyIndex, musical_stats, ticks_of
+    from wavegen.composer import evaluate_composer, report_markdown
     from wavegen.files import write_text_atomic
 
     model = _load_composer(args.model)
-    ds = data.load(args.data)
-    originals = lambda split: [ticks_of(ds.text(it)) for it in ds.items(split) if it.transpose == 0]  # noqa: E731
-    train, held = originals("train"), originals(args.split)
-    if not held:
-        raise WavegenError(f"{ds.root}: no pieces in the {args.split!r} split")
-    index = CopyIndex(train)
-    n = int(round(args.seconds * 1000 / model.tick_ms))
-    rng = np.random.default_rng(args.seed)
-    generated = [model.sample(n, temperature=args.temperature, rng=rng) for _ in range(args.samples)]
-    real = [h[:n] for h in held[: args.samples]]
-
-    def summary(seqs):
-        stats = [musical_stats(s) for s in seqs]
-        out = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
-        out["longest_copy_ticks"] = float(np.mean([index.longest_copy(s) for s in seqs]))
-        out["share_16grams_in_training"] = float(np.mean([index.share_found(s, 16) for s in seqs]))
-        return out
-
-    bits_tick = model.bits_per_tick(held)
-    chars = sum(len(t) + 1 for h in held for t in h)  # each tick's keys and its space
-    ticks = sum(len(h) for h in held)
-    report = {"model": args.model or DEFAULT_COMPOSER, "kind": model.kind, "order": model.order,
-              "heldout_bits_per_tick": bits_tick, "heldout_bits_per_char": bits_tick * ticks / chars,
-              "ticks_per_sample": n, "generated": summary(generated), "real_heldout": summary(real)}
-    rows = ["| measure | generated | real held-out |", "|---|---|---|"]
-    for k in report["generated"]:
-        rows.append(f"| {k} | {report['generated'][k]:.3f} | {report['real_heldout'][k]:.3f} |")
-    what = f"order-{model.order} Markov" if model.kind == "markov" else "character LSTM"
-    md = (f"# Composer evaluation: {report['model']} ({what})\n\n"
-          f"Held-out {report['heldout_bits_per_tick']:.3f} bits per tick, {report['heldout_bits_per_char']:.3f} bits "
-          f"per character. {args.samples} samples of {n} ticks "
-          f"against {len(real)} real held-out chorales (first {n} ticks), copies checked in any transposition.\n\n"
-          + "\n".join(rows) + "\n")
+    report = evaluate_composer(model, data.load(args.data), split=args.split, samples=args.samples,
+                               seconds=args.seconds, temperature=args.temperature, seed=args.seed)
+    report["model"] = args.model or DEFAULT_COMPOSER
+    md = report_markdown(report)
     if args.output:
         write_text_atomic(args.output, json.dumps(report, indent=1) + "\n")
         write_text_atomic(Path(args.output).with_suffix(".md"), md)

@@ -9,6 +9,7 @@ date after every chunk, so the file on disk is a valid WAV at every moment, howe
 
 from __future__ import annotations
 
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -118,3 +119,34 @@ class GrowingWav:
             self.f.close()
         else:
             self.f.flush()
+
+
+STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
+
+
+def stream_compose(composer, player: StreamPlayer, wav: GrowingWav, prime: Sequence[str], rng: np.random.Generator,
+                   *, temperature: float = 1.0, limit: int | None = None) -> tuple[int, bool]:
+    """Compose a second at a time and play it into `wav` until SIGINT or SIGTERM (or `limit` ticks).
+    Returns (ticks composed, whether a signal stopped it). The WAV is closed in every case."""
+    stop = {"now": False}
+
+    def on_signal(signum, frame) -> None:
+        stop["now"] = True
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    history, done = list(prime), 0
+    try:
+        if prime:
+            wav.write(player.play(prime))
+        while not stop["now"] and (limit is None or done < limit):
+            k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
+            new = composer.sample(k, temperature=temperature, rng=rng, prime=history[-composer.order :])
+            history = (history + new)[-composer.order :]
+            wav.write(player.play(new))
+            done += k
+        wav.write(player.play([], flush=True))
+    finally:
+        wav.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return done, stop["now"]
