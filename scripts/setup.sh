@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so' || need_apt+=(libfluidsynth3)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)  # the fast generation kernel (else numba)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
