@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--report", required=True, help="`wavegen evaluate` report of that checkpoint (JSON)")
     ap.add_argument("--curve", help="JSON list of {step, wall_s, onset_f1_of_ceiling, frame_f1_of_ceiling} (optional)")
     ap.add_argument("--name", default=checkpoint.DEFAULT_MODEL)
+    ap.add_argument("--temperature", type=float, default=1.0, help="the sampling temperature to ship with")
     args = ap.parse_args()
 
     src = checkpoint.resolve(args.checkpoint)
@@ -43,7 +44,9 @@ def main() -> int:
     dest = checkpoint.MODELS_DIR / args.name
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / checkpoint.WEIGHTS, dest / checkpoint.WEIGHTS)
-    shutil.copy2(src / checkpoint.CONFIG, dest / checkpoint.CONFIG)
+    shipped_meta = json.loads((src / checkpoint.CONFIG).read_text())
+    shipped_meta["sampling_temperature"] = args.temperature
+    (dest / checkpoint.CONFIG).write_text(json.dumps(shipped_meta, indent=1) + "\n")
 
     wall = {}
     for r in log:
@@ -67,7 +70,8 @@ def main() -> int:
         f"- Conditioned on the 88-key text: per-tick state/onset/decay features through a conv net with "
         f"{m.cond_lookahead_ticks} ticks of lookahead, and the audio-rate sine/cosine excitation of every sounding key.",
         f"- {n_params:,} parameters; receptive field {rf} samples ({rf / loaded.sample_rate_hz * 1000:.0f} ms); "
-        f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}).",
+        f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}). "
+        f"Sampling temperature {args.temperature:g} by default (`--temperature` overrides it).",
         "",
         "## Data",
         "",

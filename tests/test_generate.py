@@ -114,3 +114,15 @@ def test_the_pytorch_engine_is_deterministic_too(capsys, tmp_path, ckpt):
     code, _, err = gen(capsys, "--checkpoint", str(make_checkpoint(tmp_path / "mol", "model.output=mol")),
                        "--seconds", "0.05", "--engine", "fast", "-o", str(tmp_path / "c.wav"))
     assert code == 2 and "--engine fast: the fast path covers mu-law output" in err
+
+
+def test_a_model_can_ship_its_sampling_temperature(capsys, tmp_path):
+    ck = make_checkpoint(tmp_path / "greedy")
+    meta = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**meta, "sampling_temperature": 0.0}))
+    for seed in ("1", "2"):
+        assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", seed, "-o", str(tmp_path / f"{seed}.wav"))[0] == 0
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()  # greedy: the seed does not matter
+    assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--temperature", "1",
+               "-o", str(tmp_path / "3.wav"))[0] == 0
+    assert (tmp_path / "3.wav").read_bytes() != (tmp_path / "2.wav").read_bytes()

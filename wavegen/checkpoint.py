@@ -59,6 +59,11 @@ class Loaded:
     def styles(self) -> list[str]:
         return list(self.meta.get("styles", []))
 
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature the model was shipped with (1 unless its card says otherwise)."""
+        return float(self.meta.get("sampling_temperature", 1.0))
+
 
 def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

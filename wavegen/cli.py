@@ -275,7 +275,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         rate = bar.n / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(realtime=f"{rate / sr:.3f}x")
 
-    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, temperature=args.temperature,
+    temperature = loaded.temperature if args.temperature is None else args.temperature
+    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, temperature=temperature,
                   seed=args.seed, batch=args.batch, style=style, progress=progress)
     if args.engine == "torch":
         audio = generate(loaded.model, n, **kwargs)
@@ -324,7 +325,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = data.load(args.data)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
     report = evaluate(loaded, ds, out_dir, split=args.split, pieces=args.pieces, seconds=args.seconds,
-                      seed=args.seed, temperature=args.temperature,
+                      seed=args.seed, temperature=loaded.temperature if args.temperature is None else args.temperature,
                       progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
     json_path, md_path = write_report(report, report_path)
     print(md_path.read_text(), end="")
@@ -453,7 +454,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         if loaded.tick_ms != kt.tick_ms:
             raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {kt.tick_ms:g} ms")
         t0 = time.perf_counter()
-        audio = generate_clip(loaded, kt, sketch_samples(kt, loaded.sample_rate_hz), args.seed)
+        audio = generate_clip(loaded, kt, sketch_samples(kt, loaded.sample_rate_hz), args.seed, loaded.temperature)
         write_audio(args.perform, audio, loaded.sample_rate_hz)
         print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr if not args.output else sys.stdout)
@@ -477,7 +478,7 @@ def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int |
 
         check_output_dir(Path(args.stream).parent if str(Path(args.stream).parent) else ".")
     sr = loaded.sample_rate_hz
-    player = StreamPlayer(FastWaveNet(loaded.model), sr, temperature=args.temperature, seed=args.seed)
+    player = StreamPlayer(FastWaveNet(loaded.model), sr, temperature=loaded.temperature, seed=args.seed)
     t0 = time.perf_counter()
     wav = GrowingWav(args.stream, sr)
     done, stopped = stream_compose(model, player, wav, prime, rng, temperature=args.temperature, limit=limit)
@@ -537,9 +538,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         t_gen = time.perf_counter()
         if why_not(loaded.model) is None:
-            gen = FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=kt, seed=args.seed)[0]
+            gen = FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=kt, seed=args.seed,
+                                                     temperature=loaded.temperature)[0]
         else:
-            gen = generate(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed)[0]
+            gen = generate(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed,
+                           temperature=loaded.temperature)[0]
         gen_s = time.perf_counter() - t_gen
         write_audio(out / "generated.wav", gen, sr)
         panels.append((f"{args.piece}: generated sample by sample by {loaded.path.name}", gen))
@@ -626,7 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: the shipped harpsichord-cpu model)")
     sp.add_argument("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI)")
     sp.add_argument("--seconds", type=float, help="length (default: the sketch plus a 0.5 s release tail)")
-    sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1; 0 = greedy)")
+    sp.add_argument("--temperature", type=float, help="sampling temperature (default: the model's, 1 unless its "
+                    "card says otherwise; 0 = greedy)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--batch", type=_positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ...")
     sp.add_argument("--style", help="a style the model was trained on (default: the sketch's header style)")
@@ -644,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pieces", type=int, default=5, help="held-out pieces to play (default 5)")
     sp.add_argument("--seconds", type=float, default=15.0, help="seconds of each piece (default 15)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    sp.add_argument("--temperature", type=float, help="sampling temperature (default: the model's)")
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 
