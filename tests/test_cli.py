@@ -28,7 +28,8 @@ def one_error_line(err: str, *words: str) -> None:
         assert w in lines[0], err
 
 
-@pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["render"], ["plot"], ["data"],
+@pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["render"], ["plot"], ["data"], ["train"], ["generate"],
+                                     ["evaluate"], ["train-composer"], ["compose"], ["evaluate-composer"],
                                      ["data", "build"], ["data", "info"], ["demo"]])
 def test_help_everywhere(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
