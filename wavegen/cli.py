@@ -403,10 +403,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
     model = _load_composer(args.model)
     if args.style and args.style not in model.styles:
         raise WavegenError(f"--style {args.style}: the composer learned only: {', '.join(model.styles) or 'none'}")
-    for path, what in ((args.perform, "--perform"), (args.render, "--render")):
-        if path:
-            from wavegen.audio import output_format
+    from wavegen.audio import output_format
 
+    for path in (args.perform, args.render):
+        if path:
             output_format(path)
     if args.stream and (args.output or args.perform or args.render or args.form):
         raise WavegenError("--stream plays without end: it does not go with -o, --perform, --render or --form")
@@ -447,14 +447,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.perform:
         from wavegen import checkpoint
         from wavegen.audio import write_audio
-        from wavegen.evaluate import generate_clip
+        from wavegen.fast import play
         from wavegen.generate import sketch_samples
 
         loaded = checkpoint.load(args.checkpoint)
         if loaded.tick_ms != kt.tick_ms:
             raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {kt.tick_ms:g} ms")
         t0 = time.perf_counter()
-        audio = generate_clip(loaded, kt, sketch_samples(kt, loaded.sample_rate_hz), args.seed, loaded.temperature)
+        audio = play(loaded.model, sketch_samples(kt, loaded.sample_rate_hz), sample_rate_hz=loaded.sample_rate_hz,
+                     sketch=kt, seed=args.seed, temperature=loaded.temperature)
         write_audio(args.perform, audio, loaded.sample_rate_hz)
         print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr if not args.output else sys.stdout)
@@ -533,16 +534,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     panels = [(f"{args.piece}: reference rendering (SoundFont)", ref)]
     lines = [f"  {out / 'sketch.txt'}  the chorale as 88-key text", f"  {out / 'reference.wav'}  the SoundFont rendering"]
     if loaded is not None:
-        from wavegen.fast import FastWaveNet, why_not
-        from wavegen.generate import generate
+        from wavegen.fast import play
 
         t_gen = time.perf_counter()
-        if why_not(loaded.model) is None:
-            gen = FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=kt, seed=args.seed,
-                                                     temperature=loaded.temperature)[0]
-        else:
-            gen = generate(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed,
-                           temperature=loaded.temperature)[0]
+        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed, temperature=loaded.temperature)
         gen_s = time.perf_counter() - t_gen
         write_audio(out / "generated.wav", gen, sr)
         panels.append((f"{args.piece}: generated sample by sample by {loaded.path.name}", gen))

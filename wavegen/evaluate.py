@@ -28,6 +28,7 @@ from wavegen.audio import from_int16, write_audio
 from wavegen.checkpoint import Loaded
 from wavegen.crops import CropDataset, validation_batch
 from wavegen.errors import WavegenError
+from wavegen.fast import play
 from wavegen.files import check_output_dir, write_text_atomic
 from wavegen.text import Note
 
@@ -60,18 +61,6 @@ def stability(audio: np.ndarray, sample_rate_hz: int) -> dict[str, float]:
 
 def clip_notes(notes: list[Note], seconds: float) -> list[Note]:
     return [Note(n.pitch, n.start, min(n.end, seconds)) for n in notes if n.start < seconds]
-
-
-def generate_clip(loaded: Loaded, sketch, n: int, seed: int, temperature: float = 1.0) -> np.ndarray:
-    """One take following the sketch: the fast path when it covers the model."""
-    from wavegen.fast import FastWaveNet, why_not
-    from wavegen.generate import generate
-
-    sr = loaded.sample_rate_hz
-    if why_not(loaded.model) is None and next(loaded.model.parameters()).device.type == "cpu":
-        return FastWaveNet(loaded.model).generate(n, sample_rate_hz=sr, sketch=sketch, seed=seed,
-                                                  temperature=temperature)[0]
-    return generate(loaded.model, n, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature)[0]
 
 
 def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
@@ -116,7 +105,7 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
         reference = from_int16(np.asarray(ds.audio(it)[:n]))
         length = len(reference)
         t_gen = time.perf_counter()
-        generated = generate_clip(loaded, sketch, length, seed, temperature)
+        generated = play(loaded.model, length, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature)
         gen_s = time.perf_counter() - t_gen
         notes = clip_notes(sketch.notes(), length / sr)
         ref_scores = transcribe.score(transcriber, reference, notes)

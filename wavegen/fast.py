@@ -39,6 +39,7 @@ def why_not(model: WaveNet) -> str | None:
 
 KEY_HZ_NB = KEY_HZ.astype(np.float64)  # read by the kernel (numba freezes globals when compiling)
 N_KEYS_NB = N_KEYS
+_NO_KEYS = np.zeros(0, dtype=np.int64)
 njit = numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 
 
@@ -248,6 +249,18 @@ def c_kernel():
 BACKENDS = ("c", "numba")
 
 
+def play(model: WaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
+         temperature: float = 1.0, seed: int = 0, style: int | None = None) -> np.ndarray:
+    """One take, (n_samples,) float32: the fast path on a CPU when it covers the model, else the
+    PyTorch step (on a GPU, or for the mixture-of-logistics output)."""
+    from wavegen.generate import generate
+
+    kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, seed=seed, style=style)
+    if next(model.parameters()).device.type == "cpu" and why_not(model) is None:
+        return FastWaveNet(model).generate(n_samples, **kwargs)[0]
+    return generate(model, n_samples, **kwargs)[0]
+
+
 class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
@@ -340,25 +353,29 @@ class FastWaveNet:
                 list(pool.map(run_group, range(len(groups)), groups))
         return logits if logits is not None else out_codes
 
+    def tick_keys(self, onsets: tuple | None, tick: int, first_tick: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The keys sounding in `tick` of the onsets' window, and their onsets as absolute samples
+        (the window starts at absolute tick `first_tick`); none without excitation."""
+        if onsets is None or not self.model.uses_excitation or tick >= onsets[0].shape[0]:
+            return _NO_KEYS, _NO_KEYS
+        sounding, last_onset = onsets
+        keys = np.nonzero(sounding[tick])[0].astype(np.int64)
+        return keys, ((last_onset[tick, keys] + first_tick) * self.spt).astype(np.int64)
+
     def _run_streams(self, streams, n_samples, rows, onsets, sample_rate_hz, temperature,
                      rng_all, teacher, out_codes, logits, done, gi, progress) -> None:
         """Streams `streams` of the batch, all ticks; rows: per-tick conditioning (see tick_rows)."""
-        model, spt = self.model, self.spt
+        spt = self.spt
         B = len(streams)
         n_out = self.w2.shape[1]
         codes_in, buf, _ = self.new_state(B, 0)  # silence before the first sample
         rng = rng_all[streams].copy()
-        no_keys = np.zeros(0, dtype=np.int64)
         no_logits = np.zeros((0, 0, 0), dtype=np.float32)
         for t0 in range(0, n_samples, spt):
             n = min(spt, n_samples - t0)
             tick = t0 // spt
             row = rows[min(tick, rows.shape[0] - 1)]
-            keys, key_onsets = no_keys, no_keys
-            if onsets is not None and model.uses_excitation and tick < onsets[0].shape[0]:
-                sounding, last_onset = onsets
-                keys = np.nonzero(sounding[tick])[0].astype(np.int64)
-                key_onsets = (last_onset[tick, keys] * spt).astype(np.int64)
+            keys, key_onsets = self.tick_keys(onsets, tick)
             tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else None
             oc = np.zeros((B, n), dtype=np.int64)
             ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits

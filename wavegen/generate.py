@@ -21,9 +21,10 @@ from wavegen.conditioning import (
     tick_window,
 )
 from wavegen.model import WaveNet, sample
+from wavegen.render import (
+    RELEASE_TAIL_S,  # generated past the sketch's last note-off, as the renderer does
+)
 from wavegen.text import N_KEYS, KeyText
-
-RELEASE_TAIL_S = 0.5  # generated past the sketch's last note-off, as the renderer does
 
 
 @torch.no_grad()

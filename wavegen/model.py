@@ -264,10 +264,3 @@ def sample(output: str, out: Tensor, temperature: float, generator: torch.Genera
     steps = 2**MOL_BITS - 1
     return torch.round((x.clamp(-1, 1) + 1) / 2 * steps) / steps * 2 - 1
 
-
-def build_model(cfg: ModelConfig, samples_per_tick: int) -> WaveNet:
-    return WaveNet(cfg, samples_per_tick)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -65,14 +65,10 @@ class StreamPlayer:
         else:
             rows = self.fast.tick_rows(None, self.style)
         out = []
-        no_keys = np.zeros(0, dtype=np.int64)
         for tick in range(self.played, last):
             rel = tick - self.first
             row = rows[min(rel, rows.shape[0] - 1)]
-            keys, key_onsets = no_keys, no_keys
-            if onsets is not None and model.uses_excitation:
-                keys = np.nonzero(onsets[0][rel])[0].astype(np.int64)
-                key_onsets = ((onsets[1][rel, keys] + self.first) * self.spt).astype(np.int64)
+            keys, key_onsets = self.fast.tick_keys(onsets, rel, self.first)
             codes = np.zeros((1, self.spt), dtype=np.int64)
             self.fast.block(self.codes_in, tick * self.spt, self.spt, row, keys, key_onsets, self.sr, self.buf,
                             self.temperature, self.rng, codes)

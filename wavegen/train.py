@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from wavegen import checkpoint, data
@@ -33,7 +32,7 @@ from wavegen.audio import write_audio
 from wavegen.config import Config, from_dict
 from wavegen.crops import CropDataset, StepSampler, validation_batch
 from wavegen.errors import WavegenError
-from wavegen.generate import generate
+from wavegen.fast import play
 from wavegen.model import WaveNet, loss_fn
 
 LN2 = math.log(2.0)
@@ -105,16 +104,6 @@ def validation_loss(model: WaveNet, batch: dict[str, torch.Tensor], output: str,
         out = _forward(model, part, model.cfg.n_styles > 0)
         total += loss_fn(output, out, part["targets"]).item() * part["inputs"].shape[0]
     return total / n / LN2
-
-
-def sample_audio(model: WaveNet, n: int, sample_rate_hz: int, sketch, seed: int) -> np.ndarray:
-    """A clip for the evaluation: the compiled fast path on a CPU when it covers the model."""
-    if next(model.parameters()).device.type == "cpu":
-        from wavegen.fast import FastWaveNet, why_not
-
-        if why_not(model) is None:
-            return FastWaveNet(model).generate(n, sample_rate_hz=sample_rate_hz, sketch=sketch, seed=seed, style=0)[0]
-    return generate(model, n, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=1.0, seed=seed, style=0)[0]
 
 
 class _StopFlag:
@@ -224,7 +213,8 @@ class WaveNetTask:
         valid = {"valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits}
         if tc.sample_seconds > 0:
             sketch = self.ds.text(self.sketch_item)
-            audio = sample_audio(eval_model, int(tc.sample_seconds * sr), sr, sketch, tc.seed)
+            audio = play(eval_model, int(tc.sample_seconds * sr), sample_rate_hz=sr, sketch=sketch, seed=tc.seed,
+                         style=0)
             (run_dir / "samples").mkdir(exist_ok=True)
             write_audio(run_dir / "samples" / f"step-{step:08d}-{self.sketch_item.id}.wav", audio, sr)
             if tb is not None:
