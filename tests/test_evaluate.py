@@ -70,6 +70,7 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
                 "frame_f1", "log_mel_distance"):
         assert np.isfinite(o[key]), key
     assert o["onset_f1_reference"] > 0.3  # the reference rendering of the test piece transcribes well
+    assert o["reference_clicks"] == 0  # the renderer makes no clicks
     piece = report["pieces"][0]["piece"]
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}-generated.wav").is_file()
@@ -85,7 +86,22 @@ def test_stability_finds_clicks_silence_and_runaway_noise():
     broken = calm.copy()
     broken[SR : 2 * SR] = 0.0  # a silent second
     broken[100] = 0.9  # a click
+    broken[2 * SR + 4000] += 0.25  # a smaller one, inside a note
     noisy = np.random.default_rng(0).uniform(-1, 1, 3 * SR)
     s = stability(broken, SR)
-    assert s["clicks"] >= 1 and s["silent_seconds"] == 1
+    assert s["clicks"] == 2 and s["silent_seconds"] == 1
+    assert s["click_seconds"] == [round(100 / SR, 4), round((2 * SR + 4000) / SR, 4)]
     assert stability(noisy, SR)["runaway_seconds"] == 3
+
+
+def test_harpsichord_plucks_are_not_clicks_but_an_impulse_between_them_is():
+    from wavegen.evaluate import stability
+
+    notes = chorale_like(3, seconds=4.0)
+    audio = render_notes(notes, sample_rate_hz=SR).audio.astype(np.float64)
+    onsets = sorted({n.start for n in notes})
+    assert stability(audio, SR, onsets)["clicks"] == 0  # the renderer's own plucks are exempt
+    hit = int(0.75 * SR)  # 250 ms after the onset at 0.5 s: the strings ring, nothing is plucked
+    audio[hit] += 0.6  # like the one click found in a generated chorale at step 4034
+    s = stability(audio, SR, onsets)
+    assert s["clicks"] == 1 and s["click_seconds"] == [round(hit / SR, 4)]
