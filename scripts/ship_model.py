@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--curve", help="JSON list of {step, wall_s, onset_f1_of_ceiling, frame_f1_of_ceiling} (optional)")
     ap.add_argument("--name", default=checkpoint.DEFAULT_MODEL)
     ap.add_argument("--temperature", type=float, default=1.0, help="the sampling temperature to ship with")
+    ap.add_argument("--min-p", type=float, default=0.0, help="the min-p cut to ship with (0 = none)")
     args = ap.parse_args()
 
     src = checkpoint.resolve(args.checkpoint)
@@ -46,12 +47,16 @@ def main() -> int:
     shutil.copy2(src / checkpoint.WEIGHTS, dest / checkpoint.WEIGHTS)
     shipped_meta = json.loads((src / checkpoint.CONFIG).read_text())
     shipped_meta["sampling_temperature"] = args.temperature
+    shipped_meta["sampling_min_p"] = args.min_p
     (dest / checkpoint.CONFIG).write_text(json.dumps(shipped_meta, indent=1) + "\n")
 
-    wall = {}
+    # wall_s restarts at 0 whenever the run is resumed: sum the segments
+    segments, last = [], None
     for r in log:
-        if "wall_s" in r:
-            wall[r["step"]] = r["wall_s"]
+        if "wall_s" in r and r.get("step", 0) <= (meta.get("step") or 0):
+            if last is None or r["wall_s"] < last:
+                segments.append(0.0)
+            segments[-1] = last = r["wall_s"]
     evals = [r for r in log if "valid_bits" in r]
     m = cfg.model
     rf = m.receptive_field()
@@ -71,7 +76,8 @@ def main() -> int:
         f"{m.cond_lookahead_ticks} ticks of lookahead, and the audio-rate sine/cosine excitation of every sounding key.",
         f"- {n_params:,} parameters; receptive field {rf} samples ({rf / loaded.sample_rate_hz * 1000:.0f} ms); "
         f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}). "
-        f"Sampling temperature {args.temperature:g} by default (`--temperature` overrides it).",
+        f"Sampling by default: temperature {args.temperature:g}, min-p {args.min_p:g} (never a sample value less likely "
+        f"than {args.min_p:g} times the most likely one; `--temperature` and `--min-p` override them).",
         "",
         "## Data",
         "",
@@ -89,7 +95,8 @@ def main() -> int:
         f"batch {cfg.data.batch_size} x {cfg.data.crop_samples} samples, AdamW lr {cfg.train.lr:g} with "
         f"{cfg.train.warmup_steps} warm-up steps and cosine decay over {cfg.train.steps} steps, "
         f"{cfg.train.mixed_precision} autocast, on the 2-core CPU of the development machine. This checkpoint: "
-        f"step {meta.get('step')}" + (f", {wall[max(wall)] / 3600:.2f} h of wall time in the last session segment" if wall else "") + ".",
+        f"step {meta.get('step')}" + (f", {sum(segments) / 3600:.2f} h of wall time in {len(segments)} sessions "
+                                      "(resumed from its checkpoint each time)" if segments else "") + ".",
         "",
         "### Learning curve",
         "",
@@ -107,7 +114,8 @@ def main() -> int:
         lines.append(f"| {r['step']} | {r['valid_bits']:.3f} | {r['gap_bits']:.3f} | {of} | {ff} |")
     lines += ["", "## Evaluation", "", markdown(report).split("\n", 1)[1].strip(), "",
               "Reproduce: `wavegen evaluate --checkpoint " + args.name + " --data data/build/bach --pieces "
-              f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}`.", ""]
+              f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}` (the model's own temperature and "
+              "min-p unless given).", ""]
     (dest / "MODEL_CARD.md").write_text("\n".join(lines))
     print(f"shipped {src} as {dest}")
     return 0

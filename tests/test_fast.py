@@ -107,3 +107,34 @@ def test_threads_do_not_change_the_takes(backend):
     one = fast.run(200, sample_rate_hz=SR, sketch=SKETCH, seed=3, batch=4, threads=1)
     two = fast.run(200, sample_rate_hz=SR, sketch=SKETCH, seed=3, batch=4, threads=2)
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_p_never_draws_the_unlikely_tail(backend):
+    torch.manual_seed(0)
+    model = WaveNet(SMALL, SPT).eval()
+    with torch.no_grad():  # sharper than the default init: a distribution with a tail
+        for p in model.parameters():
+            p.mul_(3.0)
+    fast = FastWaveNet(model, backend)
+    n, t, cut = 400, 1.0, 0.2
+
+    def below_cut(min_p: float) -> int:
+        kw = dict(sample_rate_hz=SR, sketch=SKETCH, seed=5, batch=2, temperature=t, min_p=min_p)
+        codes = fast.run(n, **kw)
+        logits = fast.run(n, return_logits=True, **kw)  # the same draws, so the same take
+        p = np.exp((logits - logits.max(axis=-1, keepdims=True)) / t)  # 1 for the most likely value
+        return int(np.count_nonzero(np.take_along_axis(p, codes[..., None], -1)[..., 0] < cut))
+
+    assert below_cut(0.0) > 20  # without the cut, the tail is drawn now and then ...
+    assert below_cut(cut) == 0  # ... with it, never
+
+
+def test_min_p_in_the_pytorch_sampler():
+    from wavegen.model import sample
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.12, 0.08]])).expand(4000, -1)
+    gen = torch.Generator().manual_seed(0)
+    free = torch.bincount(sample("mulaw", logits, 1.0, gen), minlength=4)
+    cut = torch.bincount(sample("mulaw", logits, 1.0, gen, min_p=0.2), minlength=4)  # 0.08 < 0.2 * 0.5
+    assert free[3] > 200 and cut[3] == 0 and cut[2] > 400

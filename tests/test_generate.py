@@ -77,6 +77,7 @@ def test_unconditional_and_mixture_of_logistics_models(capsys, tmp_path):
     ("other tick", "ticks of 25 ms"),
     ("unknown style", "--style rock"),
     ("no length", "give --seconds"),
+    ("min-p out of range", "--min-p 1: must be at least 0 and below 1"),
 ])
 def test_bad_input(capsys, tmp_path, ckpt, case, words):
     ck = ckpt
@@ -101,6 +102,8 @@ def test_bad_input(capsys, tmp_path, ckpt, case, words):
         args += ["--style", "rock"]
     elif case == "no length":
         args = []
+    elif case == "min-p out of range":
+        args += ["--min-p", "1"]
     code, _, err = gen(capsys, "--checkpoint", str(ck), *args, "-o", str(tmp_path / "o.wav"))
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.wav").exists()
@@ -124,5 +127,17 @@ def test_a_model_can_ship_its_sampling_temperature(capsys, tmp_path):
         assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", seed, "-o", str(tmp_path / f"{seed}.wav"))[0] == 0
     assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()  # greedy: the seed does not matter
     assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--temperature", "1",
+               "-o", str(tmp_path / "3.wav"))[0] == 0
+    assert (tmp_path / "3.wav").read_bytes() != (tmp_path / "2.wav").read_bytes()
+
+
+def test_a_model_can_ship_its_min_p(capsys, tmp_path):
+    ck = make_checkpoint(tmp_path / "cut")
+    meta = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**meta, "sampling_min_p": 0.999}))  # only the most likely value
+    for seed in ("1", "2"):
+        assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", seed, "-o", str(tmp_path / f"{seed}.wav"))[0] == 0
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+    assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--min-p", "0",
                "-o", str(tmp_path / "3.wav"))[0] == 0
     assert (tmp_path / "3.wav").read_bytes() != (tmp_path / "2.wav").read_bytes()

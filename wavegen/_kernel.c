@@ -148,7 +148,7 @@ int wg_step_block(
     const float *w1, const float *b1, const float *w2, const float *b2, const double *key_hz,
     int64_t *codes_in, int64_t t0, int n, const float *cond_row,
     int n_exc, const int64_t *exc_keys, const int64_t *exc_onsets, double sr,
-    float *buf, int total_hist, float temperature, uint64_t *rng,
+    float *buf, int total_hist, float temperature, float min_p, uint64_t *rng,
     int64_t *out_codes, float *out_logits, const int64_t *teacher)
 {
     const int G2 = 2 * G;
@@ -229,7 +229,10 @@ int wg_step_block(
                 for (int o = 1; o < n_out; o++) m = fmaxf(m, lg[o]);
                 float *p = relu + b * wide;  /* the head is done with this scratch */
                 const float inv_t = 1.0f / temperature;
-                for (int o = 0; o < n_out; o++) p[o] = expf((lg[o] - m) * inv_t);  /* vectorizes */
+                for (int o = 0; o < n_out; o++) {  /* vectorizes */
+                    const float v = expf((lg[o] - m) * inv_t);  /* the most likely class has v = 1 */
+                    p[o] = v < min_p ? 0.0f : v;  /* min-p: drop the unlikely tail */
+                }
                 double total = 0.0;
                 for (int o = 0; o < n_out; o++) total += p[o];
                 double u = next_uniform(&rng[b]) * total, acc = 0.0;

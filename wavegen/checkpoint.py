@@ -64,6 +64,11 @@ class Loaded:
         """The sampling temperature the model was shipped with (1 unless its card says otherwise)."""
         return float(self.meta.get("sampling_temperature", 1.0))
 
+    @property
+    def min_p(self) -> float:
+        """The min-p cut the model was shipped with (0, none, unless its card says otherwise)."""
+        return float(self.meta.get("sampling_min_p", 0.0))
+
 
 def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

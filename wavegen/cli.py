@@ -231,6 +231,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampling(args: argparse.Namespace | None, loaded) -> dict[str, float]:
+    """temperature and min_p: the command line's where given, else the model's own."""
+    t = getattr(args, "temperature", None)
+    p = getattr(args, "min_p", None)
+    t = loaded.temperature if t is None else t
+    p = loaded.min_p if p is None else p
+    if not 0.0 <= p < 1.0:
+        raise WavegenError(f"--min-p {p:g}: must be at least 0 and below 1 (0 turns it off)")
+    return {"temperature": t, "min_p": p}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -243,6 +254,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise WavegenError(f"--seconds {args.seconds}: the duration must be positive")
     loaded = checkpoint.load(args.checkpoint)
+    sampling = _sampling(args, loaded)
     sr = loaded.sample_rate_hz
     sk = None
     if args.sketch:
@@ -275,8 +287,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         rate = bar.n / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(realtime=f"{rate / sr:.3f}x")
 
-    temperature = loaded.temperature if args.temperature is None else args.temperature
-    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, temperature=temperature,
+    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, **sampling,
                   seed=args.seed, batch=args.batch, style=style, progress=progress)
     if args.engine == "torch":
         audio = generate(loaded.model, n, **kwargs)
@@ -322,11 +333,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if report_path.suffix.lower() != ".json":
         raise WavegenError(f"{report_path}: the report must end in .json (a .md table is written beside it)")
     loaded = checkpoint.load(args.checkpoint)
+    sampling = _sampling(args, loaded)
     ds = data.load(args.data)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
     report = evaluate(loaded, ds, out_dir, split=args.split, pieces=args.pieces, seconds=args.seconds,
-                      seed=args.seed, temperature=loaded.temperature if args.temperature is None else args.temperature,
-                      progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
+                      seed=args.seed, **sampling, progress=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
     json_path, md_path = write_report(report, report_path)
     print(md_path.read_text(), end="")
     print(f"wrote {json_path}, {md_path} and pictures and clips in {out_dir}/ ({report['wall_seconds']:.0f} s)")
@@ -455,7 +466,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
             raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {kt.tick_ms:g} ms")
         t0 = time.perf_counter()
         audio = play(loaded.model, sketch_samples(kt, loaded.sample_rate_hz), sample_rate_hz=loaded.sample_rate_hz,
-                     sketch=kt, seed=args.seed, temperature=loaded.temperature)
+                     sketch=kt, seed=args.seed, **_sampling(None, loaded))
         write_audio(args.perform, audio, loaded.sample_rate_hz)
         print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr if not args.output else sys.stdout)
@@ -479,7 +490,7 @@ def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int |
 
         check_output_dir(Path(args.stream).parent if str(Path(args.stream).parent) else ".")
     sr = loaded.sample_rate_hz
-    player = StreamPlayer(FastWaveNet(loaded.model), sr, temperature=loaded.temperature, seed=args.seed)
+    player = StreamPlayer(FastWaveNet(loaded.model), sr, **_sampling(None, loaded), seed=args.seed)
     t0 = time.perf_counter()
     wav = GrowingWav(args.stream, sr)
     done, stopped = stream_compose(model, player, wav, prime, rng, temperature=args.temperature, limit=limit)
@@ -537,7 +548,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from wavegen.fast import play
 
         t_gen = time.perf_counter()
-        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed, temperature=loaded.temperature)
+        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed, **_sampling(None, loaded))
         gen_s = time.perf_counter() - t_gen
         write_audio(out / "generated.wav", gen, sr)
         panels.append((f"{args.piece}: generated sample by sample by {loaded.path.name}", gen))
@@ -626,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, help="length (default: the sketch plus a 0.5 s release tail)")
     sp.add_argument("--temperature", type=float, help="sampling temperature (default: the model's, 1 unless its "
                     "card says otherwise; 0 = greedy)")
+    sp.add_argument("--min-p", type=float, metavar="P", help="never draw a sample value less likely than P times "
+                    "the most likely one, in [0, 1) (default: the model's, 0 = off, unless its card says otherwise)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--batch", type=_positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ...")
     sp.add_argument("--style", help="a style the model was trained on (default: the sketch's header style)")
@@ -644,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=15.0, help="seconds of each piece (default 15)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--temperature", type=float, help="sampling temperature (default: the model's)")
+    sp.add_argument("--min-p", type=float, metavar="P", help="min-p cut of sampling, in [0, 1) (default: the model's)")
     sp.add_argument("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
                     help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it")
 

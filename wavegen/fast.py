@@ -76,7 +76,7 @@ def next_uniform(rng, b):
 @njit
 def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
                emb, w_dil, dil, hist_off, hist_len, w_exc, w_res, b_res, w_skip, b_skip,
-               w1, b1, w2, b2, buf, temperature, rng, out_codes, out_logits, teacher):
+               w1, b1, w2, b2, buf, temperature, min_p, rng, out_codes, out_logits, teacher):
     """Run samples t0 .. t0 + n - 1 of one tick for every stream.
 
     codes_in: (B,) the previous sample of each stream (updated as it samples); teacher: (B, n)
@@ -197,12 +197,16 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
                     m = max(m, logits[b, o])
                 total = 0.0
                 for o in range(n_out):
-                    total += math.exp((logits[b, o] - m) / temperature)
+                    v = math.exp((logits[b, o] - m) / temperature)
+                    if v >= min_p:
+                        total += v
                 u = next_uniform(rng, b) * total
                 acc = 0.0
                 nxt = n_out - 1
                 for o in range(n_out):
-                    acc += math.exp((logits[b, o] - m) / temperature)
+                    v = math.exp((logits[b, o] - m) / temperature)
+                    if v >= min_p:
+                        acc += v
                     if acc > u:
                         nxt = o
                         break
@@ -231,7 +235,7 @@ def _load_c_kernel():
             fn.argtypes = ([I] * 9 + [P] * 5 + [P] * 9 + [P]  # sizes; emb .. hist_len; w_exc .. b2; key_hz
                            + [P, I64, I, P]  # codes_in, t0, n, cond_row
                            + [I, P, P, D]  # n_exc, exc_keys, exc_onsets, sr
-                           + [P, I, F, P]  # buf, total_hist, temperature, rng
+                           + [P, I, F, F, P]  # buf, total_hist, temperature, min_p, rng
                            + [P, P, P])  # out_codes, out_logits, teacher
             return fn
     return None
@@ -250,12 +254,14 @@ BACKENDS = ("c", "numba")
 
 
 def play(model: WaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
-         temperature: float = 1.0, seed: int = 0, style: int | None = None) -> np.ndarray:
+         temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, style: int | None = None) -> np.ndarray:
     """One take, (n_samples,) float32: the fast path on a CPU when it covers the model, else the
-    PyTorch step (on a GPU, or for the mixture-of-logistics output)."""
+    PyTorch step (on a GPU, or for the mixture-of-logistics output). See generate.generate for
+    temperature and min_p."""
     from wavegen.generate import generate
 
-    kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, seed=seed, style=style)
+    kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
+                  style=style)
     if next(model.parameters()).device.type == "cpu" and why_not(model) is None:
         return FastWaveNet(model).generate(n_samples, **kwargs)[0]
     return generate(model, n_samples, **kwargs)[0]
@@ -323,7 +329,7 @@ class FastWaveNet:
         return (proj + base[None]).astype(np.float32)
 
     def run(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
-            temperature: float = 1.0, seed: int = 0, batch: int = 1, style: int | None = None,
+            temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1, style: int | None = None,
             teacher: np.ndarray | None = None, return_logits: bool = False, threads: int = 1,
             progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Generate (batch, n_samples) codes; or, with `teacher` (batch, n_samples) codes fed instead of
@@ -344,7 +350,7 @@ class FastWaveNet:
 
         def run_group(gi: int, streams: np.ndarray) -> None:
             self._run_streams(streams, n_samples, rows, onsets, sample_rate_hz,
-                              temperature, rng, teacher, out_codes, logits, done, gi, progress)
+                              (temperature, min_p), rng, teacher, out_codes, logits, done, gi, progress)
 
         if len(groups) == 1:
             run_group(0, groups[0])
@@ -362,7 +368,7 @@ class FastWaveNet:
         keys = np.nonzero(sounding[tick])[0].astype(np.int64)
         return keys, ((last_onset[tick, keys] + first_tick) * self.spt).astype(np.int64)
 
-    def _run_streams(self, streams, n_samples, rows, onsets, sample_rate_hz, temperature,
+    def _run_streams(self, streams, n_samples, rows, onsets, sample_rate_hz, sampling,
                      rng_all, teacher, out_codes, logits, done, gi, progress) -> None:
         """Streams `streams` of the batch, all ticks; rows: per-tick conditioning (see tick_rows)."""
         spt = self.spt
@@ -379,7 +385,7 @@ class FastWaveNet:
             tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else None
             oc = np.zeros((B, n), dtype=np.int64)
             ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits
-            self.block(codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng, oc,
+            self.block(codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, sampling, rng, oc,
                        ol if logits is not None else None, tf if teacher is not None else None)
             out_codes[streams, t0 : t0 + n] = oc
             if logits is not None:
@@ -397,23 +403,25 @@ class FastWaveNet:
         rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
         return codes_in, buf, rng
 
-    def block(self, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng, out_codes,
+    def block(self, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, sampling, rng, out_codes,
               out_logits=None, teacher=None) -> None:
-        """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel."""
+        """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel;
+        sampling: (temperature, min_p)."""
+        temperature, min_p = sampling
         if self.backend == "c":
             self._c_block(len(codes_in), codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf,
-                          temperature, rng, out_codes, out_logits, teacher)
+                          temperature, min_p, rng, out_codes, out_logits, teacher)
         else:
             no_teacher = np.zeros((0, 0), dtype=np.int64)
             no_logits = np.zeros((0, 0, 0), dtype=np.float32)
             step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
                        self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
                        self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
-                       buf, float(temperature), rng, out_codes,
+                       buf, float(temperature), float(min_p), rng, out_codes,
                        out_logits if out_logits is not None else no_logits,
                        teacher if teacher is not None else no_teacher)
 
-    def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, rng,
+    def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, min_p, rng,
                  out_codes, out_logits, teacher) -> None:
         ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
         row = np.ascontiguousarray(row, dtype=np.float32)
@@ -423,15 +431,15 @@ class FastWaveNet:
             ptr(self.w_exc), ptr(self.w_res), ptr(self.b_res), ptr(self.w_skip), ptr(self.b_skip),
             ptr(self.w1), ptr(self.b1), ptr(self.w2), ptr(self.b2), ptr(KEY_HZ_NB),
             ptr(codes_in), t0, n, ptr(row), len(keys), ptr(keys), ptr(key_onsets), float(sample_rate_hz),
-            ptr(buf), self.total_hist, float(temperature), ptr(rng),
+            ptr(buf), self.total_hist, float(temperature), float(min_p), ptr(rng),
             ptr(out_codes), ptr(out_logits), ptr(teacher))
         if status != 0:
             raise MemoryError("the C kernel could not allocate its scratch memory")
 
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
-                 temperature: float = 1.0, seed: int = 0, batch: int = 1, style: int | None = None,
-                 threads: int = 1, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                 temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1,
+                 style: int | None = None, threads: int = 1, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(batch, n_samples) float32 audio."""
-        codes = self.run(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature,
+        codes = self.run(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p,
                          seed=seed, batch=batch, style=style, threads=threads, progress=progress)
         return mu_law_decode(codes, self.emb.shape[0])

@@ -96,12 +96,17 @@ def generate(
     sample_rate_hz: int,
     sketch: KeyText | None = None,
     temperature: float = 1.0,
+    min_p: float = 0.0,
     seed: int = 0,
     batch: int = 1,
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Returns (batch, n_samples) float32 audio. progress(samples done) is called once per tick."""
+    """Returns (batch, n_samples) float32 audio. progress(samples done) is called once per tick.
+
+    temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
+    every class less likely than min_p times the most likely one before drawing: the far tail of a
+    256-class distribution is where single-sample clicks come from (mu-law output only)."""
     model = model.eval()
     device = next(model.parameters()).device
     spt = model.samples_per_tick
@@ -139,7 +144,7 @@ def generate(
             if cond_ticks is not None and model.uses_excitation:
                 exc = exc_block[i][None].expand(batch, -1)
             logits = step(x, state, cond=cond, exc=exc, style=style_t)
-            x = sample(model.cfg.output, logits, temperature, gen)
+            x = sample(model.cfg.output, logits, temperature, gen, min_p)
             out[:, tick_start + i] = x.cpu()
         if progress:
             progress(tick_start + n)

@@ -245,13 +245,17 @@ def loss_fn(output: str, out: Tensor, targets: Tensor) -> Tensor:
     return mulaw_loss(out, targets) if output == "mulaw" else mol_loss(out, targets)
 
 
-def sample(output: str, out: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """out: (B, n_out) for one step -> (B,) codes (mulaw) or float samples (mol)."""
+def sample(output: str, out: Tensor, temperature: float, generator: torch.Generator | None,
+           min_p: float = 0.0) -> Tensor:
+    """out: (B, n_out) for one step -> (B,) codes (mulaw) or float samples (mol). min_p (mulaw only):
+    classes less likely than min_p times the most likely one are never drawn."""
     out = out.float()
     if output == "mulaw":
         if temperature <= 0:
             return out.argmax(dim=-1)
         probs = torch.softmax(out / temperature, dim=-1)
+        if min_p > 0:
+            probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
     M = out.shape[-1] // 3
     logit_probs, means, log_scales = out[:, :M], out[:, M : 2 * M], torch.clamp(out[:, 2 * M :], min=-9.0)

@@ -28,9 +28,10 @@ HISTORY_TICKS = 400  # 20 s at 50 ms: longer-held notes lose their onset (a deca
 
 
 class StreamPlayer:
-    def __init__(self, fast: FastWaveNet, sample_rate_hz: int, *, temperature: float = 1.0, seed: int = 0,
-                 style: int | None = None):
-        self.fast, self.sr, self.temperature, self.style = fast, sample_rate_hz, temperature, style
+    def __init__(self, fast: FastWaveNet, sample_rate_hz: int, *, temperature: float = 1.0, min_p: float = 0.0,
+                 seed: int = 0, style: int | None = None):
+        self.fast, self.sr, self.style = fast, sample_rate_hz, style
+        self.sampling = (temperature, min_p)
         self.spt = fast.spt
         self.lookahead = fast.model.cfg.cond_lookahead_ticks if fast.model.uses_notes else 0
         self.codes_in, self.buf, self.rng = fast.new_state(1, seed)
@@ -71,7 +72,7 @@ class StreamPlayer:
             keys, key_onsets = self.fast.tick_keys(onsets, rel, self.first)
             codes = np.zeros((1, self.spt), dtype=np.int64)
             self.fast.block(self.codes_in, tick * self.spt, self.spt, row, keys, key_onsets, self.sr, self.buf,
-                            self.temperature, self.rng, codes)
+                            self.sampling, self.rng, codes)
             out.append(codes[0])
         self.played = last
         drop = max(0, len(self.window) - HISTORY_TICKS)
