@@ -6,6 +6,8 @@
 Prints a table (and JSON with --json): samples per second, real-time factor at the model's sample rate,
 threads, and the ratio to the PyTorch baseline measured in the same run (these machines are shared and
 noisy: compare ratios, not absolute numbers across runs). Each row is the median of --repeats runs.
+Rows sample at temperature 1 without a min-p cut, except one that uses the shipped model's settings
+(temperature 0.9, min-p 0.05) to show what the cut costs.
 The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residual, 2 x 64 gate,
 128 skip, 256 classes, conditioned) unless --checkpoint is given; speed does not depend on the weights.
 """
@@ -76,17 +78,18 @@ def main() -> int:
 
     rows = []
 
-    def row(name: str, engine: str, batch: int, threads: int, seconds: float) -> None:
+    def row(name: str, engine: str, batch: int, threads: int, seconds: float, min_p: float = 0.0) -> None:
         n = int(seconds * sr)
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
         if engine in engines:
             fast = engines[engine]
-            fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads)  # noqa: E731
+            fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads,  # noqa: E731
+                                  temperature=0.9 if min_p else 1.0, min_p=min_p)
         else:
             fn = lambda: generate(model, n, sample_rate_hz=sr, sketch=sketch, batch=batch)  # noqa: E731
         dt = timed(fn, args.repeats)
-        rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads,
+        rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads, "min_p": min_p,
                      "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,
                      "realtime_factor": n * batch / dt / sr})
 
@@ -94,6 +97,7 @@ def main() -> int:
     row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
     for e in engines:
         row(f"{label[e]}, batch 1", e, 1, 1, args.seconds)
+    row(f"{label['fast']}, b1, min-p 0.05", "fast", 1, 1, args.seconds, min_p=0.05)  # the shipped sampling
     row("pytorch step, batch 16", "torch", 16, 2, args.baseline_seconds / 4)
     for e in engines:
         row(f"{label[e]}, batch 16", e, 16, 2, args.seconds / 4)
