@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--name", default=checkpoint.DEFAULT_MODEL)
     ap.add_argument("--temperature", type=float, default=1.0, help="the sampling temperature to ship with")
     ap.add_argument("--min-p", type=float, default=0.0, help="the min-p cut to ship with (0 = none)")
+    ap.add_argument("--notes", help="a Markdown file appended to the card (what the numbers cannot say: the "
+                    "run's history, the targets)")
     args = ap.parse_args()
 
     src = checkpoint.resolve(args.checkpoint)
@@ -41,6 +43,8 @@ def main() -> int:
     log = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
     report = json.loads(Path(args.report).read_text())
     curve = {c["step"]: c for c in json.loads(Path(args.curve).read_text())} if args.curve else {}
+    protocols = sorted({c["protocol"] for c in curve.values() if c.get("protocol")})
+    notes = Path(args.notes).read_text().strip() if args.notes else ""
 
     dest = checkpoint.MODELS_DIR / args.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -102,7 +106,7 @@ def main() -> int:
         "",
         "Validation bits per sample and the shuffled-notes gap on 16 fixed crops of the validation chorales "
         "(from the run's log); note F1 as a fraction of the reference ceiling where it was measured "
-        "(`wavegen evaluate`, test split).",
+        "(`wavegen evaluate`" + (f": {'; '.join(protocols)}" if protocols else ", test split") + ").",
         "",
         "| step | validation bits/sample | shuffled-notes gap | onset F1 / ceiling | frame F1 / ceiling |",
         "|---|---|---|---|---|",
@@ -116,6 +120,8 @@ def main() -> int:
               "Reproduce: `wavegen evaluate --checkpoint " + args.name + " --data data/build/bach --pieces "
               f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}` (the model's own temperature and "
               "min-p unless given).", ""]
+    if notes:
+        lines += [notes, ""]
     (dest / "MODEL_CARD.md").write_text("\n".join(lines))
     print(f"shipped {src} as {dest}")
     return 0
