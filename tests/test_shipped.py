@@ -21,6 +21,7 @@ def test_the_default_harpsichord_model_is_shipped_and_loads_by_name():
     assert "Learning curve" in card and "onset F1" in card
     meta = json.loads((loaded.path / "config.json").read_text())
     assert meta["metrics"]["gap_bits"] > 0.1  # it listens to the notes
+    assert 0 < loaded.temperature <= 1 and 0 < loaded.min_p < 1  # shipped with its sampling settings
 
 
 def test_generate_with_the_default_model(capsys, tmp_path):
