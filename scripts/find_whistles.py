@@ -47,10 +47,10 @@ def main() -> int:
         piece = gen_path.name[: -len("-generated.wav")]
         g, sr = sf.read(gen_path)
         r, _ = sf.read(gen_path.with_name(f"{piece}-reference.wav"))
-        sg, rms, power, freqs = high_share(g, sr)
-        sr_, _, _, _ = high_share(r, sr)
-        m = min(len(sg), len(sr_))
-        bad = np.flatnonzero((sg[:m] > 0.5) & (sr_[:m] < 0.3) & (rms[:m] > 0.03))
+        share_gen, rms, power, freqs = high_share(g, sr)
+        share_ref = high_share(r, sr)[0]
+        m = min(len(share_gen), len(share_ref))
+        bad = np.flatnonzero((share_gen[:m] > 0.5) & (share_ref[:m] < 0.3) & (rms[:m] > 0.03))
         where = ", ".join(f"{i * WINDOW_S:.2f} ({freqs[np.argmax(power[i] * (freqs > SPLIT_HZ))]:.0f} Hz)" for i in bad)
         total_s += m * WINDOW_S
         whistle_s += len(bad) * WINDOW_S
