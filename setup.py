@@ -1,4 +1,4 @@
-"""Builds the optional C kernel of the fast generation path (wavegen/_kernel.c).
+"""Builds the optional C kernel of the fast generation path (wavegen/synth/_kernel.c).
 
 Everything else about the package is in pyproject.toml. The kernel is compiled for the machine it is
 installed on (-march=native; set WAVEGEN_MARCH, e.g. x86-64-v3, to build for other machines). If it
@@ -18,5 +18,5 @@ if sys.platform != "win32":
 # glibc: libmvec holds the vectorized expf that -ffast-math loops call
 LIBS = ["m", "mvec"] if sys.platform.startswith("linux") else ([] if sys.platform == "win32" else ["m"])
 
-setup(ext_modules=[Extension("wavegen._kernel", sources=["wavegen/_kernel.c"], extra_compile_args=args,
+setup(ext_modules=[Extension("wavegen.synth._kernel", sources=["wavegen/synth/_kernel.c"], extra_compile_args=args,
                              libraries=LIBS, optional=True)])

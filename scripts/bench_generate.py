@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from wavegen import checkpoint  # noqa: E402
 from wavegen import text as T  # noqa: E402
-from wavegen.cli import main as cli_main  # noqa: E402
+from wavegen.cli.main import main as cli_main  # noqa: E402
 from wavegen.config import load_config  # noqa: E402
-from wavegen.fast import FastWaveNet  # noqa: E402
-from wavegen.generate import generate  # noqa: E402
-from wavegen.model import WaveNet  # noqa: E402
+from wavegen.nn.model import WaveNet  # noqa: E402
+from wavegen.synth.fast import FastWaveNet  # noqa: E402
+from wavegen.synth.generate import generate  # noqa: E402
 
 SKETCH = ROOT / "data" / "examples" / "prelude-c.txt"
 

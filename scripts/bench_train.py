@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 def run_variant(precision: str, compiled: bool, steps: int, warmup: int, batch: int, crop: int) -> dict:
     import torch
 
-    from wavegen.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
     from wavegen.config import load_config
-    from wavegen.model import WaveNet, loss_fn
+    from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
+    from wavegen.nn.model import WaveNet, loss_fn
 
     cfg = load_config(ROOT / "configs" / "cpu.toml")
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wavegen import checkpoint  # noqa: E402
-from wavegen.evaluate import markdown  # noqa: E402
+from wavegen.evaluate.report import markdown  # noqa: E402
 
 
 def main() -> int:

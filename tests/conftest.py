@@ -9,7 +9,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from wavegen.text import Note
+from wavegen.notes.text import Note
 
 
 def write_notes_midi(path: Path, notes: list[Note], *, tpq: int = 480, tempo: int = 500_000,
@@ -75,13 +75,12 @@ if os.environ.get("CI"):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """Five 3-second pieces of broken chords, built once: train, valid and test splits."""
-    from wavegen import data
-
+    from wavegen.data import build
     root = tmp_path_factory.mktemp("tinyds")
     src = root / "midi"
     src.mkdir()
     for i in range(5):
         notes = [Note(48 + (i * 5 + j * 4) % 24, j * 0.25, j * 0.25 + 0.45) for j in range(12)]
         write_notes_midi(src / f"piece{i}.mid", notes)
-    data.build(data.midi_dir_sources(src), root / "ds", jobs=1)
+    build.build(build.midi_dir_sources(src), root / "ds", jobs=1)
     return root / "ds"

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 from conftest import write_notes_midi
 
-from wavegen import text as T
 from wavegen.cli import main
-from wavegen.text import Note
+from wavegen.notes import text as T
+from wavegen.notes.text import Note
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -130,9 +130,8 @@ def test_data_build_skips_a_broken_file_and_builds_the_rest(capsys, tmp_path):
 def test_demo_plays_a_held_out_chorale_beside_its_reference(capsys, tmp_path):
     from test_generate import make_checkpoint
 
-    from wavegen import data
-
-    assert data.split_of("bwv244.37")[0] == "test"  # the demo piece is held out from training
+    from wavegen.data import build
+    assert build.split_of("bwv244.37")[0] == "test"  # the demo piece is held out from training
     ck = make_checkpoint(tmp_path / "ck")
     code, out, _ = run(capsys, "demo", "-o", str(tmp_path / "demo"), "--checkpoint", str(ck), "--seconds", "2")
     assert code == 0 and "bwv244.37" in out and "x real time" in out

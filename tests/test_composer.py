@@ -7,9 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from wavegen import text as T
 from wavegen.cli import main
-from wavegen.composer import (
+from wavegen.compose.markov import (
     CopyIndex,
     MarkovComposer,
     compose_form,
@@ -19,6 +18,7 @@ from wavegen.composer import (
     ticks_of,
     transpose_tick,
 )
+from wavegen.notes import text as T
 
 CHORDS = ["HLO", "HLO", "", "JMQ", "JMQ", "", "LOS", "", "HLO", "", "GJMQ", ""]
 

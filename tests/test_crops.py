@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wavegen import data
 from wavegen.audio import mu_law_encode
-from wavegen.conditioning import excitation, tick_features
-from wavegen.crops import CropDataset, StepSampler, validation_batch
+from wavegen.data import dataset
+from wavegen.data.conditioning import excitation, tick_features
+from wavegen.data.crops import CropDataset, StepSampler, validation_batch
 
 
 def crops(ds_dir, **kw) -> CropDataset:
     args = dict(crop_samples=1600, margin_ticks=2, output="mulaw", seed=0)
     args.update(kw)
-    return CropDataset(data.load(ds_dir), "train", **args)
+    return CropDataset(dataset.load(ds_dir), "train", **args)
 
 
 def test_crop_is_aligned_audio_with_its_conditioning(tiny_dataset):
@@ -61,7 +61,7 @@ def test_each_rank_reads_its_own_share():
 
 
 def test_shuffled_validation_uses_another_pieces_notes(tiny_dataset):
-    c = CropDataset(data.load(tiny_dataset), "train", crop_samples=1600, margin_ticks=2, output="mulaw")
+    c = CropDataset(dataset.load(tiny_dataset), "train", crop_samples=1600, margin_ticks=2, output="mulaw")
     true = validation_batch(c, 4)
     shuffled = validation_batch(c, 4, shuffled=True)
     assert torch.equal(true["inputs"], shuffled["inputs"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import write_notes_midi
 
-from wavegen import data
-from wavegen import text as T
+from wavegen.data import build, dataset
 from wavegen.errors import WavegenError
-from wavegen.text import Note
+from wavegen.notes import text as T
+from wavegen.notes.text import Note
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def midi_dir(tmp_path):
 
 def test_build_pairs_splits_and_skips(midi_dir, tmp_path):
     out = tmp_path / "ds"
-    res = data.build(data.midi_dir_sources(midi_dir), out, transpositions=(-1, 0, 1), jobs=1)
-    ds = data.load(out)
+    res = build.build(build.midi_dir_sources(midi_dir), out, transpositions=(-1, 0, 1), jobs=1)
+    ds = dataset.load(out)
     items = ds.items()
     # 4 pieces x 3 transpositions, plus top.mid at -1 and 0 (+1 leaves the keyboard)
     assert len(items) == 14 and res.built == 14 and res.reused == 0
@@ -57,31 +57,31 @@ def test_build_pairs_splits_and_skips(midi_dir, tmp_path):
 
 def test_rebuild_only_does_what_changed(midi_dir, tmp_path):
     out = tmp_path / "ds"
-    sources = data.midi_dir_sources(midi_dir)
-    data.build(sources, out, jobs=1)
-    again = data.build(sources, out, jobs=1)
+    sources = build.midi_dir_sources(midi_dir)
+    build.build(sources, out, jobs=1)
+    again = build.build(sources, out, jobs=1)
     assert (again.built, again.reused) == (0, 5)
     first = {it["id"]: it for it in again.manifest["items"]}
     # a new sample rate keeps the texts and renders the audio again
-    other_rate = data.build(sources, out, jobs=1, sample_rate_hz=8_000)
+    other_rate = build.build(sources, out, jobs=1, sample_rate_hz=8_000)
     assert other_rate.built == 5
     for it in other_rate.manifest["items"]:
         assert it["text_key"] == first[it["id"]]["text_key"] and it["audio_key"] != first[it["id"]]["audio_key"]
-    assert data.load(out).sample_rate_hz == 8_000
+    assert dataset.load(out).sample_rate_hz == 8_000
     # a new tick length changes the texts
-    other_tick = data.build(sources, out, jobs=1, sample_rate_hz=8_000, tick_ms=25)
+    other_tick = build.build(sources, out, jobs=1, sample_rate_hz=8_000, tick_ms=25)
     assert other_tick.built == 5 and "tick_ms=25" in (out / "text" / "piece0.txt").read_text()
     # a changed source file is rebuilt, the others are not
     write_notes_midi(midi_dir / "piece1.mid", [Note(60, 0, 1)])
-    changed = data.build(sources, out, jobs=1, sample_rate_hz=8_000, tick_ms=25)
+    changed = build.build(sources, out, jobs=1, sample_rate_hz=8_000, tick_ms=25)
     assert changed.built == 1
 
 
 def test_parallel_build_equals_serial(midi_dir, tmp_path):
-    sources = data.midi_dir_sources(midi_dir)
-    data.build(sources, tmp_path / "a", jobs=1)
-    data.build(sources, tmp_path / "b", jobs=2)
-    for it in data.load(tmp_path / "a").items():
+    sources = build.midi_dir_sources(midi_dir)
+    build.build(sources, tmp_path / "a", jobs=1)
+    build.build(sources, tmp_path / "b", jobs=2)
+    for it in dataset.load(tmp_path / "a").items():
         a = np.load(tmp_path / "a" / it.audio_path)
         b = np.load(tmp_path / "b" / it.audio_path)
         assert np.array_equal(a, b)
@@ -89,14 +89,14 @@ def test_parallel_build_equals_serial(midi_dir, tmp_path):
 
 @pytest.mark.slow
 def test_bach_corpus_build_and_info(tmp_path):
-    sources = data.corpus_sources("bach")
+    sources = build.corpus_sources("bach")
     assert 400 <= len(sources) <= 420
     assert not any(s.path.endswith(".rntxt") for s in sources)
     assert len({s.piece for s in sources}) == len(sources)  # one encoding per piece
     assert next(s for s in sources if s.piece == "bwv277").path.endswith(".mxl")
-    res = data.build(sources[:2], tmp_path / "bach", transpositions=(0, 2), jobs=1)
+    res = build.build(sources[:2], tmp_path / "bach", transpositions=(0, 2), jobs=1)
     assert len(res.manifest["items"]) == 4 and not res.skipped
-    summary = data.info(data.load(tmp_path / "bach"))
+    summary = dataset.info(dataset.load(tmp_path / "bach"))
     assert summary["pieces"] == 2 and summary["items"] == 4 and summary["hours"] > 0.01
     kt = T.read_file(tmp_path / "bach" / "text" / f"{sources[0].piece}.txt")
     assert kt.meta["style"] == "bach" and kt.n_ticks > 100
@@ -105,21 +105,21 @@ def test_bach_corpus_build_and_info(tmp_path):
 
 
 def test_settings_that_cannot_align_and_bad_specs():
-    assert data.samples_per_tick(16_000, 50) == 800 and data.samples_per_tick(44_100, 50) == 2205
+    assert dataset.samples_per_tick(16_000, 50) == 800 and dataset.samples_per_tick(44_100, 50) == 2205
     with pytest.raises(WavegenError, match="whole number of samples"):
-        data.samples_per_tick(22_050, 1)
-    assert data.parse_transpose("-3..3") == tuple(range(-3, 4))
-    assert data.parse_transpose("2,-2,0") == (-2, 0, 2)
+        dataset.samples_per_tick(22_050, 1)
+    assert build.parse_transpose("-3..3") == tuple(range(-3, 4))
+    assert build.parse_transpose("2,-2,0") == (-2, 0, 2)
     for bad in ("a..b", "3..-3", "", "100"):
         with pytest.raises(WavegenError, match="--transpose"):
-            data.parse_transpose(bad)
+            build.parse_transpose(bad)
     with pytest.raises(WavegenError, match="not a wavegen dataset"):
-        data.load("/nonexistent")
+        dataset.load("/nonexistent")
 
 
 def test_split_is_deterministic_by_piece():
     names = [f"bwv{i}" for i in range(400)]
-    splits = data.assign_splits(names)
-    assert splits == data.assign_splits(list(reversed(names)))
-    shares = {s: sum(v == s for v in splits.values()) / len(names) for s in data.SPLITS}
+    splits = build.assign_splits(names)
+    assert splits == build.assign_splits(list(reversed(names)))
+    shares = {s: sum(v == s for v in splits.values()) / len(names) for s in dataset.SPLITS}
     assert 0.02 < shares["test"] < 0.09 and 0.02 < shares["valid"] < 0.09

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from wavegen import transcribe as TR
-from wavegen.render import render_notes
-from wavegen.text import Note
+from wavegen.evaluate import transcribe as TR
+from wavegen.notes.render import render_notes
+from wavegen.notes.text import Note
 
 SR = 16_000
 
@@ -78,7 +78,7 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
 
 
 def test_stability_finds_clicks_silence_and_runaway_noise():
-    from wavegen.evaluate import stability
+    from wavegen.evaluate.report import stability
 
     t = np.arange(3 * SR) / SR
     calm = 0.1 * np.sin(2 * np.pi * 440 * t)
@@ -95,7 +95,7 @@ def test_stability_finds_clicks_silence_and_runaway_noise():
 
 
 def test_harpsichord_plucks_are_not_clicks_but_an_impulse_between_them_is():
-    from wavegen.evaluate import stability
+    from wavegen.evaluate.report import stability
 
     notes = chorale_like(3, seconds=4.0)
     audio = render_notes(notes, sample_rate_hz=SR).audio.astype(np.float64)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from wavegen import text as T
-from wavegen.conditioning import excitation
 from wavegen.config import ModelConfig
-from wavegen.fast import FastWaveNet, c_kernel, why_not
-from wavegen.generate import sketch_conditioning
-from wavegen.model import WaveNet
+from wavegen.data.conditioning import excitation
+from wavegen.nn.model import WaveNet
+from wavegen.notes import text as T
+from wavegen.synth.fast import FastWaveNet, c_kernel, why_not
+from wavegen.synth.generate import sketch_conditioning
 
 SPT, SR = 40, 800  # 50 ms ticks at 800 Hz: short tests that still cross many ticks
 SMALL = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, head_channels=32,
@@ -131,7 +131,7 @@ def test_min_p_never_draws_the_unlikely_tail(backend):
 
 
 def test_min_p_in_the_pytorch_sampler():
-    from wavegen.model import sample
+    from wavegen.nn.model import sample
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.12, 0.08]])).expand(4000, -1)
     gen = torch.Generator().manual_seed(0)

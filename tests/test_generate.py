@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from wavegen import checkpoint
 from wavegen.cli import main
 from wavegen.config import load_config
-from wavegen.model import WaveNet
+from wavegen.nn import checkpoint
+from wavegen.nn.model import WaveNet
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavegen import text as T
 from wavegen.cli import main
-from wavegen.composer import keytext_of
+from wavegen.compose.lstm import LSTMComposer, encode
+from wavegen.compose.markov import keytext_of
 from wavegen.config import load_config
 from wavegen.errors import WavegenError
-from wavegen.lstm import LSTMComposer, encode, train_lstm
+from wavegen.notes import text as T
+from wavegen.train.composer import train_lstm
 
 LSTM_TOML = Path(__file__).parent.parent / "configs" / "composer-lstm.toml"
 
@@ -60,6 +61,5 @@ def test_compose_with_the_lstm(capsys, lstm_run, tmp_path):
     assert main(["compose", "--model", str(lstm_run), "--ticks", "30", "--style", "bach"]) == 2
     assert "--style bach" in capsys.readouterr().err
     with pytest.raises(WavegenError, match="not a WaveNet"):
-        from wavegen import checkpoint
-
+        from wavegen.nn import checkpoint
         checkpoint.load(lstm_run)

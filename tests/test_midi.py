@@ -8,8 +8,8 @@ from conftest import END_OF_TRACK, note_track, smf, vlq, write_notes_midi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavegen import text as T
-from wavegen.midi import (
+from wavegen.notes import text as T
+from wavegen.notes.midi import (
     ZERO_LENGTH_NOTE_S,
     MidiError,
     keytext_to_midi,
@@ -17,7 +17,7 @@ from wavegen.midi import (
     read_midi_bytes,
     write_midi,
 )
-from wavegen.text import Note
+from wavegen.notes.text import Note
 
 
 def _approx(notes):

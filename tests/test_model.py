@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from wavegen.audio import mu_law_encode
-from wavegen.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
 from wavegen.config import ModelConfig
-from wavegen.model import WaveNet, loss_fn, mol_loss, sample
+from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
+from wavegen.nn.model import WaveNet, loss_fn, mol_loss, sample
 
 SPT = 8  # samples per tick in these small tests
 SMALL = ModelConfig(residual_channels=8, gate_channels=8, skip_channels=12, head_channels=16,
@@ -114,8 +114,8 @@ def test_mulaw_sampling_temperature_and_seed():
 
 
 def test_tiny_model_learns_a_rendered_chord():
-    from wavegen.render import render_notes
-    from wavegen.text import Note
+    from wavegen.notes.render import render_notes
+    from wavegen.notes.text import Note
 
     audio = render_notes([Note(60, 0, 1.0), Note(64, 0, 1.0), Note(67, 0, 1.0)], sample_rate_hz=8000).audio
     codes = torch.from_numpy(mu_law_encode(audio[400:4400] * 2, 64))
@@ -152,7 +152,7 @@ def test_step_with_a_device_counter_equals_the_plain_step():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_generation_equals_the_plain_step():
-    from wavegen.generate import CudaGraphStep
+    from wavegen.synth.generate import CudaGraphStep
 
     model = make().cuda()
     inputs, ticks, offset, exc, _ = random_batch(model, 4, 30, seed=4)

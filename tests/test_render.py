@@ -10,8 +10,8 @@ import pretty_midi
 import pytest
 
 from wavegen.errors import WavegenError
-from wavegen.render import RELEASE_TAIL_S, one_voice_per_key, render_notes
-from wavegen.text import Note
+from wavegen.notes.render import RELEASE_TAIL_S, one_voice_per_key, render_notes
+from wavegen.notes.text import Note
 
 SR = 16_000
 TIM = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import soundfile as sf
 
-from wavegen import checkpoint
 from wavegen.cli import main
-from wavegen.fast import why_not
+from wavegen.nn import checkpoint
+from wavegen.synth.fast import why_not
 
 
 def test_the_default_harpsichord_model_is_shipped_and_loads_by_name():

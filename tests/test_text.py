@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavegen import text as T
 from wavegen.errors import WavegenError
-from wavegen.text import Note, TextFormatError
+from wavegen.notes import text as T
+from wavegen.notes.text import Note, TextFormatError
 
 
 def test_alphabet_ends_and_vector_from_the_original_experiment():

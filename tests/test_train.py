@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wavegen import checkpoint
-from wavegen import train as train_mod
 from wavegen.cli import main
 from wavegen.config import load_config
 from wavegen.errors import WavegenError
-from wavegen.model import WaveNet, loss_fn
+from wavegen.nn import checkpoint
+from wavegen.nn.model import WaveNet, loss_fn
+from wavegen.train import loop as train_mod
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tiny.toml"

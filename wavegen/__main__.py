@@ -1,5 +1,5 @@
 import sys
 
-from wavegen.cli import main
+from wavegen.cli.main import main
 
 sys.exit(main())

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wavegen.conditioning import N_EXCITATION, N_TICK_FEATURES
 from wavegen.config import ModelConfig
+from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES
 
 MOL_BITS = 16  # the mixture of logistics models 16-bit audio
 

@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from wavegen.config import Config, from_dict
 from wavegen.errors import WavegenError
-from wavegen.model import WaveNet
-from wavegen.text import FORMAT_VERSION
+from wavegen.nn.model import WaveNet
+from wavegen.notes.text import FORMAT_VERSION
 
 CHECKPOINT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -134,7 +134,7 @@ def step_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-MODELS_DIR = Path(__file__).parent / "models"  # models shipped with wavegen, loaded by name
+MODELS_DIR = Path(__file__).parent.parent / "models"  # models shipped with wavegen, loaded by name
 DEFAULT_MODEL = "harpsichord-cpu"
 
 

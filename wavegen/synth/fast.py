@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.conditioning import KEY_HZ, N_KEYS
-from wavegen.generate import sketch_conditioning
-from wavegen.model import WaveNet
-from wavegen.text import KeyText
+from wavegen.data.conditioning import KEY_HZ, N_KEYS
+from wavegen.nn.model import WaveNet
+from wavegen.notes.text import KeyText
+from wavegen.synth.generate import sketch_conditioning
 
 
 def why_not(model: WaveNet) -> str | None:
@@ -258,7 +258,7 @@ def play(model: WaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText
     """One take, (n_samples,) float32: the fast path on a CPU when it covers the model, else the
     PyTorch step (on a GPU, or for the mixture-of-logistics output). See generate.generate for
     temperature and min_p."""
-    from wavegen.generate import generate
+    from wavegen.synth.generate import generate
 
     kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
                   style=style)

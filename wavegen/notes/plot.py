@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from wavegen.files import atomic_path
-from wavegen.text import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS, Note
+from wavegen.notes.text import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS, Note
 
 _NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 SPECTROGRAM_HOP = 256

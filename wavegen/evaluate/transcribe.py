@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wavegen.text import LOWEST_PITCH, N_KEYS, Note
+from wavegen.notes.text import LOWEST_PITCH, N_KEYS, Note
 
 BINS_PER_KEY = 3
 HOP_S = 0.01
@@ -176,7 +176,7 @@ def score(transcriber: Transcriber, audio: np.ndarray, notes: Sequence[Note]) ->
 
 def learn_templates(sample_rate_hz: int, soundfont: str | None = None) -> np.ndarray:
     """(n_bins, 88): each key rendered alone by the reference renderer, its spectrum averaged."""
-    from wavegen.render import render_notes
+    from wavegen.notes.render import render_notes
 
     spacing = 0.8
     notes = [Note(LOWEST_PITCH + k, k * spacing, k * spacing + 0.5) for k in range(N_KEYS)]

@@ -24,8 +24,8 @@ import numpy as np
 
 from wavegen.audio import DEFAULT_SAMPLE_RATE_HZ, resample
 from wavegen.errors import WavegenError
-from wavegen.midi import HARPSICHORD_PROGRAM
-from wavegen.text import Note
+from wavegen.notes.midi import HARPSICHORD_PROGRAM
+from wavegen.notes.text import Note
 
 SYNTH_RATE_HZ = 44_100
 RELEASE_TAIL_S = 0.5

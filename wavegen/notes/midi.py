@@ -31,7 +31,7 @@ import mido
 
 from wavegen.errors import WavegenError
 from wavegen.files import check_input, write_bytes_atomic
-from wavegen.text import HIGHEST_PITCH, LOWEST_PITCH, KeyText, Note
+from wavegen.notes.text import HIGHEST_PITCH, LOWEST_PITCH, KeyText, Note
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 DRUM_CHANNEL = 9  # "channel 10" counted from 1

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode, to_int16
-from wavegen.conditioning import sounding_and_onsets, tick_features
-from wavegen.fast import FastWaveNet
-from wavegen.text import KEY_CHARS, N_KEYS
+from wavegen.data.conditioning import sounding_and_onsets, tick_features
+from wavegen.notes.text import KEY_CHARS, N_KEYS
+from wavegen.synth.fast import FastWaveNet
 
 HISTORY_TICKS = 400  # 20 s at 50 ms: longer-held notes lose their onset (a decay feature saturates anyway)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from wavegen.audio import MU_LAW_CLASSES, from_int16, mu_law_encode
-from wavegen.conditioning import (
+from wavegen.data.conditioning import (
     crop_ticks,
     crop_window,
     excitation,
@@ -22,7 +22,7 @@ from wavegen.conditioning import (
     tick_features,
     tick_window,
 )
-from wavegen.data import Dataset, Item
+from wavegen.data.dataset import Dataset, Item
 from wavegen.errors import WavegenError
 
 

@@ -14,17 +14,17 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.conditioning import (
+from wavegen.data.conditioning import (
     excitation,
     sounding_and_onsets,
     tick_features,
     tick_window,
 )
-from wavegen.model import WaveNet, sample
-from wavegen.render import (
+from wavegen.nn.model import WaveNet, sample
+from wavegen.notes.render import (
     RELEASE_TAIL_S,  # generated past the sketch's last note-off, as the renderer does
 )
-from wavegen.text import N_KEYS, KeyText
+from wavegen.notes.text import N_KEYS, KeyText
 
 
 @torch.no_grad()

@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wavegen import text as T
 from wavegen.errors import WavegenError
-from wavegen.midi import MIDI_SUFFIXES, read_midi
+from wavegen.notes import text as T
+from wavegen.notes.midi import MIDI_SUFFIXES, read_midi
 
 TEXT_SUFFIXES = (".txt", ".88", ".keys")
 

@@ -1,4 +1,4 @@
-"""The dataset: aligned (88-key text, harpsichord audio) pairs, built in parallel and cached by content.
+"""Building a dataset: aligned (88-key text, harpsichord audio) pairs, built in parallel and cached by content.
 
 A dataset folder holds::
 
@@ -23,45 +23,31 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from fractions import Fraction
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wavegen import text as T
 from wavegen.audio import to_int16
+from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick
 from wavegen.errors import WavegenError
 from wavegen.files import atomic_path, check_output_dir, write_text_atomic
-from wavegen.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
-from wavegen.render import (
+from wavegen.notes import text as T
+from wavegen.notes.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
+from wavegen.notes.render import (
     RENDER_VERSION,
     render_notes,
     resolve_soundfont,
     soundfont_digest,
 )
 
-MANIFEST = "manifest.json"
-DATASET_VERSION = 1
 TEXT_VERSION = 1  # bump when the text made from the same source changes (invalidates text caches)
-SPLITS = ("train", "valid", "test")
 TEST_SHARE, VALID_SHARE = 0.05, 0.05
 MUSIC21_LICENCE = (
     "composition public domain; encoding from the music21 corpus (BSD-3-Clause software; encodings "
     "licensed for use, some not for commercial use: see music21/corpus/license.txt)"
 )
 USER_LICENCE = "the user's own file (licence unknown)"
-
-
-def samples_per_tick(sample_rate_hz: int, tick_ms: float) -> int:
-    """Whole samples in one tick, or a WavegenError: the text and the audio must align exactly."""
-    spt = Fraction(sample_rate_hz) * Fraction(str(tick_ms)) / 1000
-    if spt.denominator != 1 or spt <= 0:
-        raise WavegenError(
-            f"{sample_rate_hz} Hz with {tick_ms} ms ticks gives {float(spt):g} samples per tick; "
-            "choose a tick length that holds a whole number of samples"
-        )
-    return int(spt)
 
 
 @dataclass(frozen=True)
@@ -83,38 +69,6 @@ class Source:
     kind: str  # "music21" (a score music21 parses) or "midi"
     style: str  # written to the text header, e.g. "bach"
     licence: str
-
-
-@dataclass
-class Item:
-    """One built (text, audio) pair: a piece at one transposition."""
-
-    id: str
-    piece: str
-    transpose: int
-    split: str
-    source: str
-    licence: str
-    style: str
-    n_ticks: int
-    n_samples: int
-    seconds: float
-    clipped: int
-    peak: float
-    lowest_pitch: int
-    highest_pitch: int
-    keys: str  # the characters of the keys this item uses, in pitch order
-    text_key: str = ""
-    audio_key: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def text_path(self) -> str:
-        return f"text/{self.id}.txt"
-
-    @property
-    def audio_path(self) -> str:
-        return f"audio/{self.id}.npy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,81 +373,3 @@ def build(
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0)
 
-
-# ---------------------------------------------------------------------------------------------
-# reading a built dataset
-
-
-@dataclass(frozen=True)
-class Dataset:
-    root: Path
-    manifest: dict
-
-    @property
-    def sample_rate_hz(self) -> int:
-        return int(self.manifest["sample_rate_hz"])
-
-    @property
-    def tick_ms(self) -> float:
-        return float(self.manifest["tick_ms"])
-
-    @property
-    def samples_per_tick(self) -> int:
-        return int(self.manifest["samples_per_tick"])
-
-    def items(self, split: str | None = None) -> list[Item]:
-        fields = set(Item.__dataclass_fields__)
-        out = [Item(**{k: v for k, v in d.items() if k in fields}) for d in self.manifest["items"]]
-        return [it for it in out if split is None or it.split == split]
-
-    def audio(self, item: Item) -> np.ndarray:
-        """(n_samples,) int16, memory-mapped: crops read only what they touch."""
-        return np.load(self.root / item.audio_path, mmap_mode="r")
-
-    def text(self, item: Item) -> T.KeyText:
-        return T.read_file(self.root / item.text_path)
-
-
-def load(root: str | os.PathLike) -> Dataset:
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise WavegenError(f"{root}: not a wavegen dataset (no {MANIFEST}); build one with `wavegen data build`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise WavegenError(f"{path}: corrupt manifest ({e}); rebuild with `wavegen data build`") from None
-    if manifest.get("dataset_version") != DATASET_VERSION:
-        raise WavegenError(f"{path}: dataset version {manifest.get('dataset_version')} is not {DATASET_VERSION}; rebuild it")
-    return Dataset(Path(root), manifest)
-
-
-def info(ds: Dataset) -> dict:
-    """Summary for `wavegen data info`: pieces and hours per split, keys used, skipped files."""
-    items = ds.items()
-    per_split = {}
-    for split in SPLITS:
-        its = [it for it in items if it.split == split]
-        per_split[split] = {
-            "pieces": len({it.piece for it in its}),
-            "items": len(its),
-            "hours": round(sum(it.seconds for it in its) / 3600, 3),
-        }
-    used = sorted(set("".join(it.keys for it in items)))
-    size = sum(f.stat().st_size for f in ds.root.rglob("*") if f.is_file())
-    return {
-        "root": str(ds.root),
-        "sample_rate_hz": ds.sample_rate_hz,
-        "tick_ms": ds.tick_ms,
-        "transpositions": ds.manifest["transpositions"],
-        "pieces": len({it.piece for it in items}),
-        "items": len(items),
-        "hours": round(sum(it.seconds for it in items) / 3600, 3),
-        "splits": per_split,
-        "lowest_pitch": min((it.lowest_pitch for it in items if it.n_ticks), default=None),
-        "highest_pitch": max((it.highest_pitch for it in items if it.n_ticks), default=None),
-        "keys_used": len(used),
-        "keys": "".join(used),
-        "clipped_samples": sum(it.clipped for it in items),
-        "skipped": ds.manifest["skipped"],
-        "bytes_on_disk": size,
-    }

@@ -23,14 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from wavegen import data, plot, transcribe
 from wavegen.audio import from_int16, write_audio
-from wavegen.checkpoint import Loaded
-from wavegen.crops import CropDataset, validation_batch
+from wavegen.data import dataset
 from wavegen.errors import WavegenError
-from wavegen.fast import play
+from wavegen.evaluate import transcribe
 from wavegen.files import check_output_dir, write_text_atomic
-from wavegen.text import Note
+from wavegen.nn import heldout
+from wavegen.nn.checkpoint import Loaded
+from wavegen.nn.heldout import HeldOut
+from wavegen.notes import plot
+from wavegen.notes.text import Note
+from wavegen.synth.fast import play
 
 
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate_hz: int) -> float:
@@ -102,12 +105,10 @@ def clip_notes(notes: list[Note], seconds: float) -> list[Note]:
     return [Note(n.pitch, n.start, min(n.end, seconds)) for n in notes if n.start < seconds]
 
 
-def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
+def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
              seconds: float = 15.0, seed: int = 0, temperature: float = 1.0, min_p: float = 0.0,
              progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate `loaded` on up to `pieces` held-out pieces of `ds`; writes PNGs and WAVs into out_dir."""
-    from wavegen.train import validation_loss
-
     t0 = time.perf_counter()
     say = progress or (lambda m: None)
     sr = loaded.sample_rate_hz
@@ -130,12 +131,9 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
 
     say("validation loss and shuffled-notes gap")
     mc = loaded.config.model
-    crops = CropDataset(ds, split, crop_samples=loaded.config.data.crop_samples, margin_ticks=mc.cond_lookahead_ticks,
-                        output=mc.output, n_classes=mc.n_classes, styles=loaded.styles,
-                        excitation=mc.excitation and mc.local_conditioning)
     n_crops = max(4, 2 * len(chosen))
-    true_bits = validation_loss(loaded.model, validation_batch(crops, n_crops), mc.output)
-    shuffled_bits = validation_loss(loaded.model, validation_batch(crops, n_crops, shuffled=True), mc.output)
+    held = HeldOut.of(heldout.crops(ds, split, mc, loaded.config.data.crop_samples, styles=loaded.styles), n_crops)
+    measured = held.measure(loaded.model)
 
     rows = []
     for i, it in enumerate(chosen):
@@ -177,7 +175,7 @@ def evaluate(loaded: Loaded, ds: data.Dataset, out_dir: str | Path, *, split: st
         return float(np.mean(vals))
 
     overall = {
-        "valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits,
+        **measured,
         "onset_f1": mean(("generated", "onset_f1")), "onset_f1_reference": mean(("reference", "onset_f1")),
         "frame_f1": mean(("generated", "frame_f1")), "frame_f1_reference": mean(("reference", "frame_f1")),
         "log_mel_distance": mean(("log_mel_distance",)),

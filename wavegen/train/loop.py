@@ -27,15 +27,16 @@ from typing import Any
 
 import torch
 
-from wavegen import checkpoint, data
 from wavegen.audio import write_audio
 from wavegen.config import Config, from_dict
-from wavegen.crops import CropDataset, StepSampler, validation_batch
+from wavegen.data import dataset
+from wavegen.data.crops import CropDataset, StepSampler
 from wavegen.errors import WavegenError
-from wavegen.fast import play
-from wavegen.model import WaveNet, loss_fn
+from wavegen.nn import checkpoint, heldout
+from wavegen.nn.heldout import LN2, HeldOut
+from wavegen.nn.model import WaveNet, loss_fn
+from wavegen.synth.fast import play
 
-LN2 = math.log(2.0)
 RUN_CONFIG = "config.json"
 
 
@@ -84,28 +85,6 @@ def _weights_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], use_style: bool) -> torch.Tensor:
-    return model(batch["inputs"], batch["ticks"], batch["offset"],
-                 batch["exc"] if batch["exc"].shape[1] else None,
-                 batch["style"] if use_style else None)
-
-
-@torch.no_grad()
-def validation_loss(model: WaveNet, batch: dict[str, torch.Tensor], output: str, chunk: int = 4) -> float:
-    """Mean loss in bits per sample over a fixed batch of crops (fp32, in chunks to bound memory)."""
-    total, n = 0.0, batch["inputs"].shape[0]
-    device = next(model.parameters()).device
-    for i in range(0, n, chunk):
-        part = _to({k: v[i : i + chunk] for k, v in batch.items()}, device)
-        out = _forward(model, part, model.cfg.n_styles > 0)
-        total += loss_fn(output, out, part["targets"]).item() * part["inputs"].shape[0]
-    return total / n / LN2
-
-
 class _StopFlag:
     """Set by SIGTERM (cluster preemption); checked once per step."""
 
@@ -132,7 +111,7 @@ class WaveNetTask:
 
     rate_unit = "samples"
 
-    def __init__(self, cfg: Config, ds: data.Dataset, data_dir: str | Path):
+    def __init__(self, cfg: Config, ds: dataset.Dataset, data_dir: str | Path):
         self.cfg, self.ds, self.data_dir = cfg, ds, Path(data_dir)
         mc = cfg.model
         self.styles: list[str] = []
@@ -141,7 +120,8 @@ class WaveNetTask:
             if len(self.styles) > mc.n_styles:
                 raise WavegenError(f"{ds.root}: {len(self.styles)} styles ({', '.join(self.styles)}) but "
                                    f"model.n_styles = {mc.n_styles}")
-        self.valid_batch = self.shuffled_batch = self.sketch_item = None
+        self.held_out: HeldOut | None = None
+        self.sketch_item = None
 
     def meta(self) -> dict[str, Any]:
         """What the checkpoint records besides the config (and what a resume must match)."""
@@ -172,10 +152,7 @@ class WaveNetTask:
         return f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / self.ds.sample_rate_hz * 1000:.1f} ms)"
 
     def _crops(self, split: str, seed: int) -> CropDataset:
-        mc = self.cfg.model
-        return CropDataset(self.ds, split, crop_samples=self.cfg.data.crop_samples,
-                           margin_ticks=mc.cond_lookahead_ticks, output=mc.output, n_classes=mc.n_classes,
-                           seed=seed, styles=self.styles, excitation=mc.excitation and mc.local_conditioning)
+        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed)
 
     def train_set(self) -> torch.utils.data.Dataset:
         return self._crops("train", self.cfg.train.seed)
@@ -185,7 +162,7 @@ class WaveNetTask:
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: Any) -> torch.Tensor:
         with autocast():
-            out = _forward(model, batch, self.cfg.model.n_styles > 0)
+            out = heldout.forward(model, batch, self.cfg.model.n_styles > 0)
         return loss_fn(self.cfg.model.output, out, batch["targets"])  # float32
 
     def prepare_validation(self) -> str | None:
@@ -195,22 +172,19 @@ class WaveNetTask:
             vcrops = self._crops(dc.valid_split, 0)
         except WavegenError as e:
             return f"no validation: {e}"
-        self.valid_batch = validation_batch(vcrops, dc.valid_crops)
-        self.shuffled_batch = validation_batch(vcrops, dc.valid_crops, shuffled=True)
+        self.held_out = HeldOut.of(vcrops, dc.valid_crops)
         self.sketch_item = vcrops.items[0]
         return None
 
     def evaluate(self, weights: dict[str, torch.Tensor], device: torch.device, step: int, run_dir: Path,
                  tb: Any) -> dict[str, float]:
-        if self.valid_batch is None:
+        if self.held_out is None:
             return {}
-        mc, tc, sr = self.cfg.model, self.cfg.train, self.ds.sample_rate_hz
+        tc, sr = self.cfg.train, self.ds.sample_rate_hz
         eval_model = self.build_model()
         eval_model.load_state_dict(weights)
         eval_model.to(device).eval()
-        true_bits = validation_loss(eval_model, self.valid_batch, mc.output)
-        shuffled_bits = validation_loss(eval_model, self.shuffled_batch, mc.output)
-        valid = {"valid_bits": true_bits, "shuffled_bits": shuffled_bits, "gap_bits": shuffled_bits - true_bits}
+        valid = self.held_out.measure(eval_model)
         if tc.sample_seconds > 0:
             sketch = self.ds.text(self.sketch_item)
             audio = play(eval_model, int(tc.sample_seconds * sr), sample_rate_hz=sr, sketch=sketch, seed=tc.seed,
@@ -238,7 +212,7 @@ def train(
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
-    ds = data.load(data_dir)
+    ds = dataset.load(data_dir)
     task = task or WaveNetTask(cfg, ds, data_dir)
     tc, dc = cfg.train, cfg.data
     notices: list[str] = []
@@ -367,7 +341,7 @@ def train(
             t0 = time.perf_counter()
             losses = []
             for m in range(tc.grad_accum):
-                batch = _to(next(batches), accelerator.device)
+                batch = heldout.to_device(next(batches), accelerator.device)
                 if len(seen) < 8:
                     seen.append(batch["item"].tolist())
                 sync = m == tc.grad_accum - 1

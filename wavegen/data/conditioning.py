@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wavegen.text import LOWEST_PITCH, N_KEYS
+from wavegen.notes.text import LOWEST_PITCH, N_KEYS
 
 N_TICK_FEATURES = 3 * N_KEYS
 N_EXCITATION = 2 * N_KEYS

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wavegen import text as T
 from wavegen.errors import WavegenError
 from wavegen.files import write_bytes_atomic
+from wavegen.notes import text as T
 
 START = "^"  # context padding before the first tick (not a key character)
 

@@ -1,0 +1,4 @@
+"""Datasets: building aligned (text, audio) pairs, reading them, training crops.
+
+Imports the foundation and wavegen.notes.
+"""

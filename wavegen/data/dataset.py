@@ -1,0 +1,147 @@
+"""Reading a built dataset: its manifest, items, splits, memory-mapped audio and samples per tick.
+
+A dataset folder holds::
+
+    manifest.json          settings, one entry per piece and transposition, the skipped files
+    text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
+    audio/<id>.npy         int16 mono audio, read back through a memory map
+    items/<id>.json        one item's entry and cache keys, written when its files are complete
+
+Sample i of an item's audio lies in tick i // samples_per_tick of its text. Training and evaluation
+read datasets through this module alone: it imports neither the renderer, the MIDI reader nor music21
+(`wavegen.data.build` makes datasets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from wavegen.errors import WavegenError
+from wavegen.notes import text as T
+
+MANIFEST = "manifest.json"
+DATASET_VERSION = 1
+SPLITS = ("train", "valid", "test")
+
+def samples_per_tick(sample_rate_hz: int, tick_ms: float) -> int:
+    """Whole samples in one tick, or a WavegenError: the text and the audio must align exactly."""
+    spt = Fraction(sample_rate_hz) * Fraction(str(tick_ms)) / 1000
+    if spt.denominator != 1 or spt <= 0:
+        raise WavegenError(
+            f"{sample_rate_hz} Hz with {tick_ms} ms ticks gives {float(spt):g} samples per tick; "
+            "choose a tick length that holds a whole number of samples"
+        )
+    return int(spt)
+
+@dataclass
+class Item:
+    """One built (text, audio) pair: a piece at one transposition."""
+
+    id: str
+    piece: str
+    transpose: int
+    split: str
+    source: str
+    licence: str
+    style: str
+    n_ticks: int
+    n_samples: int
+    seconds: float
+    clipped: int
+    peak: float
+    lowest_pitch: int
+    highest_pitch: int
+    keys: str  # the characters of the keys this item uses, in pitch order
+    text_key: str = ""
+    audio_key: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text_path(self) -> str:
+        return f"text/{self.id}.txt"
+
+    @property
+    def audio_path(self) -> str:
+        return f"audio/{self.id}.npy"
+
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    manifest: dict
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.manifest["sample_rate_hz"])
+
+    @property
+    def tick_ms(self) -> float:
+        return float(self.manifest["tick_ms"])
+
+    @property
+    def samples_per_tick(self) -> int:
+        return int(self.manifest["samples_per_tick"])
+
+    def items(self, split: str | None = None) -> list[Item]:
+        fields = set(Item.__dataclass_fields__)
+        out = [Item(**{k: v for k, v in d.items() if k in fields}) for d in self.manifest["items"]]
+        return [it for it in out if split is None or it.split == split]
+
+    def audio(self, item: Item) -> np.ndarray:
+        """(n_samples,) int16, memory-mapped: crops read only what they touch."""
+        return np.load(self.root / item.audio_path, mmap_mode="r")
+
+    def text(self, item: Item) -> T.KeyText:
+        return T.read_file(self.root / item.text_path)
+
+
+def load(root: str | os.PathLike) -> Dataset:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise WavegenError(f"{root}: not a wavegen dataset (no {MANIFEST}); build one with `wavegen data build`")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise WavegenError(f"{path}: corrupt manifest ({e}); rebuild with `wavegen data build`") from None
+    if manifest.get("dataset_version") != DATASET_VERSION:
+        raise WavegenError(f"{path}: dataset version {manifest.get('dataset_version')} is not {DATASET_VERSION}; rebuild it")
+    return Dataset(Path(root), manifest)
+
+
+def info(ds: Dataset) -> dict:
+    """Summary for `wavegen data info`: pieces and hours per split, keys used, skipped files."""
+    items = ds.items()
+    per_split = {}
+    for split in SPLITS:
+        its = [it for it in items if it.split == split]
+        per_split[split] = {
+            "pieces": len({it.piece for it in its}),
+            "items": len(its),
+            "hours": round(sum(it.seconds for it in its) / 3600, 3),
+        }
+    used = sorted(set("".join(it.keys for it in items)))
+    size = sum(f.stat().st_size for f in ds.root.rglob("*") if f.is_file())
+    return {
+        "root": str(ds.root),
+        "sample_rate_hz": ds.sample_rate_hz,
+        "tick_ms": ds.tick_ms,
+        "transpositions": ds.manifest["transpositions"],
+        "pieces": len({it.piece for it in items}),
+        "items": len(items),
+        "hours": round(sum(it.seconds for it in items) / 3600, 3),
+        "splits": per_split,
+        "lowest_pitch": min((it.lowest_pitch for it in items if it.n_ticks), default=None),
+        "highest_pitch": max((it.highest_pitch for it in items if it.n_ticks), default=None),
+        "keys_used": len(used),
+        "keys": "".join(used),
+        "clipped_samples": sum(it.clipped for it in items),
+        "skipped": ds.manifest["skipped"],
+        "bytes_on_disk": size,
+    }

@@ -1,0 +1,4 @@
+"""The network: conditioning features, the WaveNet, checkpoints, held-out losses.
+
+Imports the foundation, wavegen.notes and wavegen.data.
+"""

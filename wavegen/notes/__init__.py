@@ -1,0 +1,4 @@
+"""Notes and their sound: the 88-key text, MIDI, sketches, the SoundFont renderer, pictures.
+
+Imports only the foundation (wavegen.errors, files, audio, config).
+"""
