@@ -49,9 +49,45 @@ def test_reference_audio_scores_high_silence_zero_wrong_piece_low(transcriber):
 
 def test_onset_matching_is_one_to_one_within_50_ms():
     ref = [(60, 1.0), (60, 1.2), (64, 1.0)]
-    assert TR.match_onsets([(60, 1.04), (64, 1.06), (62, 1.0)], ref) == 1
-    assert TR.match_onsets([(60, 1.0), (60, 1.01)], [(60, 1.0)]) == 1
-    assert TR.f1(0, 0, 0) == (1.0, 1.0, 1.0) and TR.f1(0, 3, 0)[2] == 0.0
+    # one match: 60 at 1.04 (64 is 60 ms late, 62 is the wrong key): 1 of 3 estimated, 1 of 3 reference
+    assert TR.onset_scores([(60, 1.04), (64, 1.06), (62, 1.0)], ref) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    # a reference onset matches one estimate only: 1 of 2 estimated, 1 of 1 reference
+    assert TR.onset_scores([(60, 1.0), (60, 1.01)], [(60, 1.0)]) == pytest.approx((1 / 2, 1.0, 2 / 3))
+
+
+def test_onset_matching_is_a_maximum_matching():
+    # Two onsets of one key 40 ms apart against two 40 ms apart, 30 ms early: 0.97-1.00 and 1.01-1.04 are
+    # two matches. Matching the closest estimate first (1.01 to 1.00) leaves 1.04 none: greedy counted one.
+    assert TR.onset_scores([(60, 0.97), (60, 1.01)], [(60, 1.00), (60, 1.04)]) == (1.0, 1.0, 1.0)
+
+
+def test_a_wrong_key_or_60_ms_off_is_no_match_and_50_ms_is():
+    assert TR.onset_scores([(61, 1.0)], [(60, 1.0)]) == (0.0, 0.0, 0.0)
+    assert TR.onset_scores([(60, 1.06)], [(60, 1.0)]) == (0.0, 0.0, 0.0)
+    assert TR.onset_scores([(60, 0.94)], [(60, 1.0)]) == (0.0, 0.0, 0.0)
+    assert TR.onset_scores([(60, 1.05)], [(60, 1.0)]) == (1.0, 1.0, 1.0)
+    assert TR.onset_scores([], [(60, 1.0)]) == (0.0, 0.0, 0.0)  # as in mir_eval: an empty side scores 0
+    assert TR.onset_scores([], []) == (0.0, 0.0, 0.0)
+
+
+def test_frame_scores_of_a_known_roll():
+    ref = np.zeros((88, 8), dtype=bool)
+    est = np.zeros((88, 8), dtype=bool)
+    ref[60 - 21, 0:4] = True  # middle C in frames 0-3
+    est[60 - 21, 2:6] = True  # ... played in frames 2-5: 2 frames right, 2 late
+    est[62 - 21, 0] = True  # and a D in frame 0: wrong
+    p, r, f = TR.frame_scores(est, ref, 0.01)
+    assert (p, r) == pytest.approx((2 / 5, 2 / 4)) and f == pytest.approx(4 / 9)  # 2 PR / (P + R)
+    assert TR.frame_scores(ref, ref, 0.01) == (1.0, 1.0, 1.0)
+    assert TR.frame_scores(np.zeros_like(ref), ref, 0.01) == (0.0, 0.0, 0.0)
+
+
+def test_the_threshold_search_counts_the_frame_f1_that_mir_eval_gives():
+    rng = np.random.default_rng(0)
+    for density in (0.02, 0.1):
+        est, ref = rng.random((88, 300)) < density, rng.random((88, 300)) < density
+        assert TR._frame_f1_by_counting(est, ref) == pytest.approx(TR.frame_scores(est, ref, 0.01)[2])
+    assert TR._frame_f1_by_counting(np.zeros((88, 3), bool), np.zeros((88, 3), bool)) == 0.0
 
 
 def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):

@@ -5,9 +5,9 @@ piece's 88-key text. The report gives, per piece and overall:
 
 - the validation loss in bits per sample, and the shuffled-notes gap (the loss with another piece's
   notes minus the loss with the true notes), on fixed crops of the split;
-- note accuracy: the generated audio transcribed back to notes (see transcribe.py) against the sketch:
-  onset precision / recall / F1 (exact key, 50 ms) and frame F1; the same for the reference rendering of
-  the same text, which is the ceiling; and our F1 as a fraction of it;
+- note accuracy: the generated audio transcribed back to notes (see transcribe.py) against the sketch,
+  scored by mir_eval: onset precision / recall / F1 (exact key, 50 ms) and frame F1; the same for the
+  reference rendering of the same text, which is the ceiling; and our F1 as a fraction of it;
 - a spectral distance to the reference rendering (mean absolute difference of log-mel spectrograms);
 - a PNG per piece (reference and generated spectrograms with the sketch's notes drawn over both), and
   both clips as WAV.
