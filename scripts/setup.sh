@@ -29,6 +29,6 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch 2.11 with torchaudio 2.11 (pinned in pyproject.toml); pip may pick the CUDA build (~3 GB)
+# torch 2.11 (pinned in pyproject.toml); pip may pick the CUDA build (~3 GB)
 .venv/bin/python -m pip install -q -e ".[test]"
 echo "setup: done; run .venv/bin/wavegen --help"
