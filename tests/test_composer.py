@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 
 from wavegen.cli import main
-from wavegen.compose.markov import (
-    CopyIndex,
-    MarkovComposer,
-    compose_form,
-    is_triad,
-    keytext_of,
-    musical_stats,
-    ticks_of,
-    transpose_tick,
-)
+from wavegen.compose.copycheck import CopyIndex
+from wavegen.compose.form import compose_form, is_triad
+from wavegen.compose.markov import MarkovComposer, keytext_of, ticks_of, transpose_tick
+from wavegen.compose.stats import best_key, musical_stats
 from wavegen.notes import text as T
 
 CHORDS = ["HLO", "HLO", "", "JMQ", "JMQ", "", "LOS", "", "HLO", "", "GJMQ", ""]
@@ -72,7 +66,24 @@ def test_musical_statistics():
     stats = musical_stats(CHORDS * 10)
     assert stats["notes_per_tick"] == pytest.approx(np.mean([len(t) for t in CHORDS if t]))
     assert stats["triad_share"] > 0.7 and stats["lowest_pitch"] == ord("G") - 12
-    assert 0 <= stats["key_consistency"] <= 1 and stats["rest_share"] == pytest.approx(5 / 12)
+    assert stats["rest_share"] == pytest.approx(5 / 12)
+
+
+# I I IV IV V V I I in C major: C4 E4 G4 ('HLO'), F4 A4 C5 ('MQT'), G3 B3 D4 ('CGJ'); 8 ticks, 5 in a 40-tick window
+CADENCE = ["HLO", "HLO", "MQT", "MQT", "CGJ", "CGJ", "HLO", "HLO"]
+
+
+def test_key_statistics_of_music_in_known_keys():
+    in_c = CADENCE * 10  # 80 ticks, two windows of 40, both in C major
+    assert best_key(in_c) == 0 and best_key(CADENCE) == 0  # 0..11: C..B major
+    assert musical_stats(in_c) == {"ticks": 80, "rest_share": 0.0, "notes_per_tick": 3.0, "lowest_pitch": 55,
+                                   "highest_pitch": 72, "triad_share": 1.0, "key_consistency": 1.0}
+    in_f_sharp = [transpose_tick(t, 6) for t in in_c]  # a tritone up: F# major
+    assert best_key(in_f_sharp) == 6 and best_key([transpose_tick(t, 7) for t in CADENCE]) == 7  # G major
+    both = musical_stats(in_c + in_f_sharp)  # four windows: two in C, two in F#; the whole in one of them
+    assert best_key(in_c + in_f_sharp) in (0, 6) and both["key_consistency"] == 0.5
+    assert both["highest_pitch"] == 72 + 6 and both["ticks"] == 160
+    assert best_key(["", ""]) is None and musical_stats([""] * 40)["key_consistency"] == 0.0
 
 
 @pytest.fixture

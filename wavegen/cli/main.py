@@ -344,30 +344,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMPOSER_FILE = "markov.json.gz"
-DEFAULT_COMPOSER = "composer-lstm"  # measured better than the Markov chain (its MODEL_CARD.md)
-
-
-def _load_composer(name: str | None):
-    from wavegen.compose.markov import MarkovComposer
-    from wavegen.nn import checkpoint
-
-    name = name or DEFAULT_COMPOSER
-    p = Path(name)
-    if not p.exists() and (checkpoint.MODELS_DIR / name).is_dir():
-        p = checkpoint.MODELS_DIR / name
-    if p.is_dir() and not (p / COMPOSER_FILE).is_file():
-        from wavegen.compose.lstm import LSTMComposer
-
-        return LSTMComposer.load(p)  # a checkpoint or run folder of the LSTM composer
-    if p.is_dir():
-        p = p / COMPOSER_FILE
-    if not p.is_file():
-        raise WavegenError(f"{name}: no such composer model (train one with `wavegen train-composer`)")
-    return MarkovComposer.load(p)
-
-
 def cmd_train_composer(args: argparse.Namespace) -> int:
+    from wavegen.compose.load import COMPOSER_FILE
     from wavegen.compose.markov import MarkovComposer, ticks_of
     from wavegen.config import load_config
     from wavegen.data import dataset
@@ -405,15 +383,15 @@ def cmd_train_composer(args: argparse.Namespace) -> int:
 def cmd_compose(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from wavegen.compose.markov import compose_form, keytext_of, parse_form, ticks_of
+    from wavegen.compose import piece
+    from wavegen.compose.form import parse_form
+    from wavegen.compose.load import load_composer
     from wavegen.notes import text as T
 
-    if (args.seconds is not None and args.seconds <= 0) or (args.ticks is not None and args.ticks <= 0):
-        raise WavegenError("the length must be positive: give --seconds S or --ticks N above 0")
     form = parse_form(args.form) if args.form else None
-    model = _load_composer(args.model)
-    if args.style and args.style not in model.styles:
-        raise WavegenError(f"--style {args.style}: the composer learned only: {', '.join(model.styles) or 'none'}")
+    model = load_composer(args.model)
+    n = piece.length_in_ticks(model.tick_ms, ticks=args.ticks, seconds=args.seconds)
+    piece.check_style(model, args.style)
     from wavegen.audio import output_format
 
     for path in (args.perform, args.render):
@@ -421,27 +399,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
             output_format(path)
     if args.stream and (args.output or args.perform or args.render or args.form):
         raise WavegenError("--stream plays without end: it does not go with -o, --perform, --render or --form")
-    prime: list[str] = []
-    if args.prime:
-        pk = T.read_file(args.prime)
-        if pk.tick_ms != model.tick_ms:
-            raise WavegenError(f"{args.prime}: ticks of {pk.tick_ms:g} ms; the composer writes {model.tick_ms:g} ms")
-        prime = ticks_of(pk)
-    n = args.ticks if args.ticks is not None else int(round((args.seconds or 20.0) * 1000 / model.tick_ms))
+    prime = piece.read_prime(args.prime, model.tick_ms) if args.prime else []
     rng = np.random.default_rng(args.seed)
     if args.stream:
         limit = n if (args.ticks is not None or args.seconds is not None) else None
         return _stream(args, model, prime, rng, limit)
-    if form:
-        new, spans = compose_form(model, form, n, temperature=args.temperature, rng=rng, prime=prime)
-        sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in spans)
-    else:
-        style_kw = {"style": args.style} if model.kind == "lstm" else {}
-        new, sections = model.sample(n, temperature=args.temperature, rng=rng, prime=prime, **style_kw), ""
-    meta = {"style": args.style or (model.styles[0] if model.styles else "composed")}
-    if form:
-        meta["form"] = form
-    kt = keytext_of(prime + new, model.tick_ms, meta)
+    composed = piece.compose(model, n, temperature=args.temperature, rng=rng, prime=prime, form=form,
+                             style=args.style)
+    kt = composed.keytext
+    sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in composed.sections)
     if args.output:
         T.write_file(args.output, kt)
         print(f"wrote {args.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s)"
@@ -501,11 +467,12 @@ def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int |
 
 
 def cmd_evaluate_composer(args: argparse.Namespace) -> int:
-    from wavegen.compose.markov import evaluate_composer, report_markdown
+    from wavegen.compose.load import DEFAULT_COMPOSER, load_composer
     from wavegen.data import dataset
+    from wavegen.evaluate.composer import evaluate_composer, report_markdown
     from wavegen.files import write_text_atomic
 
-    model = _load_composer(args.model)
+    model = load_composer(args.model)
     report = evaluate_composer(model, dataset.load(args.data), split=args.split, samples=args.samples,
                                seconds=args.seconds, temperature=args.temperature, seed=args.seed)
     report["model"] = args.model or DEFAULT_COMPOSER
@@ -517,52 +484,18 @@ def cmd_evaluate_composer(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_PIECE = "bwv244.37"  # a chorale of the held-out test split
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from wavegen.audio import write_audio
-    from wavegen.data import build
-    from wavegen.files import check_output_dir
-    from wavegen.nn import checkpoint
-    from wavegen.notes import plot
-    from wavegen.notes import text as T
-    from wavegen.notes.render import render_notes
+    from wavegen.evaluate.demo import demo
 
-    t0 = time.perf_counter()
-    out = check_output_dir(args.output)
-    kt = build.corpus_text("bach", args.piece)
-    if args.checkpoint is None and checkpoint.DEFAULT_MODEL not in checkpoint.shipped_models():
-        _warn([f"no trained model is installed ({checkpoint.DEFAULT_MODEL}): showing the reference rendering only"])
-        loaded = None
+    d = demo(args.output, piece=args.piece, model=args.checkpoint, seconds=args.seconds, seed=args.seed)
+    _warn(d.warnings)
+    if d.model is not None:
+        print(f"Bach chorale {d.piece} (held out from training), {d.seconds:.1f} s: generated in "
+              f"{d.generation_seconds:.1f} s ({d.seconds / d.generation_seconds:.2f}x real time) by {d.model}")
     else:
-        loaded = checkpoint.load(args.checkpoint)
-    sr = loaded.sample_rate_hz if loaded else 16_000
-    T.write_file(out / "sketch.txt", kt)
-    ref = render_notes(kt.notes(), sample_rate_hz=sr, min_seconds=kt.n_ticks * kt.tick_s).audio
-    n = len(ref) if args.seconds is None else min(len(ref), int(args.seconds * sr))
-    ref = ref[:n]
-    write_audio(out / "reference.wav", ref, sr)
-    notes = [T.Note(x.pitch, x.start, min(x.end, n / sr)) for x in kt.notes() if x.start < n / sr]
-    panels = [(f"{args.piece}: reference rendering (SoundFont)", ref)]
-    lines = [f"  {out / 'sketch.txt'}  the chorale as 88-key text", f"  {out / 'reference.wav'}  the SoundFont rendering"]
-    if loaded is not None:
-        from wavegen.synth.fast import play
-
-        t_gen = time.perf_counter()
-        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed, **_sampling(None, loaded))
-        gen_s = time.perf_counter() - t_gen
-        write_audio(out / "generated.wav", gen, sr)
-        panels.append((f"{args.piece}: generated sample by sample by {loaded.path.name}", gen))
-        lines.insert(0, f"  {out / 'generated.wav'}  written by the WaveNet, sample by sample")
-        print(f"Bach chorale {args.piece} (held out from training), {n / sr:.1f} s: generated in {gen_s:.1f} s "
-              f"({n / sr / gen_s:.2f}x real time) by {loaded.path.name}")
-    else:
-        print(f"Bach chorale {args.piece}, {n / sr:.1f} s")
-    plot.plot_comparison(out / "demo.png", panels, sr, notes=notes)
-    lines.append(f"  {out / 'demo.png'}  spectrograms side by side, the notes drawn over them")
-    print("\n".join(lines))
-    print(f"done in {time.perf_counter() - t0:.1f} s")
+        print(f"Bach chorale {d.piece}, {d.seconds:.1f} s")
+    print("\n".join(f"  {path}  {what}" for path, what in d.files))
+    print(f"done in {d.wall_seconds:.1f} s")
     return 0
 
 
@@ -571,6 +504,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wavegen.compose.load import DEFAULT_COMPOSER
+    from wavegen.evaluate.demo import DEMO_PIECE
+
     p = _Parser(prog=PROG, description="wavegen: harpsichord music from the 88-key text format.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--traceback", action="store_true", help="on an internal error, print the traceback")
