@@ -46,6 +46,19 @@ def test_tracks_merge_and_unison_voices_stay_two_notes():
     assert _approx(notes) == [(60, 0.0, 0.5), (60, 0.0, 1.0), (64, 0.5, 1.0)]
 
 
+def test_a_key_struck_again_in_one_channel_ends_its_note_there():
+    on, off = b"\x90\x3c\x50", b"\x80\x3c\x00"  # middle C; 480 MIDI ticks are 0.5 s
+    restruck = b"\x00" + on + vlq(480) + on + vlq(480) + off + vlq(480) + off + END_OF_TRACK
+    read = read_midi_bytes(smf([restruck]))
+    assert _approx(read.notes) == [(60, 0.0, 0.5), (60, 0.5, 1.0)]  # the second note-off finds nothing held
+    twice_at_once = b"\x00" + on + b"\x00" + on + vlq(480) + off + b"\x00" + off + END_OF_TRACK
+    read = read_midi_bytes(smf([twice_at_once]))
+    assert _approx(read.notes) == [(60, 0.0, 0.5)] and read.zero_length == 0  # one string: one note
+    never_released = b"\x00" + on + vlq(480) + on + vlq(480) + b"\xff\x2f\x00"
+    read = read_midi_bytes(smf([never_released]))
+    assert _approx(read.notes) == [(60, 0.0, 0.5), (60, 0.5, 1.0)] and read.unended == 1
+
+
 def test_drums_are_dropped_with_a_warning_and_drum_only_is_an_error():
     read = read_midi_bytes(smf([note_track(60), note_track(38, channel=9)]), "x.mid")
     assert [n.pitch for n in read.notes] == [60] and read.drum_notes == 1

@@ -38,6 +38,21 @@ def test_restrike_before_a_free_tick_cuts_or_merges():
     assert runs == [(0, 5)]
 
 
+def test_each_key_is_one_voice():
+    from wavegen.notes.voices import one_voice
+
+    # in seconds: struck again at 0.5 while held to 1.0 -> cut there; the later note keeps its own end or,
+    # holding, the later end; struck together -> one note to the later end; touching notes stay two
+    assert one_voice([(0.5, 0.7), (0.0, 1.0)]) == [(0.0, 0.5), (0.5, 0.7)]
+    assert one_voice([(0.0, 1.0), (0.5, 0.7)], hold=True) == [(0.0, 0.5), (0.5, 1.0)]
+    assert one_voice([(0.0, 0.5), (0.0, 0.8)]) == [(0.0, 0.8)] == one_voice([(0.0, 0.8), (0.0, 0.5)], hold=True)
+    assert one_voice([(0.0, 0.5), (0.5, 0.8)]) == [(0.0, 0.5), (0.5, 0.8)]
+    # in ticks with a free tick between: touching runs are cut one tick early; a tick apart they merge
+    assert one_voice([(0, 4), (4, 6)], gap=1) == [(0, 3), (4, 6)]
+    assert one_voice([(0, 4), (1, 6)], gap=1) == [(0, 6)]
+    assert one_voice([(0, 4), (5, 6)], gap=1) == [(0, 4), (5, 6)]
+
+
 def test_writer_header_and_line_breaks():
     roll = np.zeros((120, 88), dtype=bool)
     roll[3, [0, 87]] = True
@@ -151,8 +166,9 @@ def test_anything_invalid_raises_the_formats_own_error(s):
         kt = T.parse(s)
     except TextFormatError as e:
         assert "\n" not in str(e) and e.line >= 1 and e.column >= 1
-    else:
-        assert kt.roll.shape[1] == 88
+    else:  # every tick ends with one space, every key character after the header sounds one key in one tick
+        body = s.partition("\n")[2] if s.startswith("{") else s
+        assert kt.n_ticks == body.count(" ") and int(kt.roll.sum()) == sum(c in T.KEY_CHARS for c in body)
 
 
 def test_text_format_error_is_a_wavegen_error(tmp_path):

@@ -7,8 +7,9 @@ their notes from here, treat every file the same way:
 - Drums (MIDI channel 10) are dropped, with a warning.
 - Notes outside the 88 keys (MIDI 21..108) are dropped and counted, or, with `fold_octaves=True`,
   moved by whole octaves onto the keyboard.
-- A key struck again while it still sounds (same track and channel) ends its previous note there;
-  the same key in two tracks (voices in unison) makes two notes.
+- A key struck again while it still sounds (same track and channel) ends its previous note there, and
+  a key struck twice at one moment is one note (each key is one voice, notes/voices.py); a note-off
+  releases the key. The same key in two tracks (voices in unison) makes two notes.
 - A note whose note-off comes at the same moment as its note-on is a struck key: it lasts
   `ZERO_LENGTH_NOTE_S` (50 ms).
 - A note that is never released ends at the last event of the file (at least `ZERO_LENGTH_NOTE_S`).
@@ -32,6 +33,7 @@ import mido
 from wavegen.errors import WavegenError
 from wavegen.files import check_input, write_bytes_atomic
 from wavegen.notes.text import HIGHEST_PITCH, LOWEST_PITCH, KeyText, Note
+from wavegen.notes.voices import one_voice
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 DRUM_CHANNEL = 9  # "channel 10" counted from 1
@@ -136,8 +138,9 @@ def read_midi_bytes(
     events.sort(key=lambda e: (e[0], e[1], e[2]))
 
     out = MidiNotes(notes=[], end_s=0.0, folded=fold_octaves)
-    open_notes: dict[tuple[int, int, int], float] = {}  # (track, channel, pitch) -> onset seconds
-    raw: list[tuple[int, float, float]] = []  # (pitch, start, end) before the key-range rule
+    struck: dict[tuple[int, int, int], list[list[float]]] = {}  # (track, channel, pitch) -> [onset, release]
+    held: dict[tuple[int, int, int], list[list[float]]] = {}  # the notes of struck[key] not yet released
+    n_struck = 0
     tempo = 500_000  # microseconds per quarter note, the MIDI default
     seconds_at, tick_at = 0.0, 0
     for tick, ti, _, msg in events:
@@ -161,16 +164,22 @@ def read_midi_bytes(
                 out.drum_notes += 1
             continue
         key = (ti, msg.channel, msg.note)
-        onset = open_notes.pop(key, None)
-        if onset is not None:  # a note-off, or a restrike that ends the sounding note
-            raw.append((msg.note, onset, now))
         if msg.type == "note_on" and msg.velocity > 0:
-            open_notes[key] = now
-            if len(raw) + len(open_notes) > max_notes:
+            note = [now, now]
+            struck.setdefault(key, []).append(note)
+            held.setdefault(key, []).append(note)
+            n_struck += 1
+            if n_struck > max_notes:
                 raise MidiError(source, f"more than {max_notes} notes; wavegen reads at most {max_notes}")
-    for (_, _, pitch), onset in open_notes.items():
+        else:  # a note-off releases the key: every note of it still held ends now
+            for note in held.pop(key, []):
+                note[1] = now
+    for notes in held.values():
         out.unended += 1
-        raw.append((pitch, onset, out.end_s))
+        for note in notes:
+            note[1] = out.end_s
+    raw = [(pitch, start, end) for (_, _, pitch), notes in struck.items()  # before the key-range rule
+           for start, end in one_voice((a, b) for a, b in notes)]
 
     for pitch, start, end in raw:
         if end <= start:

@@ -26,6 +26,7 @@ from wavegen.audio import DEFAULT_SAMPLE_RATE_HZ, resample
 from wavegen.errors import WavegenError
 from wavegen.notes.midi import HARPSICHORD_PROGRAM
 from wavegen.notes.text import Note
+from wavegen.notes.voices import one_voice
 
 SYNTH_RATE_HZ = 44_100
 RELEASE_TAIL_S = 0.5
@@ -91,22 +92,12 @@ def _fluidsynth():
 
 
 def one_voice_per_key(notes: Iterable[Note]) -> list[Note]:
-    """Resolve overlapping notes of the same key: the earlier one is cut at the later onset and the
-    later one lasts until the later of the two ends. Notes that start together merge."""
-    by_pitch: dict[int, list[list[float]]] = {}
-    for n in sorted(notes, key=lambda n: (n.pitch, n.start, n.end)):
-        spans = by_pitch.setdefault(n.pitch, [])
-        if spans and n.start < spans[-1][1]:
-            prev = spans[-1]
-            end = max(prev[1], n.end)
-            if n.start <= prev[0]:
-                prev[1] = end
-                continue
-            prev[1] = n.start
-            spans.append([n.start, end])
-        else:
-            spans.append([n.start, n.end])
-    out = [Note(p, s, e) for p, spans in by_pitch.items() for s, e in spans]
+    """Resolve overlapping notes of the same key (notes/voices.py, holding): the earlier one is cut at the
+    later onset and the later one lasts until the later of the two ends. Notes that start together merge."""
+    by_pitch: dict[int, list[tuple[float, float]]] = {}
+    for n in notes:
+        by_pitch.setdefault(n.pitch, []).append((n.start, n.end))
+    out = [Note(p, s, e) for p, spans in by_pitch.items() for s, e in one_voice(spans, hold=True)]
     out.sort(key=lambda n: (n.start, n.pitch))
     return out
 

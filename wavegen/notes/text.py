@@ -29,6 +29,7 @@ import numpy as np
 
 from wavegen.errors import WavegenError
 from wavegen.files import check_input, write_text_atomic
+from wavegen.notes.voices import one_voice
 
 FORMAT_VERSION = 1
 N_KEYS = 88
@@ -288,10 +289,11 @@ def note_runs(notes: Iterable[Note], tick_ms: float) -> dict[int, list[tuple[int
     """Encode notes as runs of ticks per key index (0..87), following the format's rules.
 
     A note from a to b seconds is rounded to ticks A, B (B at least A + 1) and becomes the run
-    [A, max(A + 1, B - 1)): one tick shorter, so that a key struck twice stays two notes. When a key is
-    struck again before its previous run has ended with a free tick, the previous run is cut to end one
-    tick before the new onset; if that would leave it empty (onsets less than two ticks apart) the two
-    notes merge. Pitches outside 21..108 raise ValueError (the MIDI reader drops or folds them first).
+    [A, max(A + 1, B - 1)): one tick shorter, so that a key struck twice stays two notes. Each key is
+    then one voice (notes/voices.py, with a gap of one tick): when a key is struck again before its
+    previous run has ended with a free tick, the previous run is cut to end one tick before the new onset;
+    if that would leave it empty (onsets less than two ticks apart) the two notes merge. Pitches outside
+    21..108 raise ValueError (the MIDI reader drops or folds them first).
     """
     tick_s = tick_ms / 1000.0
     by_key: dict[int, list[tuple[int, int]]] = {}
@@ -301,22 +303,7 @@ def note_runs(notes: Iterable[Note], tick_ms: float) -> dict[int, list[tuple[int
         a = max(0, math.floor(n.start / tick_s + 0.5))
         b = max(a + 1, math.floor(n.end / tick_s + 0.5))
         by_key.setdefault(n.pitch - LOWEST_PITCH, []).append((a, max(a + 1, b - 1)))
-    runs: dict[int, list[tuple[int, int]]] = {}
-    for k, spans in by_key.items():
-        spans.sort()
-        out: list[list[int]] = []
-        for a, e in spans:
-            if out and a <= out[-1][1]:  # touches or overlaps the previous run: no free tick between
-                prev = out[-1]
-                if a - 1 > prev[0]:
-                    prev[1] = a - 1
-                    out.append([a, e])
-                else:
-                    prev[1] = max(prev[1], e)
-            else:
-                out.append([a, e])
-        runs[k] = [(s, e) for s, e in out]
-    return runs
+    return {k: one_voice(spans, gap=1) for k, spans in by_key.items()}
 
 
 def notes_to_roll(notes: Iterable[Note], tick_ms: float, n_ticks: int | None = None) -> np.ndarray:
