@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+
 import numpy as np
+import pytest
 import torch
 
-from wavegen.audio import mu_law_encode
 from wavegen.data import dataset
-from wavegen.data.conditioning import excitation, tick_features
 from wavegen.data.crops import CropDataset, StepSampler, validation_batch
 
 
@@ -17,26 +19,49 @@ def crops(ds_dir, **kw) -> CropDataset:
     return CropDataset(dataset.load(ds_dir), "train", **args)
 
 
-def test_crop_is_aligned_audio_with_its_conditioning(tiny_dataset):
-    c = crops(tiny_dataset)
-    k, start = c.locate(7)
-    crop = c[7]
-    ds = c.ds
-    pcm = np.asarray(ds.audio(c.items[k])[start : start + 1601])
-    codes = mu_law_encode(pcm / 32767.0)
-    assert torch.equal(crop["inputs"], torch.from_numpy(codes[:-1]))
-    assert torch.equal(crop["targets"], torch.from_numpy(codes[1:]))
-    roll = ds.text(c.items[k]).roll
-    # the tick window: the target sample start + 1 sits at `offset` within it
-    spt = ds.samples_per_tick
-    first = (start + 1 - int(crop["offset"])) // spt
-    assert (start + 1 - int(crop["offset"])) % spt == 0
-    feats = tick_features(roll)
-    for j in range(crop["ticks"].shape[1]):
-        t = first + j
-        want = feats[:, t] if 0 <= t < feats.shape[1] else np.zeros(feats.shape[0])
-        assert np.array_equal(crop["ticks"][:, j].numpy(), want)
-    assert np.array_equal(crop["exc"].numpy(), excitation(roll, start + 1, 1600, spt, 16_000))
+def known_piece(ds_dir, tmp_path):
+    """A copy of the tiny dataset in which piece2's samples 12000..12003 are 0, full scale, minus full scale
+    and 16384. piece2's note j (conftest.tiny_dataset) is MIDI 48 + (10 + 4j) % 24 from j * 0.25 s
+    (tick 5j, sample 4000j at 16 kHz) to j * 0.25 + 0.45 s: its run is ticks [5j, 5j + 8), sounding to 5j + 8."""
+    copy = tmp_path / "ds"
+    shutil.copytree(ds_dir, copy)
+    path = copy / "audio" / "piece2.npy"
+    pcm = np.load(path).copy()
+    pcm[12000:12004] = [0, 32767, -32767, 16384]
+    np.save(path, pcm)
+    c = crops(copy)
+    return c, [it.id for it in c.items].index("piece2")
+
+
+def test_crop_is_aligned_audio_with_its_conditioning(tiny_dataset, tmp_path):
+    c, k = known_piece(tiny_dataset, tmp_path)
+    assert c.ds.samples_per_tick == 800
+    start = 11899  # the targets are samples 11900 .. 13499: target m is sample 11900 + m
+    crop = c.crop_at(k, start)
+    # mu-law codes (256 classes) of 0, +1, -1 and 16384 / 32767: 128, 255, 0 and
+    # floor((ln(1 + 255 * 0.500015) / ln(256) + 1) / 2 * 255 + 0.5) = floor(239.65) = 239
+    assert crop["targets"][100:104].tolist() == [128, 255, 0, 239]
+    assert crop["inputs"][101:105].tolist() == [128, 255, 0, 239]  # the inputs are one sample earlier
+    # the tick window starts margin_ticks = 2 before the targets' tick (11900 // 800 = 14): at tick 12,
+    # and the targets start at 11900 - 12 * 800 = 2300 samples into it
+    assert int(crop["offset"]) == 2300
+    ticks = crop["ticks"].numpy()
+    key = 70 - 21  # note 3: MIDI 48 + (10 + 12) % 24 = 70 (B flat 4), struck at tick 15 = window column 3
+    sounding, onset, decay = ticks[key], ticks[88 + key], ticks[176 + key]
+    assert sounding[2:5].tolist() == [0, 1, 1] and onset[2:5].tolist() == [0, 1, 0]
+    assert decay[3] == 1.0 and decay[4] == pytest.approx(math.exp(-1 / 10))  # a tick since the onset
+    # the excitation at sample 12123, 123 samples after that onset (target 223): sin and cos of
+    # 2 pi f 123 / 16000 with f = 440 * 2 ** (1 / 12); only notes 2 (MIDI 66, ticks 10-18) and 3 sound
+    exc = crop["exc"].numpy()
+    f = 440 * 2 ** (1 / 12)
+    assert exc[key, 223] == pytest.approx(math.sin(2 * math.pi * f * 123 / 16000), abs=1e-5)
+    assert exc[88 + key, 223] == pytest.approx(math.cos(2 * math.pi * f * 123 / 16000), abs=1e-5)
+    assert np.flatnonzero(exc[:88, 223]).tolist() == [66 - 21, key]
+    assert exc[key, 99] == 0 and exc[88 + key, 99] == 0  # sample 11999: before the onset, silent
+    # a crop at the very start: the window's first two ticks lie before the piece (zero), then note 0
+    # (MIDI 58) is struck at tick 0
+    first = c.crop_at(k, 0)["ticks"].numpy()
+    assert not first[:, :2].any() and first[88 + 58 - 21, 2] == 1 and first[88:176, 2].sum() == 1
 
 
 def test_crops_are_deterministic_by_index_and_spread_out(tiny_dataset):
