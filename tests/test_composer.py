@@ -93,6 +93,24 @@ def composer_model(tmp_path):
     return tmp_path / "markov.json.gz"
 
 
+def test_compose_a_sketch_in_the_library(composer_model):
+    from wavegen.compose import piece
+    from wavegen.compose.load import load_composer
+    from wavegen.errors import WavegenError
+
+    model = load_composer(str(composer_model))
+    assert piece.length_in_ticks(50, seconds=2.0) == 40 and piece.length_in_ticks(50) == 400  # 20 s default
+    done = piece.compose(model, 40, rng=np.random.default_rng(0), prime=["HLO", ""], form="aba")
+    kt = done.keytext
+    assert ticks_of(kt)[:2] == ["HLO", ""] and kt.n_ticks == 2 + 39  # 3 sections of 13 ticks after the prime
+    assert dict(kt.meta) == {"style": "bach", "form": "ABA"} and [s[0] for s in done.sections] == list("ABA")
+    assert piece.compose(model, 5).sections == [] and piece.compose(model, 5).keytext.n_ticks == 5
+    for bad in (lambda: piece.compose(model, 5, style="rock"), lambda: piece.length_in_ticks(50, ticks=0),
+                lambda: load_composer(str(composer_model.parent / "missing"))):
+        with pytest.raises(WavegenError):
+            bad()
+
+
 def test_compose_command_and_its_bad_input(capsys, tmp_path, composer_model):
     out = tmp_path / "s.txt"
     assert main(["compose", "--model", str(composer_model), "--ticks", "40", "--form", "ABA", "-o", str(out),
