@@ -72,6 +72,18 @@ if os.environ.get("CI"):
     _hsettings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `gpu` skip where CUDA is not available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="gpu: needs CUDA")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """Five 3-second pieces of broken chords, built once: train, valid and test splits."""

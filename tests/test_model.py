@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from wavegen.audio import mu_law_encode
 from wavegen.config import ModelConfig
@@ -54,17 +55,32 @@ def test_receptive_field_measured_by_gradient(kernel_size):
     assert T - touched.min().item() == model.receptive_field
 
 
-def test_causal_future_inputs_do_not_change_the_past():
-    model = make()
+@pytest.mark.parametrize("output", ["mulaw", "mol"])
+def test_causal_the_past_ignores_the_input_at_t0_and_on_while_out_t0_reads_it(output):
+    # out[t] predicts the sample after inputs[t], from inputs[..t] and the conditioning at t (which
+    # describes that predicted sample). Changing them from t0 on must leave out[:t0] exactly as it was,
+    # boundary included; and out[t0] must read inputs[t0], so a model that lags a sample is caught too.
+    model = make(output=output)
     inputs, ticks, offset, exc, _ = random_batch(model, 2, 120)
+    t0 = 70
+
+    def changed_from(t: int, until: int | None = None) -> Tensor:
+        x = inputs.clone()
+        if output == "mulaw":
+            x[:, t:until] = (x[:, t:until] + 5) % model.cfg.n_classes
+        else:
+            x[:, t:until] = -x[:, t:until]
+        return x
+
     out = model(inputs, ticks, offset, exc)
-    changed = inputs.clone()
-    changed[:, 70:] = (changed[:, 70:] + 5) % model.cfg.n_classes
     exc2 = exc.clone()
-    exc2[:, :, 70:] = 0  # the excitation is aligned with the predicted sample: position 69 predicts 70
-    out2 = model(changed, ticks, offset, exc2)
-    assert torch.allclose(out[..., :69], out2[..., :69], atol=1e-6)
-    assert not torch.allclose(out[..., 70:], out2[..., 70:])
+    exc2[:, :, t0:] = 0
+    out2 = model(changed_from(t0), ticks, offset, exc2)
+    torch.testing.assert_close(out2[..., :t0], out[..., :t0], rtol=0, atol=1e-6)
+    assert not torch.allclose(out2[..., t0:], out[..., t0:])
+    out3 = model(changed_from(t0, t0 + 1), ticks, offset, exc)  # the input at t0 alone
+    torch.testing.assert_close(out3[..., :t0], out[..., :t0], rtol=0, atol=1e-6)
+    assert (out3[..., t0] - out[..., t0]).abs().amax() > 1e-3
 
 
 CASES = {
@@ -150,7 +166,7 @@ def test_step_with_a_device_counter_equals_the_plain_step():
     assert int(counted.t) == 40
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_graph_generation_equals_the_plain_step():
     from wavegen.synth.generate import CudaGraphStep
 

@@ -7,8 +7,9 @@
 
 Time alignment: `out[..., t]` is the distribution of the sample after `inputs[..., t]`, and the
 conditioning at position t describes that predicted sample. The model knows nothing of files or MIDI.
-`step` runs one sample at a time with per-layer circular buffers: its cost per sample does not depend
-on the receptive field, and it computes exactly what `forward` computes.
+`step` runs one sample at a time, each layer's `step` beside its `forward`, with per-layer circular
+buffers: its cost per sample does not depend on the receptive field, and it computes exactly what
+`forward` computes. It is the reference for the compiled kernels of wavegen/synth/fast.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,38 @@ class ResidualLayer(nn.Module):
             h = h + self.style(style)[:, :, None]
         z = self.gate(h)
         return (x if self.res is None else x + self.res(z)), self.skip(z)
+
+    def step(self, x: Tensor, buf: Tensor, t: int | Tensor, cond: Tensor | None, exc: Tensor | None,
+             style: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`forward` for one sample t: x (B, R) is this sample's input, buf (B, R, max(history, 1)) the
+        circular buffer of the past ones (input t' at t' % its length; x is written into it); cond
+        (B, cond_channels), exc (B, 2*88) and style (B,) as in `forward`, for this sample.
+        Returns residual (B, R) and skip (B, S). t may be a 0-d long tensor on the device: then no
+        value leaves the device, and the step can be captured in a CUDA graph."""
+        on_device = isinstance(t, Tensor)
+        w, k, n = self.dilated.weight, self.kernel_size, buf.shape[-1]  # tap j: input (k - 1 - j) * dilation back
+        h = F.linear(x, w[:, :, k - 1], self.dilated.bias)
+        for j in range(k - 1):
+            back = (k - 1 - j) * self.dilation
+            if on_device:
+                past = buf.index_select(2, torch.remainder(t - back, n).view(1))[:, :, 0]
+            else:
+                past = buf[:, :, (t - back) % n]
+            h = h + F.linear(past, w[:, :, j])
+        if self.history:
+            if on_device:
+                buf.index_copy_(2, torch.remainder(t, n).view(1), x[:, :, None])
+            else:
+                buf[:, :, t % n] = x
+        if self.cond is not None and cond is not None:
+            h = h + F.linear(cond, self.cond.weight[:, :, 0])
+        if self.exc is not None and exc is not None:
+            h = h + F.linear(exc, self.exc.weight[:, :, 0])
+        if self.style is not None and style is not None:
+            h = h + self.style(style)
+        z = self.gate(h)
+        residual = x if self.res is None else x + F.linear(z, self.res.weight[:, :, 0], self.res.bias)
+        return residual, F.linear(z, self.skip.weight[:, :, 0], self.skip.bias)
 
 
 @dataclass
@@ -163,45 +196,17 @@ class WaveNet(nn.Module):
              exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
         """One sample. inputs: (B,) the previous sample (code or float); cond: (B, cond_channels), the
         tick conditioning of the sample to predict; exc: (B, 2*88); style: (B,).
-        Returns (B, n_out) and advances `state`."""
+        Returns (B, n_out) and advances `state` (a device counter in `state.t` stays on the device)."""
         x = self.embed_inputs(inputs[:, None])[:, :, 0]  # (B, R)
-        t = state.t
-        on_device = isinstance(t, Tensor)  # a device counter: no host sync, capturable in a CUDA graph
         skips = None
         for layer, buf in zip(self.layers, state.buffers, strict=True):
-            w = layer.dilated.weight  # (2G, R, k): tap j reads the input (k - 1 - j) * dilation back
-            k, d, L = layer.kernel_size, layer.dilation, buf.shape[-1]
-            h = torch.addmm(layer.dilated.bias, x, w[:, :, k - 1].T)
-            for j in range(k - 1):
-                back = (k - 1 - j) * d
-                if on_device:
-                    past = buf.index_select(2, torch.remainder(t - back, L).view(1))[:, :, 0]
-                else:
-                    past = buf[:, :, (t - back) % L]
-                h = h + past @ w[:, :, j].T
-            if layer.history:
-                if on_device:
-                    buf.index_copy_(2, torch.remainder(t, L).view(1), x[:, :, None])
-                else:
-                    buf[:, :, t % L] = x
-            if layer.cond is not None and cond is not None:
-                h = h + cond @ layer.cond.weight[:, :, 0].T
-            if layer.exc is not None and exc is not None:
-                h = h + exc @ layer.exc.weight[:, :, 0].T
-            if layer.style is not None and style is not None:
-                h = h + layer.style(style)
-            z = layer.gate(h)
-            if layer.res is not None:
-                x = x + z @ layer.res.weight[:, :, 0].T + layer.res.bias
-            s = z @ layer.skip.weight[:, :, 0].T + layer.skip.bias
+            x, s = layer.step(x, buf, state.t, cond, exc, style)
             skips = s if skips is None else skips + s
-        if on_device:
-            t.add_(1)
+        if isinstance(state.t, Tensor):
+            state.t.add_(1)
         else:
-            state.t = t + 1
-        h = F.relu(skips)
-        h = F.relu(h @ self.head[1].weight[:, :, 0].T + self.head[1].bias)
-        return h @ self.head[3].weight[:, :, 0].T + self.head[3].bias
+            state.t += 1
+        return self.head(skips[:, :, None])[:, :, 0]
 
 
 # ----------------------------------------------------------------------------------------------
