@@ -2,13 +2,19 @@
 
 In memory audio is mono float32 in [-1, 1]; on disk it is 16-bit PCM WAV, or FLAC by extension.
 Writing makes clipping explicit: samples beyond full scale are clipped and counted, never wrapped.
+Three more forms: `GrowingWav` writes a WAV in chunks that is valid at every moment (for endless
+playing), and a dataset keeps its audio as int16 .npy files (`write_pcm_npy`, `read_pcm_npy`), read
+back through a memory map so that training crops read only what they touch.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -72,6 +78,56 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int | None = None) -> tu
         audio = resample(audio, sr, sample_rate_hz)
         sr = sample_rate_hz
     return audio, int(sr)
+
+
+def write_pcm_npy(path: str | os.PathLike, pcm: np.ndarray) -> None:
+    """Write int16 mono audio (from `to_int16`) as a .npy file, atomically."""
+    if pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise ValueError(f"expected int16 mono audio (n_samples,), got {pcm.dtype} {pcm.shape}")
+    with atomic_path(path) as tmp:
+        np.save(tmp, pcm)
+
+
+def read_pcm_npy(path: str | os.PathLike) -> np.ndarray:
+    """The int16 audio of a .npy file written by `write_pcm_npy`, memory-mapped (read-only)."""
+    return np.load(path, mmap_mode="r")
+
+
+class GrowingWav:
+    """Mono 16-bit PCM WAV written in chunks; the header is rewritten after each chunk (to a file) so the
+    file is always valid, however the process ends. To a pipe ('-' = standard output) the sizes are
+    left at their maximum."""
+
+    def __init__(self, path: str, sample_rate_hz: int):
+        self.sr = sample_rate_hz
+        self.pipe = path == "-"
+        self.f: BinaryIO = sys.stdout.buffer if self.pipe else open(Path(path), "wb")  # noqa: SIM115
+        self.frames = 0
+        self.clipped = 0
+        self._header(0xFFFFFFFF - 36 if self.pipe else 0)
+
+    def _header(self, data_bytes: int) -> None:
+        self.f.write(b"RIFF" + struct.pack("<I", min(36 + data_bytes, 0xFFFFFFFF)) + b"WAVE")
+        self.f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, self.sr, self.sr * 2, 2, 16))
+        self.f.write(b"data" + struct.pack("<I", data_bytes))
+
+    def write(self, audio: np.ndarray) -> None:
+        pcm, clipped = to_int16(audio)
+        self.clipped += clipped
+        self.f.write(pcm.astype("<i2").tobytes())
+        self.frames += len(pcm)
+        if not self.pipe:
+            end = self.f.tell()
+            self.f.seek(0)
+            self._header(self.frames * 2)
+            self.f.seek(end)
+        self.f.flush()
+
+    def close(self) -> None:
+        if not self.pipe:
+            self.f.close()
+        else:
+            self.f.flush()
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

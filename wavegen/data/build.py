@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from wavegen.audio import to_int16
+from wavegen.audio import to_int16, write_pcm_npy
 from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick
 from wavegen.errors import WavegenError
-from wavegen.files import atomic_path, check_output_dir, write_text_atomic
+from wavegen.files import check_output_dir, write_text_atomic
 from wavegen.notes import text as T
 from wavegen.notes.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
 from wavegen.notes.render import (
@@ -236,8 +236,7 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str)
             min_seconds=kt.n_ticks * kt.tick_s,
         )
         pcm, _ = to_int16(rendered.audio)
-        with atomic_path(out / "audio" / f"{item_id}.npy") as tmp:
-            np.save(tmp, pcm)
+        write_pcm_npy(out / "audio" / f"{item_id}.npy", pcm)
         used = np.nonzero(kt.roll.any(axis=0))[0]
         pitches = used + T.LOWEST_PITCH
         item = Item(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wavegen.audio import read_pcm_npy
 from wavegen.errors import WavegenError
 from wavegen.notes import text as T
 
@@ -96,7 +97,7 @@ class Dataset:
 
     def audio(self, item: Item) -> np.ndarray:
         """(n_samples,) int16, memory-mapped: crops read only what they touch."""
-        return np.load(self.root / item.audio_path, mmap_mode="r")
+        return read_pcm_npy(self.root / item.audio_path)
 
     def text(self, item: Item) -> T.KeyText:
         return T.read_file(self.root / item.text_path)
