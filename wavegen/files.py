@@ -1,4 +1,8 @@
-"""Atomic file writes: a crash or an error never leaves a half-written output behind."""
+"""Atomic file writes: a crash or an error never leaves a half-written output behind.
+
+What is written aside and renamed into place gets the permissions a plain write would have given
+(`usual_permissions`: the one place that reads the umask).
+"""
 
 from __future__ import annotations
 
@@ -38,9 +42,17 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
 
 
 def _umask() -> int:
+    """The process's umask (it can only be read by setting it, so it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Give a file 0o666 and a folder 0o777, less the umask: what open() and mkdir() give. mkstemp and
+    mkdtemp make 0600 and 0700, so whatever is written aside and renamed into place needs this."""
+    p = Path(path)
+    os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager
@@ -60,7 +72,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise WavegenError(f"{target}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    usual_permissions(tmp)
     try:
         yield tmp
         os.replace(tmp, target)
