@@ -30,13 +30,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wavegen import checkpoint  # noqa: E402
-from wavegen import text as T  # noqa: E402
 from wavegen.cli.main import main as cli_main  # noqa: E402
 from wavegen.config import load_config  # noqa: E402
+from wavegen.nn import checkpoint  # noqa: E402
 from wavegen.nn.model import WaveNet  # noqa: E402
+from wavegen.notes import text as T  # noqa: E402
 from wavegen.synth.fast import FastWaveNet  # noqa: E402
-from wavegen.synth.generate import generate  # noqa: E402
+from wavegen.synth.generate import play  # noqa: E402
 
 SKETCH = ROOT / "data" / "examples" / "prelude-c.txt"
 
@@ -87,7 +87,7 @@ def main() -> int:
             fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads,  # noqa: E731
                                   temperature=0.9 if min_p else 1.0, min_p=min_p)
         else:
-            fn = lambda: generate(model, n, sample_rate_hz=sr, sketch=sketch, batch=batch)  # noqa: E731
+            fn = lambda: play(model, n, sample_rate_hz=sr, sketch=sketch, engine="torch", batch=batch)  # noqa: E731
         dt = timed(fn, args.repeats)
         rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads, "min_p": min_p,
                      "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 
 import numpy as np
@@ -12,8 +13,9 @@ from wavegen.config import ModelConfig
 from wavegen.data.conditioning import excitation
 from wavegen.nn.model import WaveNet
 from wavegen.notes import text as T
+from wavegen.synth import fast as F
 from wavegen.synth.fast import FastWaveNet, c_kernel, why_not
-from wavegen.synth.generate import sketch_conditioning
+from wavegen.synth.sketchcond import sketch_conditioning
 
 SPT, SR = 40, 800  # 50 ms ticks at 800 Hz: short tests that still cross many ticks
 SMALL = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, head_channels=32,
@@ -27,14 +29,14 @@ def torch_logits(model: WaveNet, teacher: np.ndarray, sketch, style=None) -> np.
     x = torch.full((B,), model.cfg.n_classes // 2, dtype=torch.long)
     cond_ticks = onsets = None
     if model.uses_notes:
-        cond, onsets = sketch_conditioning(model, sketch, N)
+        cond, onsets = sketch_conditioning(model, sketch)
         cond_ticks = torch.from_numpy(cond)
     style_t = torch.full((B,), style, dtype=torch.long) if style is not None else None
     out = np.zeros((B, N, model.n_out), dtype=np.float32)
     for i in range(N):
         c = e = None
         if cond_ticks is not None:
-            c = cond_ticks[i // SPT][None].expand(B, -1)
+            c = cond_ticks[min(i // SPT, len(cond_ticks) - 1)][None].expand(B, -1)
             if model.uses_excitation:
                 e = torch.from_numpy(excitation(sketch.roll, i, 1, SPT, SR, onsets)[:, 0])[None].expand(B, -1)
         out[:, i] = model.step(x, state, cond=c, exc=e, style=style_t).numpy()
@@ -57,6 +59,19 @@ BACKENDS = ["numba"] + (["c"] if c_kernel() is not None else [])
 def test_the_c_kernel_is_built_here():
     # setup.py compiles it at install time; CI installs with a compiler, so it must be there
     assert c_kernel() is not None
+
+
+def test_the_ctypes_mirrors_match_the_c_structs():
+    # the loader refuses a library whose structs differ; here the comparison itself is checked
+    lib = F.c_library()
+    for which, mirror in enumerate(F.MIRRORS):
+        assert F.c_layout(lib, which) == F.ctypes_layout(mirror)
+        assert len(F.c_layout(lib, which)) == 1 + len(mirror._fields_)
+
+    class Short(ctypes.Structure):  # a mirror that lost a field
+        _fields_ = [f for f in F.WgWeights._fields_ if f[0] != "total_hist"]
+
+    assert F.c_layout(lib, 0) != F.ctypes_layout(Short)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

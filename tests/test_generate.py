@@ -1,4 +1,4 @@
-"""`wavegen generate`: lengths, determinism by seed, takes, and bad input."""
+"""`wavegen generate` and `play`: lengths, determinism by seed, takes, engines, and bad input."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import soundfile as sf
 import torch
 
 from wavegen.cli import main
-from wavegen.config import load_config
+from wavegen.config import ModelConfig, load_config
+from wavegen.errors import WavegenError
 from wavegen.nn import checkpoint
 from wavegen.nn.model import WaveNet
+from wavegen.notes import text as T
+from wavegen.synth.fast import FastWaveNet
+from wavegen.synth.generate import choose_engine, play
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
 
@@ -141,3 +145,49 @@ def test_a_model_can_ship_its_min_p(capsys, tmp_path):
     assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--min-p", "0",
                "-o", str(tmp_path / "3.wav"))[0] == 0
     assert (tmp_path / "3.wav").read_bytes() != (tmp_path / "2.wav").read_bytes()
+
+
+SPT, SR = 40, 800  # 50 ms ticks at 800 Hz: short takes that cross many ticks
+SKETCH = T.parse("HLO HLO  H H H  JMQ JM Q ! x " * 2)  # 24 ticks, keys sounding up to the end
+
+
+def small_model(**changes) -> WaveNet:
+    cfg = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, head_channels=32, layers_per_cycle=4,
+                      cycles=2, cond_channels=8, n_classes=64, **changes)
+    torch.manual_seed(1)
+    model = WaveNet(cfg, SPT).eval()
+    with torch.no_grad():  # a realistic scale: with the quiet default init a changed tick seldom changes a draw
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+@pytest.mark.parametrize("engine", ["c", "numba", "torch"])
+def test_a_longer_take_starts_with_the_shorter_one(engine):
+    # the conditioning looks cond_lookahead_ticks ahead: it must not end where the request ends
+    model = small_model()
+
+    def take(ticks: int) -> np.ndarray:
+        kw = dict(sample_rate_hz=SR, sketch=SKETCH, seed=3, batch=2)
+        if engine == "torch":
+            return play(model, ticks * SPT, engine="torch", **kw)
+        return FastWaveNet(model, engine).generate(ticks * SPT, **kw)
+
+    short, mid, long = take(12), take(20), take(30)  # 30 ticks: past the sketch's end
+    assert short.shape == (2, 12 * SPT)
+    assert np.array_equal(mid[:, : 12 * SPT], short) and np.array_equal(long[:, : 20 * SPT], mid)
+
+
+def test_play_chooses_the_engine_in_one_place():
+    model = small_model()
+    assert choose_engine(model) == ("fast", None) and choose_engine(model, "torch") == ("torch", None)
+    fast = play(model, 100, sample_rate_hz=SR, sketch=SKETCH, seed=2, batch=2)
+    assert fast.shape == (2, 100) and fast.dtype == np.float32
+    assert np.array_equal(fast, FastWaveNet(model).generate(100, sample_rate_hz=SR, sketch=SKETCH, seed=2, batch=2))
+    mol = small_model(output="mol")
+    engine, notice = choose_engine(mol)
+    assert engine == "torch" and notice.endswith("generating with the PyTorch step instead (slower)")
+    assert "mu-law" in notice
+    with pytest.raises(WavegenError, match="--engine fast: the fast path covers mu-law output"):
+        choose_engine(mol, "fast")
+    assert play(mol, 50, sample_rate_hz=SR, sketch=SKETCH).shape == (1, 50)

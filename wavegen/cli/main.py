@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import traceback
@@ -248,7 +247,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from wavegen.audio import output_format, write_audio
     from wavegen.nn import checkpoint
     from wavegen.notes import sketch
-    from wavegen.synth.generate import generate, sketch_samples
+    from wavegen.synth.generate import choose_engine, play
+    from wavegen.synth.sketchcond import sketch_samples
 
     output_format(args.output)
     if args.seconds is not None and args.seconds <= 0:
@@ -287,22 +287,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         rate = bar.n / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(realtime=f"{rate / sr:.3f}x")
 
-    kwargs = dict(sample_rate_hz=sr, sketch=sk.keytext if sk else None, **sampling,
-                  seed=args.seed, batch=args.batch, style=style, progress=progress)
-    if args.engine == "torch":
-        audio = generate(loaded.model, n, **kwargs)
-    else:
-        from wavegen.synth.fast import FastWaveNet, why_not
-
-        reason = why_not(loaded.model)
-        if reason is None:
-            threads = args.threads or min(args.batch, os.cpu_count() or 1)
-            audio = FastWaveNet(loaded.model).generate(n, threads=threads, **kwargs)
-        elif args.engine == "fast":
-            raise WavegenError(f"--engine fast: {reason}")
-        else:
-            _warn([f"{reason}; generating with the PyTorch step instead (slower)"])
-            audio = generate(loaded.model, n, **kwargs)
+    engine, notice = choose_engine(loaded.model, args.engine)
+    if notice:
+        _warn([notice])
+    audio = play(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None, engine=engine,
+                 batch=args.batch, threads=args.threads, **sampling, seed=args.seed, style=style, progress=progress)
     bar.close()
     took = time.perf_counter() - t0
     out = Path(args.output)
@@ -424,15 +413,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.perform:
         from wavegen.audio import write_audio
         from wavegen.nn import checkpoint
-        from wavegen.synth.fast import play
-        from wavegen.synth.generate import sketch_samples
+        from wavegen.synth.generate import play
+        from wavegen.synth.sketchcond import sketch_samples
 
         loaded = checkpoint.load(args.checkpoint)
         if loaded.tick_ms != kt.tick_ms:
             raise WavegenError(f"the WaveNet plays {loaded.tick_ms:g} ms ticks, the composer writes {kt.tick_ms:g} ms")
         t0 = time.perf_counter()
         audio = play(loaded.model, sketch_samples(kt, loaded.sample_rate_hz), sample_rate_hz=loaded.sample_rate_hz,
-                     sketch=kt, seed=args.seed, **_sampling(None, loaded))
+                     sketch=kt, seed=args.seed, **_sampling(None, loaded))[0]
         write_audio(args.perform, audio, loaded.sample_rate_hz)
         print(f"wrote {args.perform}: performed by {loaded.path.name} in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr if not args.output else sys.stdout)
@@ -441,9 +430,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace, model, prime: list[str], rng, limit: int | None) -> int:
     """Compose and play without end (or for `limit` ticks); SIGINT or SIGTERM ends it cleanly."""
+    from wavegen.audio import GrowingWav
     from wavegen.nn import checkpoint
     from wavegen.synth.fast import FastWaveNet, why_not
-    from wavegen.synth.stream import GrowingWav, StreamPlayer, stream_compose
+    from wavegen.synth.stream import StreamPlayer, stream_compose
 
     loaded = checkpoint.load(args.checkpoint)
     reason = why_not(loaded.model)

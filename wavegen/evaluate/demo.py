@@ -39,7 +39,7 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     from wavegen.notes import plot
     from wavegen.notes import text as T
     from wavegen.notes.render import render_notes
-    from wavegen.synth.fast import play
+    from wavegen.synth.generate import play
 
     t0 = time.perf_counter()
     out = check_output_dir(out_dir)
@@ -64,7 +64,7 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     if loaded is not None:
         t_gen = time.perf_counter()
         gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, temperature=loaded.temperature,
-                   min_p=loaded.min_p)
+                   min_p=loaded.min_p)[0]
         result.generation_seconds = time.perf_counter() - t_gen
         result.model = loaded.path.name
         write_audio(out / "generated.wav", gen, sr)

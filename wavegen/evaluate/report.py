@@ -33,7 +33,7 @@ from wavegen.nn.checkpoint import Loaded
 from wavegen.nn.heldout import HeldOut
 from wavegen.notes import plot
 from wavegen.notes.text import Note
-from wavegen.synth.fast import play
+from wavegen.synth.generate import play
 
 
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate_hz: int) -> float:
@@ -143,7 +143,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
         length = len(reference)
         t_gen = time.perf_counter()
         generated = play(loaded.model, length, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature,
-                         min_p=min_p)
+                         min_p=min_p)[0]
         gen_s = time.perf_counter() - t_gen
         notes = clip_notes(sketch.notes(), length / sr)
         onsets = sorted({nt.start for nt in notes})

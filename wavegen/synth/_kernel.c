@@ -1,14 +1,19 @@
-/* The WaveNet's cached step for CPUs, in C: the same computation as wavegen/fast.py's numba kernel
- * and as WaveNet.step, for a block of samples of one tick and a batch of streams.
+/* The WaveNet's cached step for CPUs, in C: the fast path of wavegen/synth/fast.py. It computes what
+ * WaveNet.step (each ResidualLayer.step, then the head) computes, for a block of samples of one tick
+ * and a batch of streams; fast.py's numba kernel is the same computation, for machines without a compiler.
  *
  * Built at install time (setup.py) with -O3 -march=native -ffast-math, loaded with ctypes; without a
  * compiler, wavegen uses the numba kernel instead. Matrix products are written with GCC vector types:
  * 16 floats per vector (one AVX-512 register, or two AVX2 ones), batches in blocks of 4 streams so a
  * loaded weight vector feeds 4 multiply-adds, and accumulators stay in registers across the inputs.
  *
- * Weights are input-major: w[i * n_out + o] multiplies input i into output o.
+ * Weights are input-major: w[i * n_out + o] multiplies input i into output o. They come in one
+ * structure (wg_weights, built once per model) and each call's state and inputs in another (wg_block);
+ * fast.py mirrors both with ctypes.Structure, field for field, and checks the mirrors against
+ * wg_layout() when it loads the library.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,17 +145,74 @@ static inline double next_uniform(uint64_t *s)
 
 #define TWO_PI 6.283185307179586
 
-/* Returns 0, or -1 if scratch memory cannot be allocated. */
-int wg_step_block(
-    int B, int L, int K, int R, int G, int S, int H, int n_out, int n_keys,
-    const float *emb, const float *w_dil, const int64_t *dil, const int64_t *hist_off, const int64_t *hist_len,
-    const float *w_exc, const float *w_res, const float *b_res, const float *w_skip, const float *b_skip,
-    const float *w1, const float *b1, const float *w2, const float *b2, const double *key_hz,
-    int64_t *codes_in, int64_t t0, int n, const float *cond_row,
-    int n_exc, const int64_t *exc_keys, const int64_t *exc_onsets, double sr,
-    float *buf, int total_hist, float temperature, float min_p, uint64_t *rng,
-    int64_t *out_codes, float *out_logits, const int64_t *teacher)
+/* A model's sizes and weights. fast.py's WgWeights mirrors it: change both together. */
+typedef struct {
+    int32_t L, K, R, G, S, H, n_out, n_keys, total_hist;  /* layers, taps, channels, keys, buffer rows */
+    const float *emb;                           /* (n_classes, R) */
+    const float *w_dil;                         /* (L, K, R, 2G): tap j reads the input (K - 1 - j) * dil back */
+    const int64_t *dil, *hist_off, *hist_len;   /* (L,) dilation; each layer's rows of the buffer */
+    const float *w_exc;                         /* (2 * n_keys, L, 2G): sine rows, then cosine rows */
+    const float *w_res, *b_res;                 /* (L, G, R), (L, R) */
+    const float *w_skip, *b_skip;               /* (L, G, S), (S,): the layers' skip biases summed */
+    const float *w1, *b1, *w2, *b2;             /* head: (S, H), (H,), (H, n_out), (n_out,) */
+    const double *key_hz;                       /* (n_keys,) fundamental of each key */
+} wg_weights;
+
+/* One call: samples t0 .. t0 + n - 1 of one tick for B streams. fast.py's WgBlock mirrors it. */
+typedef struct {
+    int32_t B, n, n_exc;
+    int64_t t0;
+    double sr;                                  /* sample rate, Hz */
+    float temperature, min_p;
+    const float *cond_row;                      /* (L, 2G): the tick's conditioning plus every bias */
+    const int64_t *exc_keys, *exc_onsets;       /* (n_exc,) sounding keys and their onset samples */
+    int64_t *codes_in;                          /* (B,) the previous sample of each stream; updated */
+    float *buf;                                 /* (B, total_hist, R) the layers' circular buffers */
+    uint64_t *rng;                              /* (B,) xorshift64* states */
+    int64_t *out_codes;                         /* (B, n) */
+    float *out_logits;                          /* (B, n, n_out), or NULL */
+    const int64_t *teacher;                     /* (B, n) codes fed instead of the sampled ones, or NULL */
+} wg_block;
+
+#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(emb) X(w_dil) \
+    X(dil) X(hist_off) X(hist_len) X(w_exc) X(w_res) X(b_res) X(w_skip) X(b_skip) X(w1) X(b1) X(w2) X(b2) X(key_hz)
+#define WG_BLOCK_FIELDS(X) X(B) X(n) X(n_exc) X(t0) X(sr) X(temperature) X(min_p) X(cond_row) X(exc_keys) \
+    X(exc_onsets) X(codes_in) X(buf) X(rng) X(out_codes) X(out_logits) X(teacher)
+
+/* The layout of wg_weights (which = 0) or wg_block (1): its size, then the offset of each field in
+ * order, written to out (up to cap values). Returns how many values there are, or -1 for another which. */
+int wg_layout(int which, int64_t *out, int cap)
 {
+    int64_t v[32];
+    int k = 0;
+#define OFF_W(f) v[k++] = (int64_t)offsetof(wg_weights, f);
+#define OFF_B(f) v[k++] = (int64_t)offsetof(wg_block, f);
+    if (which == 0) { v[k++] = (int64_t)sizeof(wg_weights); WG_WEIGHTS_FIELDS(OFF_W) }
+    else if (which == 1) { v[k++] = (int64_t)sizeof(wg_block); WG_BLOCK_FIELDS(OFF_B) }
+    else return -1;
+    for (int i = 0; i < k && i < cap; i++) out[i] = v[i];
+    return k;
+}
+
+/* Returns 0, or -1 if scratch memory cannot be allocated. */
+int wg_step_block(const wg_weights *model, const wg_block *blk)
+{
+    const int L = model->L, K = model->K, R = model->R, G = model->G, S = model->S, H = model->H;
+    const int n_out = model->n_out, n_keys = model->n_keys, total_hist = model->total_hist;
+    const int B = blk->B, n = blk->n, n_exc = blk->n_exc;
+    const int64_t t0 = blk->t0;
+    const double sr = blk->sr;
+    const float temperature = blk->temperature, min_p = blk->min_p;
+    const float *emb = model->emb, *w_dil = model->w_dil, *w_exc = model->w_exc;
+    const float *w_res = model->w_res, *b_res = model->b_res, *w_skip = model->w_skip, *b_skip = model->b_skip;
+    const float *w1 = model->w1, *b1 = model->b1, *w2 = model->w2, *b2 = model->b2;
+    const int64_t *dil = model->dil, *hist_off = model->hist_off, *hist_len = model->hist_len;
+    const double *key_hz = model->key_hz;
+    const float *cond_row = blk->cond_row;
+    const int64_t *exc_keys = blk->exc_keys, *exc_onsets = blk->exc_onsets, *teacher = blk->teacher;
+    int64_t *codes_in = blk->codes_in, *out_codes = blk->out_codes;
+    float *buf = blk->buf, *out_logits = blk->out_logits;
+    uint64_t *rng = blk->rng;
     const int G2 = 2 * G;
     int wide = R;  /* the widest row any scratch buffer holds */
     if (G2 > wide) wide = G2;

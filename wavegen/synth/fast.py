@@ -1,23 +1,32 @@
-"""The fast generation path: the WaveNet's cached step compiled with numba, for CPUs.
+"""The fast generation engine: the WaveNet's cached step compiled for CPUs.
 
-It computes the same function as `WaveNet.step` (tested to 1e-4 relative on the logits), faster:
+Two kernels compute the same function as `WaveNet.step` (tested to 1e-4 relative on the logits), faster:
+the C kernel (_kernel.c, built at install time by setup.py, loaded with ctypes) is the fast path; the
+numba kernel below is the declared fallback for machines where no compiler built the C one. Both:
 
-- weights are laid out input-major, so every matrix-vector product is a run of contiguous `axpy`s that
+- lay weights out input-major, so every matrix-vector product is a run of contiguous `axpy`s that
   the compiler vectorizes, and a batch of streams shares each weight row while it sits in L1;
-- the conditioning projection of every layer (and the biases and style) is computed once per tick,
+- compute the conditioning projection of every layer (and the biases and style) once per tick,
   not once per sample; the excitation adds only the rows of the keys that sound;
-- tanh and sigmoid use a rational approximation (Eigen's, error below 1e-6), which vectorizes;
-- each stream draws from its own seeded random generator, so a take does not depend on the thread count.
+- use a rational approximation of tanh and sigmoid (Eigen's, error below 1e-6), which vectorizes;
+- give each stream its own seeded random generator, so a take does not depend on the thread count.
 
-Unusual configs (the mixture-of-logistics output) are not compiled: `why_not(model)` says why and
-generation falls back to the PyTorch step.
+The C kernel takes its weights as one structure (`WgWeights`, built once per model) and each call's
+state and inputs as another (`WgBlock`); both mirror structs of _kernel.c field for field, and the
+loader checks the mirrors against the library's own layout (`wg_layout`) before it uses it.
+
+Unusual configs (the mixture-of-logistics output) are not compiled: `why_not(model)` says why;
+wavegen/synth/generate.py then plays the model with the PyTorch step.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.machinery
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -25,9 +34,10 @@ import torch
 
 from wavegen.audio import mu_law_decode
 from wavegen.data.conditioning import KEY_HZ, N_KEYS
+from wavegen.errors import WavegenError
 from wavegen.nn.model import WaveNet
 from wavegen.notes.text import KeyText
-from wavegen.synth.generate import sketch_conditioning
+from wavegen.synth.sketchcond import sketch_conditioning
 
 
 def why_not(model: WaveNet) -> str | None:
@@ -215,56 +225,91 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
 
 
 
-def _load_c_kernel():
-    """The C kernel built at install time (setup.py), or None."""
-    import ctypes
-    import importlib.machinery
-    from pathlib import Path
+_P = ctypes.c_void_p
 
-    here = Path(__file__).parent
+
+class WgWeights(ctypes.Structure):
+    """A model's sizes and weights for the C kernel: the mirror of _kernel.c's wg_weights."""
+
+    _fields_ = ([(f, ctypes.c_int32) for f in ("L", "K", "R", "G", "S", "H", "n_out", "n_keys", "total_hist")]
+                + [(f, _P) for f in ("emb", "w_dil", "dil", "hist_off", "hist_len", "w_exc", "w_res", "b_res",
+                                     "w_skip", "b_skip", "w1", "b1", "w2", "b2", "key_hz")])
+
+
+class WgBlock(ctypes.Structure):
+    """One call of the C kernel, a block of samples of one tick: the mirror of _kernel.c's wg_block."""
+
+    _fields_ = ([(f, ctypes.c_int32) for f in ("B", "n", "n_exc")]
+                + [("t0", ctypes.c_int64), ("sr", ctypes.c_double), ("temperature", ctypes.c_float),
+                   ("min_p", ctypes.c_float)]
+                + [(f, _P) for f in ("cond_row", "exc_keys", "exc_onsets", "codes_in", "buf", "rng", "out_codes",
+                                     "out_logits", "teacher")])
+
+
+MIRRORS = (WgWeights, WgBlock)  # in the order of wg_layout's `which`
+
+
+def ctypes_layout(struct: type[ctypes.Structure]) -> list[int]:
+    """[size, offset of each field in order] of a ctypes mirror."""
+    return [ctypes.sizeof(struct)] + [getattr(struct, name).offset for name, _ in struct._fields_]
+
+
+def c_layout(lib: ctypes.CDLL, which: int) -> list[int]:
+    """[size, offset of each field in order] of struct `which` as the C library was compiled."""
+    fn = lib.wg_layout
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int, _P, ctypes.c_int]
+    out = (ctypes.c_int64 * 64)()
+    n = fn(which, out, len(out))
+    return list(out[:n])
+
+
+def c_library() -> ctypes.CDLL | None:
+    """The C kernel's library as built at install time (setup.py), or None if there is none."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"_kernel{suffix}"
+        path = Path(__file__).parent / f"_kernel{suffix}"
         if path.is_file():
             try:
-                lib = ctypes.CDLL(str(path))
+                return ctypes.CDLL(str(path))
             except OSError:
                 return None
-            fn = lib.wg_step_block
-            fn.restype = ctypes.c_int
-            P, I, I64, D, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double, ctypes.c_float
-            fn.argtypes = ([I] * 9 + [P] * 5 + [P] * 9 + [P]  # sizes; emb .. hist_len; w_exc .. b2; key_hz
-                           + [P, I64, I, P]  # codes_in, t0, n, cond_row
-                           + [I, P, P, D]  # n_exc, exc_keys, exc_onsets, sr
-                           + [P, I, F, F, P]  # buf, total_hist, temperature, min_p, rng
-                           + [P, P, P])  # out_codes, out_logits, teacher
-            return fn
     return None
+
+
+def _load_c_kernel() -> Callable[..., int] | None:
+    """The C kernel's step, or None without a library. A library whose structs differ from the mirrors
+    here (built from another version of _kernel.c) is an error."""
+    lib = c_library()
+    if lib is None:
+        return None
+    if not hasattr(lib, "wg_layout") or any(c_layout(lib, i) != ctypes_layout(m) for i, m in enumerate(MIRRORS)):
+        raise WavegenError(f"{lib._name}: built from another version of _kernel.c (its structs differ); "
+                           "rebuild it with `python setup.py build_ext --inplace`")
+    fn = lib.wg_step_block
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.POINTER(WgWeights), ctypes.POINTER(WgBlock)]
+    return fn
 
 
 _C_KERNEL: list = []  # [function or None], loaded once
 
 
-def c_kernel():
+def c_kernel() -> Callable[..., int] | None:
+    """The C kernel's step (loaded once), or None where no compiler built it: then numba's runs."""
     if not _C_KERNEL:
         _C_KERNEL.append(_load_c_kernel())
     return _C_KERNEL[0]
 
 
+def _ptr(a: np.ndarray | None, dtype: type) -> int | None:
+    """The address of a C-contiguous array of `dtype` for the C kernel (None for NULL)."""
+    if a is None:
+        return None
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(f"the C kernel needs C-contiguous {np.dtype(dtype)}, got {a.dtype} {a.shape}")
+    return a.ctypes.data
+
+
 BACKENDS = ("c", "numba")
-
-
-def play(model: WaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
-         temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, style: int | None = None) -> np.ndarray:
-    """One take, (n_samples,) float32: the fast path on a CPU when it covers the model, else the
-    PyTorch step (on a GPU, or for the mixture-of-logistics output). See generate.generate for
-    temperature and min_p."""
-    from wavegen.synth.generate import generate
-
-    kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
-                  style=style)
-    if next(model.parameters()).device.type == "cpu" and why_not(model) is None:
-        return FastWaveNet(model).generate(n_samples, **kwargs)[0]
-    return generate(model, n_samples, **kwargs)[0]
 
 
 class FastWaveNet:
@@ -312,6 +357,14 @@ class FastWaveNet:
         self.b1 = f32(model.head[1].bias)
         self.w2 = f32(model.head[3].weight[:, :, 0]).T.copy()  # (H, n_out)
         self.b2 = f32(model.head[3].bias)
+        if backend == "c":  # points into the arrays above, which live as long as this object
+            F32, I64 = np.float32, np.int64
+            self.c_weights = WgWeights(
+                self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS, self.total_hist,
+                _ptr(self.emb, F32), _ptr(self.w_dil, F32), _ptr(self.dil, I64), _ptr(self.hist_off, I64),
+                _ptr(self.hist_len, I64), _ptr(self.w_exc, F32), _ptr(self.w_res, F32), _ptr(self.b_res, F32),
+                _ptr(self.w_skip, F32), _ptr(self.b_skip, F32), _ptr(self.w1, F32), _ptr(self.b1, F32),
+                _ptr(self.w2, F32), _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
 
     # ------------------------------------------------------------------------------------------
     def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None) -> np.ndarray:
@@ -337,8 +390,8 @@ class FastWaveNet:
         model = self.model
         cond = onsets = None
         if model.uses_notes:
-            cond, onsets = sketch_conditioning(model, sketch, n_samples)
-        rows = self.tick_rows(cond, style)  # (n_ticks or 1, L, 2G)
+            cond, onsets = sketch_conditioning(model, sketch)
+        rows = self.tick_rows(cond, style)  # (ticks, L, 2G): the last row for every later tick
         n_out = self.w2.shape[1]
         rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
         out_codes = np.zeros((batch, n_samples), dtype=np.int64)
@@ -423,17 +476,13 @@ class FastWaveNet:
 
     def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, min_p, rng,
                  out_codes, out_logits, teacher) -> None:
-        ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
-        row = np.ascontiguousarray(row, dtype=np.float32)
-        status = c_kernel()(
-            B, self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS,
-            ptr(self.emb), ptr(self.w_dil), ptr(self.dil), ptr(self.hist_off), ptr(self.hist_len),
-            ptr(self.w_exc), ptr(self.w_res), ptr(self.b_res), ptr(self.w_skip), ptr(self.b_skip),
-            ptr(self.w1), ptr(self.b1), ptr(self.w2), ptr(self.b2), ptr(KEY_HZ_NB),
-            ptr(codes_in), t0, n, ptr(row), len(keys), ptr(keys), ptr(key_onsets), float(sample_rate_hz),
-            ptr(buf), self.total_hist, float(temperature), float(min_p), ptr(rng),
-            ptr(out_codes), ptr(out_logits), ptr(teacher))
-        if status != 0:
+        F32, I64 = np.float32, np.int64
+        row = np.ascontiguousarray(row, dtype=F32)
+        block = WgBlock(B, n, len(keys), t0, float(sample_rate_hz), float(temperature), float(min_p),
+                        _ptr(row, F32), _ptr(keys, I64), _ptr(key_onsets, I64), _ptr(codes_in, I64),
+                        _ptr(buf, F32), _ptr(rng, np.uint64), _ptr(out_codes, I64), _ptr(out_logits, F32),
+                        _ptr(teacher, I64))
+        if c_kernel()(ctypes.byref(self.c_weights), ctypes.byref(block)) != 0:
             raise MemoryError("the C kernel could not allocate its scratch memory")
 
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,

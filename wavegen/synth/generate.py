@@ -1,49 +1,91 @@
 """Sampling audio from a WaveNet, one sample at a time, free-running or following a sketch.
 
+`play` is the one entry point: it chooses the engine (`choose_engine`) and runs it.
+
+- "fast": the cached step compiled for CPUs (wavegen/synth/fast.py: the C kernel built at install
+  time, or its numba twin where no compiler was found); mu-law output only;
+- "torch": `WaveNet.step` in PyTorch, on the model's device (captured in a CUDA graph on a GPU); any
+  model;
+- "auto": the fast engine for a model on the CPU that it can run, else the PyTorch step.
+
 Sample i is predicted from sample i - 1 (silence before the first) and the conditioning of sample i:
-the tick conditioning of tick i // samples_per_tick, computed once for the whole sketch, and the
-excitation of sample i, computed a tick at a time. `batch` takes share the model and differ only in
-their sampling noise; the same seed gives the same samples.
+the tick conditioning of tick i // samples_per_tick, computed once for the whole sketch (see
+wavegen/synth/sketchcond.py), and the excitation of sample i, computed a tick at a time. `batch` takes
+share the model and differ only in their sampling noise; the same seed gives the same samples, and a
+longer request starts with the shorter one. The engines draw their noise differently: the same seed
+gives different takes on different engines.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.data.conditioning import (
-    excitation,
-    sounding_and_onsets,
-    tick_features,
-    tick_window,
-)
+from wavegen.data.conditioning import excitation
+from wavegen.errors import WavegenError
 from wavegen.nn.model import WaveNet, sample
-from wavegen.notes.render import (
-    RELEASE_TAIL_S,  # generated past the sketch's last note-off, as the renderer does
-)
 from wavegen.notes.text import N_KEYS, KeyText
+from wavegen.synth.fast import FastWaveNet, why_not
+from wavegen.synth.sketchcond import sketch_conditioning
+
+ENGINES = ("auto", "fast", "torch")
 
 
-@torch.no_grad()
-def sketch_conditioning(model: WaveNet, sketch: KeyText | None, n_samples: int) -> tuple[np.ndarray, tuple]:
-    """The tick conditioning of every tick that n_samples reach, (n_ticks, cond_channels) float32, and
-    (sounding, last_onset) for the excitation. Past the sketch's end the features are zero, as the
-    training crops pad them."""
-    roll = sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool)
-    spt = model.samples_per_tick
-    n_ticks = max(-(-n_samples // spt), 1)
-    feats = tick_window(tick_features(roll), 0, n_ticks)  # zero-padded to n_ticks
+def choose_engine(model: WaveNet, engine: str = "auto") -> tuple[str, str | None]:
+    """The engine that plays `model`, "fast" or "torch", and a notice when "auto" falls back to the
+    slower PyTorch step (None otherwise). engine "fast" for a model it cannot run is an error, with
+    the reason."""
+    if engine not in ENGINES:
+        raise WavegenError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if engine == "torch":
+        return "torch", None
     device = next(model.parameters()).device
-    cond = model.tick_conditioning(torch.from_numpy(feats)[None].to(device))[0].T.contiguous()
-    sounding, _, last_onset = sounding_and_onsets(roll)
-    return cond.float().cpu().numpy(), (sounding, last_onset)
+    if device.type != "cpu":
+        if engine == "fast":
+            raise WavegenError(f"--engine fast: the fast path runs on the CPU, and the model is on {device}")
+        return "torch", None  # on a GPU the PyTorch step is the fast one
+    reason = why_not(model)
+    if reason is None:
+        return "fast", None
+    if engine == "fast":
+        raise WavegenError(f"--engine fast: {reason}")
+    return "torch", f"{reason}; generating with the PyTorch step instead (slower)"
 
 
-def sketch_samples(sketch: KeyText, sample_rate_hz: int) -> int:
-    return int(round((sketch.duration_s + RELEASE_TAIL_S) * sample_rate_hz))
+def play(
+    model: WaveNet,
+    n_samples: int,
+    *,
+    sample_rate_hz: int,
+    sketch: KeyText | None = None,
+    engine: str = "auto",
+    batch: int = 1,
+    threads: int | None = None,
+    temperature: float = 1.0,
+    min_p: float = 0.0,
+    seed: int = 0,
+    style: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(batch, n_samples) float32 audio of `sketch` (None: an empty one), played by `engine` (see
+    `choose_engine`). progress(samples done) is called once per tick. threads: how many the fast
+    engine splits the batch over (default: one per take, up to the CPU count; the takes do not depend
+    on it).
+
+    temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
+    every class less likely than min_p times the most likely one before drawing: the far tail of a
+    256-class distribution is where single-sample clicks come from (mu-law output only)."""
+    chosen, _ = choose_engine(model, engine)
+    kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
+                  batch=batch, style=style, progress=progress)
+    if chosen == "fast":
+        threads = threads or min(batch, os.cpu_count() or 1)
+        return FastWaveNet(model).generate(n_samples, threads=threads, **kwargs)
+    return torch_generate(model, n_samples, **kwargs)
 
 
 class CudaGraphStep:
@@ -89,7 +131,7 @@ class CudaGraphStep:
 
 
 @torch.no_grad()
-def generate(
+def torch_generate(
     model: WaveNet,
     n_samples: int,
     *,
@@ -102,11 +144,7 @@ def generate(
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Returns (batch, n_samples) float32 audio. progress(samples done) is called once per tick.
-
-    temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
-    every class less likely than min_p times the most likely one before drawing: the far tail of a
-    256-class distribution is where single-sample clicks come from (mu-law output only)."""
+    """The PyTorch engine of `play` (see there): (batch, n_samples) float32 audio."""
     model = model.eval()
     device = next(model.parameters()).device
     spt = model.samples_per_tick
@@ -123,8 +161,8 @@ def generate(
     cond_ticks = onsets = roll = None
     if model.uses_notes:
         roll = sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool)
-        cond, onsets = sketch_conditioning(model, sketch, n_samples)
-        cond_ticks = torch.from_numpy(cond).to(device)  # (ticks, C)
+        cond, onsets = sketch_conditioning(model, sketch)
+        cond_ticks = torch.from_numpy(cond).to(device)  # (ticks, C); the last row for every later tick
 
     step = model.step
     if device.type == "cuda":
@@ -136,7 +174,7 @@ def generate(
         tick = tick_start // spt
         cond = exc = None
         if cond_ticks is not None:
-            cond = cond_ticks[tick][None].expand(batch, -1)
+            cond = cond_ticks[min(tick, cond_ticks.shape[0] - 1)][None].expand(batch, -1)
             if model.uses_excitation:
                 e = excitation(roll, tick_start, n, spt, sample_rate_hz, onsets)
                 exc_block = torch.from_numpy(e.T.copy()).to(device)  # (n, 2*88)

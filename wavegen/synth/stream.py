@@ -3,26 +3,23 @@
 `StreamPlayer` keeps the fast path's state (previous sample, layer buffers, random generator) between
 calls and a sliding window of recent ticks for the conditioning: a key's onset and decay features need
 its history, and the conditioning network looks `cond_lookahead_ticks` ahead, so a tick is played only
-once that many ticks after it are known. `GrowingWav` writes 16-bit PCM whose header is brought up to
-date after every chunk, so the file on disk is a valid WAV at every moment, however the process ends.
+once that many ticks after it are known. While the sketch is shorter than HISTORY_TICKS, the stream
+plays what the offline fast engine plays for the whole sketch with the same seed, sample for sample.
+`stream_compose` writes into a `wavegen.audio.GrowingWav`, a WAV file valid at every moment.
 """
 
 from __future__ import annotations
 
 import signal
-import struct
-import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 
-from wavegen.audio import mu_law_decode, to_int16
-from wavegen.data.conditioning import sounding_and_onsets, tick_features
+from wavegen.audio import GrowingWav, mu_law_decode
 from wavegen.notes.text import KEY_CHARS, N_KEYS
 from wavegen.synth.fast import FastWaveNet
+from wavegen.synth.sketchcond import roll_conditioning
 
 HISTORY_TICKS = 400  # 20 s at 50 ms: longer-held notes lose their onset (a decay feature saturates anyway)
 
@@ -58,11 +55,8 @@ class StreamPlayer:
         roll = self._roll()
         rows = onsets = None
         if model.uses_notes:
-            feats = torch.from_numpy(tick_features(roll))[None]
-            cond = model.tick_conditioning(feats)[0].T.contiguous().float().numpy()
+            cond, onsets = roll_conditioning(model, roll)  # as the offline engines compute it
             rows = self.fast.tick_rows(cond, self.style)
-            sounding, _, last_onset = sounding_and_onsets(roll)
-            onsets = (sounding, last_onset)
         else:
             rows = self.fast.tick_rows(None, self.style)
         out = []
@@ -80,42 +74,6 @@ class StreamPlayer:
             self.window = self.window[drop:]
             self.first += drop
         return mu_law_decode(np.concatenate(out), self.fast.emb.shape[0])
-
-
-class GrowingWav:
-    """Mono 16-bit PCM WAV written in chunks; the header is rewritten after each chunk (to a file) so the
-    file is always valid. To a pipe ('-' = standard output) the sizes are left at their maximum."""
-
-    def __init__(self, path: str, sample_rate_hz: int):
-        self.sr = sample_rate_hz
-        self.pipe = path == "-"
-        self.f: BinaryIO = sys.stdout.buffer if self.pipe else open(Path(path), "wb")  # noqa: SIM115
-        self.frames = 0
-        self.clipped = 0
-        self._header(0xFFFFFFFF - 36 if self.pipe else 0)
-
-    def _header(self, data_bytes: int) -> None:
-        self.f.write(b"RIFF" + struct.pack("<I", min(36 + data_bytes, 0xFFFFFFFF)) + b"WAVE")
-        self.f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, self.sr, self.sr * 2, 2, 16))
-        self.f.write(b"data" + struct.pack("<I", data_bytes))
-
-    def write(self, audio: np.ndarray) -> None:
-        pcm, clipped = to_int16(audio)
-        self.clipped += clipped
-        self.f.write(pcm.astype("<i2").tobytes())
-        self.frames += len(pcm)
-        if not self.pipe:
-            end = self.f.tell()
-            self.f.seek(0)
-            self._header(self.frames * 2)
-            self.f.seek(end)
-        self.f.flush()
-
-    def close(self) -> None:
-        if not self.pipe:
-            self.f.close()
-        else:
-            self.f.flush()
 
 
 STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks

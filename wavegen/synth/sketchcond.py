@@ -1,0 +1,44 @@
+"""A sketch's conditioning, as every engine (PyTorch step, compiled kernels, stream) reads it.
+
+The conditioning network looks `cond_lookahead_ticks` before and after each tick, so it is computed
+over the whole sketch and not over the ticks a request reaches: the last ticks of a take then do not
+depend on how many samples were asked for. Past the sketch's end the features are zero, as the
+training crops pad them; from `cond_lookahead_ticks` ticks after the end on, every tick sees only
+zeros, so one row (the last) stands for all of them. The computation has the same shape for any
+request, so a longer take starts with the shorter one sample for sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wavegen.data.conditioning import sounding_and_onsets, tick_features, tick_window
+from wavegen.nn.model import WaveNet
+from wavegen.notes.render import (
+    RELEASE_TAIL_S,  # generated past the sketch's last note-off, as the renderer does
+)
+from wavegen.notes.text import N_KEYS, KeyText
+
+
+@torch.no_grad()
+def roll_conditioning(model: WaveNet, roll: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The tick conditioning of a roll, (n, cond_channels) float32: tick t reads row min(t, n - 1);
+    and (sounding, last_onset) for the excitation. roll: (ticks, 88) bool."""
+    feats = tick_features(roll)  # the roll's ticks and the tick the decoder gives back
+    n = feats.shape[1] + model.cfg.cond_lookahead_ticks + 1  # the last row sees zeros only
+    device = next(model.parameters()).device
+    window = torch.from_numpy(tick_window(feats, 0, n))[None].to(device)
+    cond = model.tick_conditioning(window)[0].T.contiguous()
+    sounding, _, last_onset = sounding_and_onsets(roll)
+    return cond.float().cpu().numpy(), (sounding, last_onset)
+
+
+def sketch_conditioning(model: WaveNet, sketch: KeyText | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """`roll_conditioning` of a sketch; None is the empty sketch (silence)."""
+    return roll_conditioning(model, sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool))
+
+
+def sketch_samples(sketch: KeyText, sample_rate_hz: int) -> int:
+    """Samples that play a whole sketch: to its last note-off and the release tail after it."""
+    return int(round((sketch.duration_s + RELEASE_TAIL_S) * sample_rate_hz))
