@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wavegen import checkpoint  # noqa: E402
 from wavegen.evaluate.report import markdown  # noqa: E402
+from wavegen.nn import checkpoint  # noqa: E402
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from wavegen.compose.lstm import LSTMComposer, encode
 from wavegen.compose.markov import keytext_of
 from wavegen.config import load_config
 from wavegen.errors import WavegenError
+from wavegen.nn import checkpoint
 from wavegen.notes import text as T
 from wavegen.train.composer import train_lstm
 
@@ -20,7 +22,7 @@ LSTM_TOML = Path(__file__).parent.parent / "configs" / "composer-lstm.toml"
 
 
 def small(*extra: str):
-    return load_config(LSTM_TOML, ["composer.hidden=48", "composer.seq_len=96", "composer.burn_in=8",
+    return load_config(LSTM_TOML, kind="composer", overrides=["composer.hidden=48", "composer.seq_len=96", "composer.burn_in=8",
                                    "data.batch_size=8", "data.valid_crops=4", "train.steps=60",
                                    "train.eval_every=30", "train.ckpt_every=30", "train.log_every=10",
                                    "train.warmup_steps=5", "train.lr=1e-2", *extra])
@@ -61,5 +63,49 @@ def test_compose_with_the_lstm(capsys, lstm_run, tmp_path):
     assert main(["compose", "--model", str(lstm_run), "--ticks", "30", "--style", "bach"]) == 2
     assert "--style bach" in capsys.readouterr().err
     with pytest.raises(WavegenError, match="not a WaveNet"):
-        from wavegen.nn import checkpoint
         checkpoint.load(lstm_run)
+    with pytest.raises(WavegenError, match="a WaveNet checkpoint, not an LSTM composer"):
+        LSTMComposer.load("harpsichord-cpu")
+
+
+def test_the_shipped_lstm_loads_from_a_record_with_both_products_sections():
+    meta = json.loads((checkpoint.MODELS_DIR / "composer-lstm" / "config.json").read_text())
+    assert {"model", "composer"} <= meta["config"].keys()  # written before each product had its own config
+    comp = LSTMComposer.load("composer-lstm")
+    assert comp.styles == ["bach"] and len(comp.sample(8, rng=np.random.default_rng(0))) == 8
+
+
+@pytest.mark.parametrize("model, load", [("composer-lstm", LSTMComposer.load), ("harpsichord-cpu", checkpoint.load)])
+@pytest.mark.parametrize("field, value, words", [
+    ("text_format_version", 2, "made for 88-key text format version 2"),
+    ("checkpoint_version", 7, "checkpoint version 7 is not 1"),
+    ("kind", "drum-machine", "a 'drum-machine' checkpoint, not"),
+])
+def test_every_kind_of_checkpoint_is_checked_alike(tmp_path, model, load, field, value, words):
+    ck = tmp_path / model
+    shutil.copytree(checkpoint.MODELS_DIR / model, ck)
+    meta = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**meta, field: value}))
+    with pytest.raises(WavegenError, match=words) as e:
+        load(ck)
+    assert str(ck) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("model, load", [("composer-lstm", LSTMComposer.load), ("harpsichord-cpu", checkpoint.load)])
+def test_unreadable_records_and_weights_are_one_line_errors(tmp_path, model, load):
+    ck = tmp_path / model
+    shutil.copytree(checkpoint.MODELS_DIR / model, ck)
+    (ck / "model.safetensors").write_bytes((ck / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(WavegenError, match="model.safetensors: cannot load these weights"):
+        load(ck)
+    (ck / "config.json").write_text("{not json")
+    with pytest.raises(WavegenError, match="config.json: unreadable"):
+        load(ck)
+
+
+def test_train_composer_refuses_wavenet_settings(capsys, tiny_dataset, tmp_path):
+    code = main(["train-composer", "--config", str(LSTM_TOML), "--data", str(tiny_dataset), "--out", str(tmp_path / "c"),
+                 "--set", "model.cycles=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.cycles=3: [model] holds WaveNet settings: they go in `wavegen train`'s config" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()

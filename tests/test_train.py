@@ -1,7 +1,11 @@
-"""Training: bf16 on CPU, checkpoints, exact resume, SIGTERM, non-finite steps, DDP on two processes."""
+"""Training: bf16 on CPU, checkpoints, exact resume, SIGTERM, non-finite steps, DDP on two processes.
+
+What the loop did with its data and gradients is seen through tests/recorded_train.py's `Recording` task
+wrapper (nothing of it is in the package)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,14 +16,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from recorded_train import Recording
 from safetensors.torch import load_file
 
 from wavegen.cli import main
-from wavegen.config import load_config
+from wavegen.config import ComposerConfig, load_config
+from wavegen.data import dataset
 from wavegen.errors import WavegenError
 from wavegen.nn import checkpoint
 from wavegen.nn.model import WaveNet, loss_fn
 from wavegen.train import loop as train_mod
+from wavegen.train import wavenet as wavenet_mod
+from wavegen.train.wavenet import WaveNetTask, train_wavenet
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
@@ -50,10 +58,10 @@ def test_train_in_process_with_bf16_autocast(tiny_dataset, tmp_path, capsys):
 
 def test_stop_and_resume_gives_the_same_weights(tiny_dataset, tmp_path):
     cfg = tiny("train.steps=8", "train.ckpt_every=100", "train.eval_every=4")
-    whole = train_mod.train(cfg, tiny_dataset, tmp_path / "whole", show_progress=False, log=lambda m: None)
-    first = train_mod.train(cfg, tiny_dataset, tmp_path / "split", stop_after=3, show_progress=False, log=lambda m: None)
+    whole = train_wavenet(cfg, tiny_dataset, tmp_path / "whole", show_progress=False, log=lambda m: None)
+    first = train_wavenet(cfg, tiny_dataset, tmp_path / "split", stop_after=3, show_progress=False, log=lambda m: None)
     assert (whole.status, first.status, first.step) == ("done", "stopped", 3)
-    second = train_mod.train(cfg, tiny_dataset, tmp_path / "split", show_progress=False, log=lambda m: None)
+    second = train_wavenet(cfg, tiny_dataset, tmp_path / "split", show_progress=False, log=lambda m: None)
     assert (second.resumed_from, second.step, second.status) == (3, 8, "done")
     a = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "whole")[-1])
     b = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "split")[-1])
@@ -64,15 +72,32 @@ def test_stop_and_resume_gives_the_same_weights(tiny_dataset, tmp_path):
 
 
 def test_resume_refuses_another_model(tiny_dataset, tmp_path):
-    train_mod.train(tiny("train.steps=2"), tiny_dataset, tmp_path / "r", show_progress=False, log=lambda m: None)
+    train_wavenet(tiny("train.steps=2"), tiny_dataset, tmp_path / "r", show_progress=False, log=lambda m: None)
     with pytest.raises(WavegenError, match="another model or data config"):
-        train_mod.train(tiny("train.steps=4", "model.cycles=3"), tiny_dataset, tmp_path / "r", log=lambda m: None)
+        train_wavenet(tiny("train.steps=4", "model.cycles=3"), tiny_dataset, tmp_path / "r", log=lambda m: None)
+
+
+def test_a_composer_setting_does_not_stop_a_wavenet_resume(tiny_dataset, tmp_path):
+    run = tmp_path / "r"
+    train_wavenet(tiny("train.steps=2"), tiny_dataset, run, show_progress=False, log=lambda m: None)
+    # a run record written before the WaveNet had its own config holds a [composer] section too
+    record = json.loads((run / "config.json").read_text())
+    assert "composer" not in record["config"]
+    record["config"]["composer"] = {**dataclasses.asdict(ComposerConfig()), "hidden": 17, "kind": "lstm"}
+    (run / "config.json").write_text(json.dumps(record))
+    res = train_wavenet(tiny("train.steps=4"), tiny_dataset, run, show_progress=False, log=lambda m: None)
+    assert (res.resumed_from, res.step, res.status) == (2, 4, "done")
+    # and a WaveNet run cannot be given a composer setting at all
+    with pytest.raises(WavegenError, match="composer settings: they go in `wavegen train-composer`'s config"):
+        tiny("composer.hidden=18")
+    with pytest.raises(WavegenError, match="another model or data config"):
+        train_wavenet(tiny("train.steps=6", "model.cycles=3"), tiny_dataset, run, log=lambda m: None)
 
 
 def test_keeps_the_last_checkpoints_and_the_best(tiny_dataset, tmp_path):
     cfg = tiny("train.steps=8", "train.ckpt_every=2", "train.eval_every=2", "train.keep_last=2",
                "train.sample_seconds=0")
-    train_mod.train(cfg, tiny_dataset, tmp_path / "r", show_progress=False, log=lambda m: None)
+    train_wavenet(cfg, tiny_dataset, tmp_path / "r", show_progress=False, log=lambda m: None)
     assert [p.name for p in checkpoint.step_dirs(tmp_path / "r")] == ["step-00000006", "step-00000008"]
     best = json.loads((tmp_path / "r" / "best" / "config.json").read_text())
     log = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
@@ -89,39 +114,58 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path,
         loss = loss_fn(output, out, targets)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(train_mod, "loss_fn", sometimes_nan)
-    res = train_mod.train(tiny("train.steps=4", "train.sample_seconds=0"), tiny_dataset, tmp_path / "a",
+    monkeypatch.setattr(wavenet_mod, "loss_fn", sometimes_nan)
+    res = train_wavenet(tiny("train.steps=4", "train.sample_seconds=0"), tiny_dataset, tmp_path / "a",
                           show_progress=False, log=lambda m: None)
     assert res.nonfinite_steps == 1 and res.step == 4
     weights = load_file(str(checkpoint.step_dirs(tmp_path / "a")[-1] / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
 
-    monkeypatch.setattr(train_mod, "loss_fn", lambda o, out, t: loss_fn(o, out, t) * float("nan"))
+    monkeypatch.setattr(wavenet_mod, "loss_fn", lambda o, out, t: loss_fn(o, out, t) * float("nan"))
     with pytest.raises(WavegenError, match="3 non-finite losses in a row"):
-        train_mod.train(tiny("train.steps=10", "train.max_nonfinite=3"), tiny_dataset, tmp_path / "b",
+        train_wavenet(tiny("train.steps=10", "train.max_nonfinite=3"), tiny_dataset, tmp_path / "b",
                         show_progress=False, log=lambda m: None)
 
 
-def test_fp16_on_cpu_says_so_and_the_scaler_path_works(tiny_dataset, tmp_path):
-    res = train_mod.train(tiny("train.steps=2", "train.mixed_precision=fp16", "train.sample_seconds=0"),
-                          tiny_dataset, tmp_path / "f", show_progress=False, log=lambda m: None)
+def _cpu_fp16(init_scale: float):
+    """What `loop.precision` gives fp16 on CUDA, on the CPU: fp16 autocast and a loss scaler (growing
+    every 2 good steps, so that a few steps of the tiny model see it grow and overflow)."""
+    def precision(mixed_precision: str, device: torch.device) -> train_mod.Precision:
+        assert mixed_precision == "fp16"
+        scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=2)
+        return train_mod.Precision("fp16", "cpu", torch.float16, scaler)
+    return precision
+
+
+def test_fp16_on_cpu_says_so_and_the_scaler_path_works(tiny_dataset, tmp_path, monkeypatch):
+    res = train_wavenet(tiny("train.steps=2", "train.mixed_precision=fp16", "train.sample_seconds=0"),
+                        tiny_dataset, tmp_path / "f", show_progress=False, log=lambda m: None)
     assert any("fp16 mixed precision needs CUDA" in n for n in res.notices)
-    # the loss-scaling path itself, on the CPU: scale, unscale, clip, step, update
-    model = WaveNet(tiny().model, 800)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
-    x = torch.randint(0, 256, (2, 400))
-    for _ in range(3):
-        with torch.autocast("cpu", dtype=torch.float16):
-            out = model(x[:, :-1])
-        loss = loss_fn("mulaw", out, x[:, 1:])
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad()
-    assert all(torch.isfinite(p).all() for p in model.parameters()) and scaler.get_scale() > 0
+    # the loop's loss-scaling path, on the CPU. A scale so large that every gradient overflows: each step
+    # is skipped (the weights stay as built) and halves the scale; none counts as a non-finite loss.
+    cfg = tiny("train.steps=3", "train.mixed_precision=fp16", "train.sample_seconds=0")
+    monkeypatch.setattr(train_mod, "precision", _cpu_fp16(2.0**40))
+    res = train_wavenet(cfg, tiny_dataset, tmp_path / "skip", show_progress=False, log=lambda m: None)
+    state = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "skip")[-1])
+    torch.manual_seed(cfg.train.seed)
+    built = WaveNet(cfg.model, 800).state_dict()
+    assert res.step == 3 and res.nonfinite_steps == 0 and state["scaler"]["scale"] == 2.0**37
+    for k, w in state["raw_weights"].items():
+        assert torch.equal(w, built[k]), k
+    # a workable scale: the scaler grows it, an overflow skips a step and halves it; its state is saved
+    # and restored, so a run stopped and resumed ends with the weights and scale of one run straight through
+    monkeypatch.setattr(train_mod, "precision", _cpu_fp16(2.0**16))
+    cfg = tiny("train.steps=6", "train.mixed_precision=fp16", "train.sample_seconds=0", "train.eval_every=100")
+    whole = train_wavenet(cfg, tiny_dataset, tmp_path / "whole", show_progress=False, log=lambda m: None)
+    train_wavenet(cfg, tiny_dataset, tmp_path / "split", stop_after=3, show_progress=False, log=lambda m: None)
+    split = train_wavenet(cfg, tiny_dataset, tmp_path / "split", show_progress=False, log=lambda m: None)
+    assert whole.step == split.step == 6 and split.resumed_from == 3
+    a = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "whole")[-1])
+    b = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "split")[-1])
+    assert a["scaler"] == b["scaler"] and a["scaler"]["scale"] < 2.0**16 * 2**3  # it did skip a step
+    for k in a["raw_weights"]:
+        assert torch.isfinite(a["raw_weights"][k]).all(), k
+        assert torch.equal(a["raw_weights"][k], b["raw_weights"][k]), k
 
 
 def _cli_env() -> dict[str, str]:
@@ -152,30 +196,39 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_0(tiny_dataset, tmp_path)
 @pytest.mark.slow
 def test_two_processes_see_different_data_and_end_with_identical_weights(tiny_dataset, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
-           "-m", "wavegen", "train", "--config", str(TINY), "--data", str(tiny_dataset), "--out", str(run),
-           "--set", "train.steps=4", "--set", "train.sample_seconds=0"]
+    # --standalone: the launcher takes a free port itself (a fixed one fails when two suites run at once)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tests" / "recorded_train.py"), "--config", str(TINY), "--data", str(tiny_dataset),
+           "--out", str(run), "--set", "train.steps=4", "--set", "train.sample_seconds=0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world"] for r in ranks] == [2, 2]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [4, 4]
     assert ranks[0]["first_crop_indices"] != ranks[1]["first_crop_indices"]
     assert ranks[0]["first_items"] != ranks[1]["first_items"]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     assert checkpoint.load(run).meta["step"] == 4
 
 
+def _recorded(cfg, data_dir: Path, run_dir: Path) -> tuple[train_mod.TrainResult, Recording]:
+    task = Recording(WaveNetTask(cfg, dataset.load(data_dir), data_dir))
+    return train_mod.train(task, run_dir, show_progress=False, log=lambda m: None), task
+
+
 def test_gradient_accumulation_with_loader_workers(tiny_dataset, tmp_path):
     cfg = tiny("train.steps=2", "train.grad_accum=2", "data.num_workers=1", "train.sample_seconds=0")
-    res = train_mod.train(cfg, tiny_dataset, tmp_path / "acc", show_progress=False, log=lambda m: None)
-    rank = json.loads((tmp_path / "acc" / "ranks" / "rank-0.json").read_text())
-    assert res.step == 2 and len(rank["first_items"]) == 4  # 2 steps x 2 micro-batches
-    # a step of 2 micro-batches of 2 equals a step of one batch of 4 (same crops, same mean gradient)
-    one = train_mod.train(tiny("train.steps=1", "data.batch_size=4", "train.sample_seconds=0", "train.ema_decay=0"),
-                          tiny_dataset, tmp_path / "b4", show_progress=False, log=lambda m: None)
-    two = train_mod.train(tiny("train.steps=1", "train.grad_accum=2", "train.sample_seconds=0", "train.ema_decay=0"),
-                          tiny_dataset, tmp_path / "a2", show_progress=False, log=lambda m: None)
+    res, seen = _recorded(cfg, tiny_dataset, tmp_path / "acc")
+    assert res.step == 2 and len(seen.batches) == 4  # 2 steps x 2 micro-batches
+    # a step of 2 micro-batches of 2 equals a step of one batch of 4: same crops, same mean gradient
+    one, one_seen = _recorded(tiny("train.steps=1", "data.batch_size=4", "train.sample_seconds=0", "train.ema_decay=0"),
+                              tiny_dataset, tmp_path / "b4")
+    two, two_seen = _recorded(tiny("train.steps=1", "train.grad_accum=2", "train.sample_seconds=0", "train.ema_decay=0"),
+                              tiny_dataset, tmp_path / "a2")
     assert one.step == two.step == 1
+    assert one_seen.batches[0]["index"] == two_seen.batches[0]["index"] + two_seen.batches[1]["index"]
+    assert one_seen.grads.keys() == two_seen.grads.keys() and one_seen.grads
+    for k in one_seen.grads:  # the gradient itself: AdamW's step would hide a wrong scale
+        torch.testing.assert_close(one_seen.grads[k], two_seen.grads[k], rtol=1e-4, atol=1e-7)
     wa = load_file(str(checkpoint.step_dirs(tmp_path / "b4")[-1] / "model.safetensors"))
     wb = load_file(str(checkpoint.step_dirs(tmp_path / "a2")[-1] / "model.safetensors"))
     for k in wa:
@@ -183,9 +236,9 @@ def test_gradient_accumulation_with_loader_workers(tiny_dataset, tmp_path):
 
 
 def test_torch_compile_trains_the_same_model(tiny_dataset, tmp_path):
-    eager = train_mod.train(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0"),
+    eager = train_wavenet(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0"),
                             tiny_dataset, tmp_path / "e", show_progress=False, log=lambda m: None)
-    compiled = train_mod.train(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0", "train.compile=true"),
+    compiled = train_wavenet(tiny("train.steps=2", "train.sample_seconds=0", "train.ema_decay=0", "train.compile=true"),
                                tiny_dataset, tmp_path / "c", show_progress=False, log=lambda m: None)
     assert eager.step == compiled.step == 2
     a = load_file(str(checkpoint.step_dirs(tmp_path / "e")[-1] / "model.safetensors"))

@@ -4,6 +4,13 @@
     residual_channels = 64
 
 An unknown section or key, or a value of the wrong type, is an error naming the file and the key.
+
+Two products, two configs: `wavegen train` reads a `WaveNetConfig` ([data], [model], [train]) and
+`wavegen train-composer` a `ComposerRunConfig` ([data], [composer], [train]); `load_config(...,
+kind="wavenet" | "composer")`. A section of the other product, in a file or a `--set`, is an error that
+says which command it belongs to, so a composer setting can never make a WaveNet run differ (nor refuse
+its resume). Records written before the split hold all four sections; `from_record` drops the other
+product's.
 The sample rate and tick length are not here: they come from the dataset a model is trained on and
 are stored in its checkpoint.
 """
@@ -16,7 +23,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from wavegen.errors import WavegenError
 
@@ -94,21 +101,66 @@ class ComposerConfig:
 
 
 @dataclass(frozen=True)
-class Config:
+class WaveNetConfig:
+    """What `wavegen train` reads: the WaveNet's data, network and training."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    composer: ComposerConfig = field(default_factory=ComposerConfig)
+
+    kind: ClassVar[str] = "wavenet"
+    command: ClassVar[str] = "wavegen train"
+    settings: ClassVar[str] = "WaveNet settings"
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
+
+@dataclass(frozen=True)
+class ComposerRunConfig:
+    """What `wavegen train-composer` reads: the composer, and for the LSTM its data and training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    composer: ComposerConfig = field(default_factory=ComposerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    kind: ClassVar[str] = "composer"
+    command: ClassVar[str] = "wavegen train-composer"
+    settings: ClassVar[str] = "composer settings"
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+RunConfig = WaveNetConfig | ComposerRunConfig
+KINDS: dict[str, type[RunConfig]] = {c.kind: c for c in (WaveNetConfig, ComposerRunConfig)}
 
 CHOICES = {
     ("model", "output"): ("mulaw", "mol"),
     ("composer", "kind"): ("markov", "lstm"),
     ("train", "mixed_precision"): ("no", "bf16", "fp16"),
 }
+POSITIVE = [
+    ("data", "crop_samples"), ("data", "batch_size"), ("model", "kernel_size"),
+    ("model", "layers_per_cycle"), ("model", "cycles"), ("model", "residual_channels"),
+    ("model", "gate_channels"), ("model", "skip_channels"), ("model", "head_channels"),
+    ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"),
+    ("train", "steps"), ("train", "lr"), ("train", "grad_accum"), ("train", "log_every"),
+    ("train", "eval_every"), ("train", "ckpt_every"), ("train", "max_nonfinite"),
+    ("composer", "order"), ("composer", "embed"), ("composer", "hidden"), ("composer", "layers"),
+    ("composer", "seq_len"), ("composer", "style_embed"),
+]
+
+
+def _sections(cls: type[RunConfig]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _product_of(section: str, cls: type[RunConfig]) -> type[RunConfig] | None:
+    """The other product whose section this is, if `cls` has no such section (else None)."""
+    if section in _sections(cls):
+        return None
+    return next((c for c in KINDS.values() if section in _sections(c)), None)
 
 
 def _check_type(value: Any, kind: Any, where: str) -> Any:
@@ -123,11 +175,15 @@ def _check_type(value: Any, kind: Any, where: str) -> Any:
 
 def _apply(base: Any, overrides: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(type(base))
+    fields = [f.name for f in dataclasses.fields(base)]
     changes = {}
     for key, value in overrides.items():
-        if key not in hints:
-            known = ", ".join(f.name for f in dataclasses.fields(base))
-            raise WavegenError(f"{where}: unknown key {key!r} (known: {known})")
+        if key not in fields:
+            other = _product_of(key, type(base)) if type(base) in KINDS.values() else None
+            if other is not None:
+                raise WavegenError(f"{where}: [{key}] holds {other.settings}: they go in `{other.command}`'s "
+                                   f"config, not `{base.command}`'s")
+            raise WavegenError(f"{where}: unknown key {key!r} (known: {', '.join(fields)})")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
             if not isinstance(value, dict):
@@ -138,28 +194,18 @@ def _apply(base: Any, overrides: dict[str, Any], where: str) -> Any:
     return dataclasses.replace(base, **changes)
 
 
-def _validate(cfg: Config, where: str) -> Config:
+def _validate(cfg: RunConfig, where: str) -> RunConfig:
+    sections = _sections(type(cfg))
     for (section, key), allowed in CHOICES.items():
-        value = getattr(getattr(cfg, section), key)
-        if value not in allowed:
+        if section in sections and (value := getattr(getattr(cfg, section), key)) not in allowed:
             raise WavegenError(f"{where}: {section}.{key} = {value!r}; choose one of {', '.join(allowed)}")
-    positive = [
-        ("data", "crop_samples"), ("data", "batch_size"), ("model", "kernel_size"),
-        ("model", "layers_per_cycle"), ("model", "cycles"), ("model", "residual_channels"),
-        ("model", "gate_channels"), ("model", "skip_channels"), ("model", "head_channels"),
-        ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"),
-        ("train", "steps"), ("train", "lr"), ("train", "grad_accum"), ("train", "log_every"),
-        ("train", "eval_every"), ("train", "ckpt_every"), ("train", "max_nonfinite"),
-    ]
-    for section, key in positive:
-        if not getattr(getattr(cfg, section), key) > 0:
+    for section, key in POSITIVE:
+        if section in sections and not getattr(getattr(cfg, section), key) > 0:
             raise WavegenError(f"{where}: {section}.{key} must be positive")
-    c = cfg.composer
-    for key in ("order", "embed", "hidden", "layers", "seq_len", "style_embed"):
-        if not getattr(c, key) > 0:
-            raise WavegenError(f"{where}: composer.{key} must be positive")
-    if not 0 <= c.burn_in < c.seq_len or not 0 <= c.dropout < 1:
-        raise WavegenError(f"{where}: composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
+    if isinstance(cfg, ComposerRunConfig):
+        c = cfg.composer
+        if not 0 <= c.burn_in < c.seq_len or not 0 <= c.dropout < 1:
+            raise WavegenError(f"{where}: composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{where}: train.ema_decay must be in [0, 1)")
     return cfg
@@ -177,9 +223,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Defaults, then the TOML file, then each `--set section.key=value` in order."""
-    cfg = Config()
+def _product(kind: str) -> type[RunConfig]:
+    if kind not in KINDS:
+        raise ValueError(f"no config kind {kind!r} (known: {', '.join(KINDS)})")
+    return KINDS[kind]
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = (), *,
+                kind: str = "wavenet") -> RunConfig:
+    """Defaults, then the TOML file, then each `--set section.key=value` in order.
+    kind: "wavenet" (`wavegen train`, a WaveNetConfig) or "composer" (`wavegen train-composer`, a
+    ComposerRunConfig); a section of the other product is an error."""
+    cfg: RunConfig = _product(kind)()
     where = "defaults"
     if path is not None:
         p = Path(path)
@@ -200,5 +255,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     return _validate(cfg, where)
 
 
-def from_dict(table: dict[str, Any], where: str = "config.json") -> Config:
-    return _validate(_apply(Config(), table, where), where)
+def from_record(table: dict[str, Any], where: str = "config.json", *, kind: str = "wavenet") -> RunConfig:
+    """The config a run or checkpoint recorded. Records written before the two products had their own
+    configs hold every section: the other product's sections are dropped (they never described this
+    model); anything else unknown is still an error."""
+    cls = _product(kind)
+    own = {k: v for k, v in table.items() if _product_of(k, cls) is None}
+    return _validate(_apply(cls(), own, where), where)

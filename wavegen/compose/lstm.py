@@ -11,7 +11,6 @@ a space), so everything it writes parses.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavegen.config import from_dict
-from wavegen.errors import WavegenError
+from wavegen.config import ComposerRunConfig
 from wavegen.nn import checkpoint
 from wavegen.notes import text as T
 
@@ -97,16 +95,14 @@ class LSTMComposer:
 
     @classmethod
     def load(cls, path: str | Path) -> LSTMComposer:
-        from safetensors.torch import load_file
+        """A checkpoint or run folder of the LSTM composer, checked as every checkpoint is (checkpoint.read)."""
 
-        p = checkpoint.resolve(path)
-        meta = json.loads((p / checkpoint.CONFIG).read_text())
-        if meta.get("kind") != KIND:
-            raise WavegenError(f"{p}: not an LSTM composer")
-        cfg = from_dict(meta["config"], str(p / checkpoint.CONFIG)).composer
-        model = CharLSTM(len(meta["styles"]), cfg.embed, cfg.style_embed, cfg.hidden, cfg.layers, cfg.dropout)
-        model.load_state_dict(load_file(str(p / checkpoint.WEIGHTS)))
-        return cls(model, meta["styles"], float(meta["tick_ms"]))
+        def build(config: ComposerRunConfig, meta: dict[str, Any]) -> CharLSTM:
+            c = config.composer
+            return CharLSTM(len(meta["styles"]), c.embed, c.style_embed, c.hidden, c.layers, c.dropout)
+
+        loaded = checkpoint.read(path, KIND, build)
+        return cls(loaded.model, loaded.styles, loaded.tick_ms)
 
     def _style(self, style: str | None) -> torch.Tensor:
         return torch.tensor([self.styles.index(style) if style in self.styles else 0])

@@ -9,6 +9,11 @@ A checkpoint is a folder::
 
 Loading for generation reads only safetensors and JSON: nothing is unpickled. Writes are atomic: the
 folder is written aside and renamed into place, so a crash never leaves a broken checkpoint.
+
+Every kind of model (config.json's "kind": "wavenet" when absent, or "lstm-composer") is read by one
+loader, `read`, which checks what all of them share: readable JSON, the checkpoint version, the 88-key
+text format version, the kind, and weights that load into the model its caller builds. `load` is that
+loader for the WaveNet; the LSTM composer calls `read` with a builder of its own.
 A run folder holds `checkpoints/step-NNNNNNNN/` (the last few) and `best/` (the best validation loss).
 """
 
@@ -18,15 +23,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from wavegen.config import Config, from_dict
+from wavegen.config import RunConfig, from_record
 from wavegen.errors import WavegenError
+from wavegen.files import usual_permissions
 from wavegen.nn.model import WaveNet
 from wavegen.notes.text import FORMAT_VERSION
 
@@ -36,10 +43,25 @@ CONFIG = "config.json"
 STATE = "state"
 
 
+class Kind(NamedTuple):
+    name: str  # for messages: "a WaveNet"
+    config: str  # the config kind its record holds (wavegen.config.KINDS)
+    use: str  # the command that uses it
+
+
+WAVENET = "wavenet"
+KINDS = {
+    WAVENET: Kind("a WaveNet", "wavenet", "`wavegen generate --checkpoint`"),
+    "lstm-composer": Kind("an LSTM composer", "composer", "`wavegen compose --model`"),
+}
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
 @dataclass
-class Loaded:
-    model: WaveNet
-    config: Config
+class Loaded(Generic[M]):
+    model: M
+    config: RunConfig
     meta: dict[str, Any]  # everything in config.json
     path: Path
 
@@ -74,7 +96,7 @@ def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: Config, meta: dict[str, Any],
+def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: RunConfig, meta: dict[str, Any],
          train_state: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder atomically (aside, then rename). Returns its path."""
     target = Path(path)
@@ -98,10 +120,8 @@ def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: C
             torch.save(train_state, tmp / STATE / "trainer.pt")
         # verify before it replaces anything: the weights read back
         load_file(str(tmp / WEIGHTS))
-        mask = os.umask(0)
-        os.umask(mask)
-        for q in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700: give the usual permissions
-            os.chmod(q, (0o777 if q.is_dir() else 0o666) & ~mask)
+        for q in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700
+            usual_permissions(q)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -167,27 +187,40 @@ def resolve(path: str | os.PathLike | None = None) -> Path:
     raise WavegenError(f"{p}: not a checkpoint (no {WEIGHTS} and {CONFIG}) nor a run folder with checkpoints")
 
 
-def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Loaded:
-    """Rebuild the model from a checkpoint (see `resolve`): safetensors and JSON only."""
+def read(path: str | os.PathLike | None, kind: str, build: Callable[[RunConfig, dict[str, Any]], M],
+         device: str | torch.device = "cpu") -> Loaded[M]:
+    """Check a checkpoint (see `resolve`) of this kind and load its weights into `build(config, meta)`:
+    safetensors and JSON only. Any failed check is a one-line WavegenError naming the checkpoint."""
     p = resolve(path)
     try:
         meta = json.loads((p / CONFIG).read_text())
     except (OSError, ValueError) as e:
         raise WavegenError(f"{p / CONFIG}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise WavegenError(f"{p / CONFIG}: not a checkpoint record (no config)")
+    if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise WavegenError(f"{p}: checkpoint version {meta.get('checkpoint_version')} is not {CHECKPOINT_VERSION}; "
+                           "this wavegen cannot read it")
     if meta.get("text_format_version") != FORMAT_VERSION:
         raise WavegenError(
             f"{p}: made for 88-key text format version {meta.get('text_format_version')}, "
             f"this wavegen reads version {FORMAT_VERSION}"
         )
-    if meta.get("kind", "wavenet") != "wavenet":
-        raise WavegenError(f"{p}: a {meta['kind']} checkpoint, not a WaveNet (use it with `wavegen compose --model`)")
-    if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
-        raise WavegenError(f"{p}: checkpoint version {meta.get('checkpoint_version')} is not {CHECKPOINT_VERSION}")
-    config = from_dict(meta["config"], str(p / CONFIG))
-    model = WaveNet(config.model, int(meta["samples_per_tick"]))
+    found = meta.get("kind", WAVENET)
+    if found != kind:
+        other = KINDS.get(found)
+        what = f"{other.name} checkpoint" if other else f"a {found!r} checkpoint"
+        hint = f" (use it with {other.use})" if other else ""
+        raise WavegenError(f"{p}: {what}, not {KINDS[kind].name}{hint}")
+    config = from_record(meta["config"], str(p / CONFIG), kind=KINDS[kind].config)
+    model = build(config, meta)
     try:
-        weights = load_file(str(p / WEIGHTS), device=str(device))
-        model.load_state_dict(weights)
+        model.load_state_dict(load_file(str(p / WEIGHTS), device=str(device)))
     except Exception as e:  # a truncated file or weights of another shape
         raise WavegenError(f"{p / WEIGHTS}: cannot load these weights ({str(e).splitlines()[0]})") from None
     return Loaded(model.to(device).eval(), config, meta, p)
+
+
+def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Loaded[WaveNet]:
+    """Rebuild the WaveNet from a checkpoint (see `resolve`): safetensors and JSON only."""
+    return read(path, WAVENET, lambda config, meta: WaveNet(config.model, int(meta["samples_per_tick"])), device)

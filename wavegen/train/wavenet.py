@@ -1,0 +1,129 @@
+"""The WaveNet as a training task: `WaveNetTask` for the loop in wavegen.train.loop, and `train_wavenet`.
+
+Items are crops of `data.crop_samples` samples with their conditioning (data/crops.py); the loss is the
+output's (mu-law softmax or mixture of logistics) in nats per sample. Each evaluation measures the
+held-out validation bits per sample and the shuffled-notes gap (nn/heldout.py), and plays a short
+clip of the first validation piece into `samples/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wavegen.audio import write_audio
+from wavegen.config import WaveNetConfig, from_record
+from wavegen.data import dataset
+from wavegen.data.crops import CropDataset
+from wavegen.errors import WavegenError
+from wavegen.nn import checkpoint, heldout
+from wavegen.nn.heldout import HeldOut
+from wavegen.nn.model import WaveNet, loss_fn
+from wavegen.synth.generate import play
+from wavegen.train.loop import RUN_CONFIG, TrainResult, train
+
+
+class WaveNetTask:
+    """Everything the loop needs to know about the WaveNet: model, crops, loss, evaluation, records."""
+
+    rate_unit = "samples"
+
+    def __init__(self, cfg: WaveNetConfig, ds: dataset.Dataset, data_dir: str | Path):
+        self.cfg, self.ds, self.data_dir = cfg, ds, Path(data_dir)
+        mc = cfg.model
+        self.styles: list[str] = []
+        if mc.n_styles:
+            self.styles = sorted({it.style for it in ds.items("train")})
+            if len(self.styles) > mc.n_styles:
+                raise WavegenError(f"{ds.root}: {len(self.styles)} styles ({', '.join(self.styles)}) but "
+                                   f"model.n_styles = {mc.n_styles}")
+        self.held_out: HeldOut | None = None
+        self.sketch_item = None
+
+    def meta(self) -> dict[str, Any]:
+        ds = self.ds
+        return {"sample_rate_hz": ds.sample_rate_hz, "tick_ms": ds.tick_ms, "samples_per_tick": ds.samples_per_tick,
+                "styles": self.styles, "dataset": str(self.data_dir.resolve())}
+
+    def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
+        if saved.get("kind", checkpoint.WAVENET) != checkpoint.WAVENET:
+            raise WavegenError(f"{run_dir}: a {saved['kind']} run, not a WaveNet's; train into a new --out folder")
+        old = from_record(saved["config"], str(run_dir / RUN_CONFIG), kind="wavenet")
+        if old.model != self.cfg.model or old.data != self.cfg.data:
+            raise WavegenError(
+                f"{run_dir}: this run was started with another model or data config; resume it with the "
+                "same config, or train into a new --out folder"
+            )
+        ds = self.ds
+        if (saved["sample_rate_hz"], saved["tick_ms"]) != (ds.sample_rate_hz, ds.tick_ms):
+            raise WavegenError(
+                f"{run_dir}: trained at {saved['sample_rate_hz']} Hz and {saved['tick_ms']} ms ticks, but the "
+                f"dataset {ds.root} has {ds.sample_rate_hz} Hz and {ds.tick_ms} ms"
+            )
+
+    def build_model(self) -> WaveNet:
+        return WaveNet(self.cfg.model, self.ds.samples_per_tick)
+
+    def describe(self, model: torch.nn.Module) -> str:
+        rf = self.cfg.model.receptive_field()
+        n_params = sum(p.numel() for p in model.parameters())
+        return f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / self.ds.sample_rate_hz * 1000:.1f} ms)"
+
+    def _crops(self, split: str, seed: int) -> CropDataset:
+        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed)
+
+    def train_set(self) -> torch.utils.data.Dataset:
+        return self._crops("train", self.cfg.train.seed)
+
+    def units_per_item(self) -> int:
+        return self.cfg.data.crop_samples
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+             autocast: Callable[[], AbstractContextManager]) -> torch.Tensor:
+        with autocast():
+            out = heldout.forward(model, batch, self.cfg.model.n_styles > 0)
+        return loss_fn(self.cfg.model.output, out, batch["targets"])  # float32
+
+    def prepare_validation(self) -> str | None:
+        dc = self.cfg.data
+        try:
+            vcrops = self._crops(dc.valid_split, 0)
+        except WavegenError as e:
+            return f"no validation: {e}"
+        self.held_out = HeldOut.of(vcrops, dc.valid_crops)
+        self.sketch_item = vcrops.items[0]
+        return None
+
+    def evaluate(self, weights: dict[str, torch.Tensor], device: torch.device, step: int, run_dir: Path,
+                 tb: Any) -> dict[str, float]:
+        if self.held_out is None:
+            return {}
+        tc, sr = self.cfg.train, self.ds.sample_rate_hz
+        eval_model = self.build_model()
+        eval_model.load_state_dict(weights)
+        eval_model.to(device).eval()
+        valid = self.held_out.measure(eval_model)
+        if tc.sample_seconds > 0:
+            sketch = self.ds.text(self.sketch_item)
+            audio = play(eval_model, int(tc.sample_seconds * sr), sample_rate_hz=sr, sketch=sketch, seed=tc.seed,
+                         style=0)[0]
+            (run_dir / "samples").mkdir(exist_ok=True)
+            write_audio(run_dir / "samples" / f"step-{step:08d}-{self.sketch_item.id}.wav", audio, sr)
+            if tb is not None:
+                tb.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=sr)
+        return valid
+
+
+def train_wavenet(cfg: WaveNetConfig, data_dir: str | Path, run_dir: str | Path, **kwargs: Any) -> TrainResult:
+    """Train (or resume) the WaveNet on the dataset in `data_dir` into `run_dir` (`wavegen train`).
+    kwargs: those of `train` (stop_after, show_progress, log)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "manifest.json").is_file():
+        raise WavegenError(
+            f"{data_dir}: no dataset here; build one with `wavegen data build --corpus bach --out {data_dir}`"
+        )
+    return train(WaveNetTask(cfg, dataset.load(data_dir), data_dir), run_dir, **kwargs)
