@@ -29,3 +29,17 @@ def test_the_stream_equals_the_offline_take(chunk):
     whole = play(model, sketch_samples(SKETCH, SR), sample_rate_hz=SR, sketch=SKETCH, engine="fast",
                  temperature=0.9, min_p=0.05, seed=4)[0]  # the sketch and its release tail
     assert np.array_equal(whole[: len(streamed)], streamed)
+
+
+def test_a_growing_wav_is_valid_after_every_chunk(tmp_path):
+    import soundfile as sf
+
+    from wavegen.audio import GrowingWav
+
+    wav = GrowingWav(str(tmp_path / "g.wav"), SR)
+    for i in range(3):
+        wav.write(np.full(100, 0.5 if i < 2 else 2.0, dtype=np.float32))  # the last chunk clips
+        assert sf.info(tmp_path / "g.wav").frames == 100 * (i + 1)
+    wav.close()
+    audio, sr = sf.read(tmp_path / "g.wav")
+    assert sr == SR and len(audio) == 300 and wav.clipped == 100 and abs(audio[0] - 0.5) < 1e-4

@@ -87,7 +87,8 @@ def next_uniform(rng, b):
 def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
                emb, w_dil, dil, hist_off, hist_len, w_exc, w_res, b_res, w_skip, b_skip,
                w1, b1, w2, b2, buf, temperature, min_p, rng, out_codes, out_logits, teacher):
-    """Run samples t0 .. t0 + n - 1 of one tick for every stream.
+    """Run samples t0 .. t0 + n - 1 of one tick for every stream: the numba twin of _kernel.c's
+    wg_step_block, the fallback where no compiler built the C kernel.
 
     codes_in: (B,) the previous sample of each stream (updated as it samples); teacher: (B, n)
     codes to feed instead of the sampled ones (teacher forcing, for tests) or shape (0, 0).
@@ -316,7 +317,8 @@ class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
     def __init__(self, model: WaveNet, backend: str | None = None):
-        """backend: "c" (the kernel built at install time), "numba", or None for the best available."""
+        """backend: "c" (the kernel built at install time, the fast path), "numba" (the fallback), or None
+        for the C kernel where it was built, else numba."""
         reason = why_not(model)
         if reason:
             raise ValueError(reason)
