@@ -209,21 +209,13 @@ DEFAULT_DATA = "data/build/bach"
 
 def cmd_train(args: argparse.Namespace) -> int:
     from wavegen.config import load_config
-    from wavegen.train.loop import train
+    from wavegen.train.wavenet import train_wavenet
 
-    cfg = load_config(args.config, args.set or [])
-    data_dir = Path(args.data)
-    if not (data_dir / "manifest.json").is_file():
-        raise WavegenError(
-            f"{data_dir}: no dataset here; build one with `wavegen data build --corpus bach --out {data_dir}`"
-        )
-    result = train(cfg, data_dir, args.out, log=lambda m: print(m, file=sys.stderr))
+    cfg = load_config(args.config, args.set or [], kind="wavenet")
+    result = train_wavenet(cfg, args.data, args.out, log=lambda m: print(m, file=sys.stderr))
     if not result.is_main:
         return 0
-    line = f"{result.status} at step {result.step}"
-    if result.valid:
-        line += ", " + ", ".join(f"{k} {v:.3f}" for k, v in result.valid.items())
-    print(f"{args.out}: {line}")
+    print(result.summary())
     if result.status == "preempted":
         print(f"{args.out}: checkpoint saved; run the same command again to resume", file=sys.stderr)
     return 0
@@ -334,38 +326,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_composer(args: argparse.Namespace) -> int:
-    from wavegen.compose.load import COMPOSER_FILE
-    from wavegen.compose.markov import MarkovComposer, ticks_of
     from wavegen.config import load_config
-    from wavegen.data import dataset
+    from wavegen.train.composer import train_composer
 
-    full = load_config(args.config, args.set or [])
-    cfg = full.composer
-    if cfg.kind == "lstm":
-        from wavegen.train.composer import train_lstm
-
-        result = train_lstm(full, args.data, args.out, log=lambda m: print(m, file=sys.stderr))
-        line = f"{result.status} at step {result.step}"
-        if result.valid:
-            line += ", " + ", ".join(f"{k} {v:.3f}" for k, v in result.valid.items())
-        if result.is_main:
-            print(f"{args.out}: {line}")
-        return 0
-    ds = dataset.load(args.data)
-    pick = lambda split: [it for it in ds.items(split) if cfg.transposed or it.transpose == 0]  # noqa: E731
-    train_items = pick("train")
-    if not train_items:
-        raise WavegenError(f"{ds.root}: no training pieces")
-    t0 = time.perf_counter()
-    model = MarkovComposer(cfg.order, ds.tick_ms, {it.style for it in train_items})
-    model.fit(ticks_of(ds.text(it)) for it in train_items)
-    valid = [ticks_of(ds.text(it)) for it in pick("valid")]
-    out = Path(args.out)
-    model.save(out / COMPOSER_FILE)
-    bits = model.bits_per_tick(valid) if valid else float("nan")
-    print(f"wrote {out / COMPOSER_FILE}: order-{cfg.order} Markov chain over {len(train_items)} pieces, "
-          f"{sum(len(c) for c in model.counts):,} contexts; held-out {bits:.3f} bits/tick; "
-          f"{time.perf_counter() - t0:.1f} s")
+    cfg = load_config(args.config, args.set or [], kind="composer")
+    result = train_composer(cfg, args.data, args.out, log=lambda m: print(m, file=sys.stderr))
+    if result.is_main:
+        print(result.summary())
     return 0
 
 
