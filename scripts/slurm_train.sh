@@ -6,7 +6,8 @@
 #   sbatch scripts/slurm_train.sh                          # defaults below
 #   NODES=4 GPUS_PER_NODE=8 sbatch --nodes=4 scripts/slurm_train.sh
 #
-# Precision, model and schedule come from the config file (mixed_precision = "bf16" in cluster.toml).
+# Precision, model and schedule come from the config file (mixed_precision = "bf16" in cluster.toml);
+# accelerate launch's own --mixed_precision is not read (wavegen/train/loop.py owns the precision).
 # Preemption: SLURM sends SIGTERM (--signal) before the time limit; wavegen saves a checkpoint and
 # exits 0, and `--requeue` runs the same command again, which resumes from that checkpoint.
 #
