@@ -176,7 +176,7 @@ class _StopFlag:
 
 @dataclass
 class LoopState:
-    """What changes as the run goes; all but `calls` and `valid` is saved for an exact resume."""
+    """What changes as the run goes; step, nonfinite_total and best_valid are saved for an exact resume."""
 
     step: int = 0
     nonfinite_total: int = 0  # steps skipped for a non-finite loss or gradient, over the whole run
