@@ -372,3 +372,13 @@ def build(
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0)
 
+
+
+def select_sources(*, corpus: str | None = None, midi_dir: str | os.PathLike | None = None,
+                   limit: int | None = None) -> list[Source]:
+    """The sources of `wavegen data build`: a composer of music21's corpus or a folder of MIDI files
+    (exactly one), the first `limit` of them."""
+    if (corpus is None) == (midi_dir is None):
+        raise WavegenError("give one of --corpus NAME or --midi-dir DIR")
+    sources = corpus_sources(corpus) if corpus else midi_dir_sources(midi_dir)
+    return sources[:limit] if limit else sources

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -146,3 +147,19 @@ def info(ds: Dataset) -> dict:
         "skipped": ds.manifest["skipped"],
         "bytes_on_disk": size,
     }
+
+
+def info_text(s: dict, pitch_name: Callable[[int], str]) -> str:
+    """`info`'s summary as the table `wavegen data info` prints."""
+    lines = [f"dataset {s['root']}: {s['sample_rate_hz']} Hz, {s['tick_ms']:g} ms ticks, "
+             f"transpositions {s['transpositions']}", f"{'split':<8}{'pieces':>8}{'items':>8}{'hours':>9}"]
+    for split, row in s["splits"].items():
+        lines.append(f"{split:<8}{row['pieces']:>8}{row['items']:>8}{row['hours']:>9.3f}")
+    lines.append(f"{'all':<8}{s['pieces']:>8}{s['items']:>8}{s['hours']:>9.3f}")
+    if s["lowest_pitch"] is not None:
+        lines.append(f"keys used: {s['keys_used']} of 88, {pitch_name(s['lowest_pitch'])} (MIDI {s['lowest_pitch']}) "
+                     f"to {pitch_name(s['highest_pitch'])} (MIDI {s['highest_pitch']}): {s['keys']}")
+    lines.append(f"clipped samples: {s['clipped_samples']}; on disk: {s['bytes_on_disk'] / 2**20:.1f} MiB")
+    lines.append(f"skipped files: {len(s['skipped'])}")
+    lines += [f"  {skipped['reason']}" for skipped in s["skipped"]]
+    return "\n".join(lines)

@@ -63,3 +63,25 @@ def report_markdown(report: dict) -> str:
             f"Held-out {report['heldout_bits_per_tick']:.3f} bits per tick, {report['heldout_bits_per_char']:.3f} "
             f"bits per character. {report['samples']} samples of {n} ticks against {report['real_pieces']} real "
             f"held-out pieces (first {n} ticks), copies checked in any transposition.\n\n" + "\n".join(rows) + "\n")
+
+
+def evaluate_composer_to(output: str | None, *, model: str | None = None, data: str, split: str = "test",
+                         samples: int = 5, seconds: float = 20.0, temperature: float = 1.0, seed: int = 0) -> str:
+    """`wavegen evaluate-composer`: evaluate `model` (default the shipped composer) on the dataset `data`;
+    write REPORT.json and REPORT.md when `output` is given. Returns the Markdown report."""
+    import json
+    from pathlib import Path
+
+    from wavegen.compose.load import DEFAULT_COMPOSER, load_composer
+    from wavegen.data import dataset
+    from wavegen.files import write_text_atomic
+
+    composer = load_composer(model)
+    report = evaluate_composer(composer, dataset.load(data), split=split, samples=samples, seconds=seconds,
+                               temperature=temperature, seed=seed)
+    report["model"] = model or DEFAULT_COMPOSER
+    md = report_markdown(report)
+    if output:
+        write_text_atomic(output, json.dumps(report, indent=1) + "\n")
+        write_text_atomic(Path(output).with_suffix(".md"), md)
+    return md

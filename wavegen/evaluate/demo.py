@@ -63,8 +63,7 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     result = Demo(piece, n / sr, files, None, warnings=warnings)
     if loaded is not None:
         t_gen = time.perf_counter()
-        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, temperature=loaded.temperature,
-                   min_p=loaded.min_p)[0]
+        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, **loaded.sampling())[0]
         result.generation_seconds = time.perf_counter() - t_gen
         result.model = loaded.path.name
         write_audio(out / "generated.wav", gen, sr)

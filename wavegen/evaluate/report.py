@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +112,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
     t0 = time.perf_counter()
     say = progress or (lambda m: None)
     sr = loaded.sample_rate_hz
-    if (ds.sample_rate_hz, ds.tick_ms) != (sr, loaded.tick_ms):
-        raise WavegenError(f"{ds.root}: {ds.sample_rate_hz} Hz and {ds.tick_ms:g} ms ticks, but the model was trained "
-                           f"at {sr} Hz and {loaded.tick_ms:g} ms")
+    loaded.check_ticks(ds.tick_ms, str(ds.root), ds.sample_rate_hz)
     held_out = [it for it in ds.items(split) if it.transpose == 0]
     if not held_out:
         raise WavegenError(f"{ds.root}: no pieces in the {split!r} split")
@@ -229,3 +227,33 @@ def write_report(report: dict, path: str | Path) -> tuple[Path, Path]:
     md = p.with_suffix(".md")
     write_text_atomic(md, markdown(report))
     return p, md
+
+
+@dataclass
+class Written:
+    json_path: Path
+    markdown_path: Path
+    pieces_dir: Path  # pictures and clips
+    markdown: str
+    wall_seconds: float
+
+
+def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Path, split: str = "test",
+                pieces: int = 5, seconds: float = 15.0, seed: int = 0, temperature: float | None = None,
+                min_p: float | None = None, progress: Callable[[str], None] | None = None) -> Written:
+    """`wavegen evaluate`: evaluate `model` (default the shipped one) on the dataset `data` with its own
+    sampling unless given, and write REPORT.json, REPORT.md and REPORT-pieces/ (pictures, clips)."""
+    from wavegen.nn import checkpoint
+
+    if pieces <= 0 or seconds <= 0:
+        raise WavegenError("--pieces and --seconds must be positive")
+    report_path = Path(output)
+    if report_path.suffix.lower() != ".json":
+        raise WavegenError(f"{report_path}: the report must end in .json (a .md table is written beside it)")
+    loaded = checkpoint.load(model)
+    sampling = loaded.sampling(temperature, min_p)
+    out_dir = report_path.with_name(report_path.stem + "-pieces")
+    report = evaluate(loaded, dataset.load(data), out_dir, split=split, pieces=pieces, seconds=seconds, seed=seed,
+                      **sampling, progress=progress)
+    json_path, md_path = write_report(report, report_path)
+    return Written(json_path, md_path, out_dir, md_path.read_text(), report["wall_seconds"])

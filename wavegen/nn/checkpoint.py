@@ -91,6 +91,35 @@ class Loaded(Generic[M]):
         """The min-p cut the model was shipped with (0, none, unless its card says otherwise)."""
         return float(self.meta.get("sampling_min_p", 0.0))
 
+    # what a sketch, a dataset or a composer must share with the model: one home for these checks
+
+    def check_ticks(self, tick_ms: float, what: str, sample_rate_hz: int | None = None) -> None:
+        """`what` (a sketch file, a dataset, a composer) must have the model's tick length (and, for a
+        dataset, its sample rate): the conditioning is per tick, so another tick length plays wrong notes."""
+        if tick_ms != self.tick_ms:
+            raise WavegenError(f"{what}: ticks of {tick_ms:g} ms, but {self.path.name} was trained on "
+                               f"{self.tick_ms:g} ms ticks; re-encode it with --tick-ms {self.tick_ms:g}")
+        if sample_rate_hz is not None and sample_rate_hz != self.sample_rate_hz:
+            raise WavegenError(f"{what}: {sample_rate_hz} Hz audio, but {self.path.name} was trained at "
+                               f"{self.sample_rate_hz} Hz")
+
+    def style_index(self, style: str | None, header_style: str | None = None) -> int | None:
+        """The model's id of `style` (an error if it never learned it); without one, the id of the
+        sketch header's style when the model knows it; else None (the model's first style)."""
+        if style is not None:
+            if style not in self.styles:
+                raise WavegenError(f"--style {style}: the model knows the styles: {', '.join(self.styles) or 'none'}")
+            return self.styles.index(style)
+        return self.styles.index(header_style) if header_style in self.styles else None
+
+    def sampling(self, temperature: float | None = None, min_p: float | None = None) -> dict[str, float]:
+        """temperature and min_p: those given, else the model's own; min_p must lie in [0, 1)."""
+        t = self.temperature if temperature is None else temperature
+        p = self.min_p if min_p is None else min_p
+        if not 0.0 <= p < 1.0:
+            raise WavegenError(f"--min-p {p:g}: must be at least 0 and below 1 (0 turns it off)")
+        return {"temperature": t, "min_p": p}
+
 
 def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

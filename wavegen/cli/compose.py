@@ -1,0 +1,84 @@
+"""`wavegen train-composer | compose | evaluate-composer`: composers of new sketches."""
+
+from __future__ import annotations
+
+import sys
+
+from wavegen.cli.common import (
+    DATA,
+    PROG,
+    RUN_DIR,
+    SEED,
+    SET,
+    arg,
+    command,
+    one_of,
+    positive_float,
+    positive_int,
+    say,
+)
+from wavegen.compose.load import DEFAULT_COMPOSER
+
+MODEL = arg("--model", metavar="NAME|PATH", help=f"composer model (default: the shipped {DEFAULT_COMPOSER})")
+
+
+@command("train-composer", "train a composer of new sketches (Markov chain or LSTM)",
+         arg("--config", metavar="FILE", help="configs/composer-markov.toml or configs/composer-lstm.toml"), SET, DATA, RUN_DIR)
+def train_composer(args) -> int:
+    from wavegen.config import load_config
+    from wavegen.train.composer import train_composer as run
+
+    result = run(load_config(args.config, args.set or [], kind="composer"), args.data, args.out, log=say)
+    if result.is_main:
+        print(result.summary())
+    return 0
+
+
+@command("compose", "write a new sketch in 88-key text (and play it)",
+         arg("-o", "--output", metavar="OUT.txt", help="write here (default: standard output)"),
+         one_of(arg("--seconds", type=float, help="length in seconds (default 20)"),
+                arg("--ticks", type=int, help="length in ticks (with --form: rounded down to equal sections)")),
+         arg("--temperature", type=float, default=1.0), SEED, arg("--prime", metavar="IN.txt", help="88-key text to continue"),
+         arg("--form", help="large-scale form, e.g. ABACABA: a section per new letter, repeated where it recurs"),
+         arg("--style", help="a style the composer learned"), MODEL,
+         arg("--perform", metavar="OUT.wav", help="have the WaveNet play the sketch"),
+         arg("--render", metavar="OUT.wav", help="render the sketch with the SoundFont"),
+         arg("--checkpoint", metavar="PATH", help="the WaveNet for --perform and --stream (default: the shipped one)"),
+         arg("--stream", metavar="OUT.wav|-", help="compose and play without end (or for --seconds), writing a WAV "
+             "that grows (or to standard output); Ctrl-C or SIGTERM ends it cleanly"))
+def compose(args) -> int:
+    from wavegen.compose.perform import compose_and_play
+    from wavegen.notes import text as T
+
+    s = compose_and_play(composer=args.model, ticks=args.ticks, seconds=args.seconds, temperature=args.temperature,
+                         seed=args.seed, prime=args.prime, form=args.form, style=args.style, output=args.output,
+                         render_to=args.render, perform_to=args.perform, stream_to=args.stream, model=args.checkpoint)
+    if s.streamed:
+        st = s.streamed
+        say(f"{PROG}: streamed {st.seconds:.1f} s ({st.ticks} ticks) to {args.stream} in {st.wall_seconds:.1f} s"
+            + ("; stopped by a signal" if st.stopped_by_signal else ""))
+        return 0
+    kt, report = s.keytext, (print if args.output else say)  # without -o the sketch itself is on standard output
+    if args.output:
+        sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in s.sections)
+        print(f"wrote {args.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s)"
+              + (f", sections {sections}" if sections else ""))
+    else:
+        sys.stdout.write(T.write(kt))
+    if args.render:
+        report(f"wrote {args.render}: the SoundFont rendering")
+    if args.perform:
+        report(f"wrote {args.perform}: performed by {s.performed_by} in {s.perform_seconds:.1f} s")
+    return 0
+
+
+@command("evaluate-composer", "held-out bits per tick, copy check and musical statistics", MODEL, DATA,
+         arg("--split", default="test", choices=("valid", "test")), arg("--samples", type=positive_int, default=5),
+         arg("--seconds", type=positive_float, default=20.0), arg("--temperature", type=float, default=1.0), SEED,
+         arg("-o", "--output", metavar="REPORT.json"))
+def evaluate_composer(args) -> int:
+    from wavegen.evaluate.composer import evaluate_composer_to
+
+    print(evaluate_composer_to(args.output, model=args.model, data=args.data, split=args.split, samples=args.samples,
+                               seconds=args.seconds, temperature=args.temperature, seed=args.seed), end="")
+    return 0
