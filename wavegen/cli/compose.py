@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from wavegen.cli.common import (
-    DATA,
-    PROG,
-    RUN_DIR,
-    SEED,
-    SET,
-    arg,
-    command,
-    one_of,
-    positive_float,
-    positive_int,
-    say,
-)
+from wavegen.cli.common import DATA, PROG, RUN_DIR, SEED, SET, arg, command, one_of, positive_float, positive_int, say
 from wavegen.compose.load import DEFAULT_COMPOSER
 
 MODEL = arg("--model", metavar="NAME|PATH", help=f"composer model (default: the shipped {DEFAULT_COMPOSER})")

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import json
 
-from wavegen.cli.common import (
-    PROG,
-    Bar,
-    arg,
-    command,
-    one_of,
-    positive_float,
-    positive_int,
-    say,
-)
+from wavegen.cli.common import PROG, Bar, arg, command, one_of, positive_float, positive_int, say
 from wavegen.errors import WavegenError
 
 
