@@ -18,6 +18,7 @@ are stored in its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -146,7 +147,7 @@ POSITIVE = [
     ("model", "gate_channels"), ("model", "skip_channels"), ("model", "head_channels"),
     ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"),
     ("train", "steps"), ("train", "lr"), ("train", "grad_accum"), ("train", "log_every"),
-    ("train", "eval_every"), ("train", "ckpt_every"), ("train", "max_nonfinite"),
+    ("train", "eval_every"), ("train", "ckpt_every"), ("train", "keep_last"), ("train", "max_nonfinite"),
     ("composer", "order"), ("composer", "embed"), ("composer", "hidden"), ("composer", "layers"),
     ("composer", "seq_len"), ("composer", "style_embed"),
 ]
@@ -166,6 +167,8 @@ def _product_of(section: str, cls: type[RunConfig]) -> type[RunConfig] | None:
 def _check_type(value: Any, kind: Any, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        raise WavegenError(f"{where}: expected a finite number, got {value!r}")
     if kind in (int, float, str, bool):
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return value
@@ -194,21 +197,34 @@ def _apply(base: Any, overrides: dict[str, Any], where: str) -> Any:
     return dataclasses.replace(base, **changes)
 
 
-def _validate(cfg: RunConfig, where: str) -> RunConfig:
+def _validate(cfg: RunConfig, where: str, origin: dict[str, str] | None = None) -> RunConfig:
+    """Check the values' ranges. origin: where each 'section.key' was last set (a file, or `--set ...`),
+    so that an error blames what set the value; a key not in it is blamed on `where`."""
     sections = _sections(type(cfg))
+
+    def at(*keys: str) -> str:
+        return next((origin[k] for k in keys if origin and k in origin), where)
+
     for (section, key), allowed in CHOICES.items():
         if section in sections and (value := getattr(getattr(cfg, section), key)) not in allowed:
-            raise WavegenError(f"{where}: {section}.{key} = {value!r}; choose one of {', '.join(allowed)}")
+            raise WavegenError(f"{at(f'{section}.{key}')}: {section}.{key} = {value!r}; "
+                               f"choose one of {', '.join(allowed)}")
     for section, key in POSITIVE:
         if section in sections and not getattr(getattr(cfg, section), key) > 0:
-            raise WavegenError(f"{where}: {section}.{key} must be positive")
+            raise WavegenError(f"{at(f'{section}.{key}')}: {section}.{key} must be positive")
     if isinstance(cfg, ComposerRunConfig):
         c = cfg.composer
         if not 0 <= c.burn_in < c.seq_len or not 0 <= c.dropout < 1:
-            raise WavegenError(f"{where}: composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
+            raise WavegenError(f"{at('composer.burn_in', 'composer.seq_len', 'composer.dropout')}: "
+                               "composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
     if not 0 <= cfg.train.ema_decay < 1:
-        raise WavegenError(f"{where}: train.ema_decay must be in [0, 1)")
+        raise WavegenError(f"{at('train.ema_decay')}: train.ema_decay must be in [0, 1)")
     return cfg
+
+
+def _keys(table: dict[str, Any]) -> list[str]:
+    """'section.key' of every value in a TOML table of sections."""
+    return [f"{section}.{key}" for section, values in table.items() if isinstance(values, dict) for key in values]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -236,6 +252,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     ComposerRunConfig); a section of the other product is an error."""
     cfg: RunConfig = _product(kind)()
     where = "defaults"
+    origin: dict[str, str] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -246,13 +263,15 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
             raise WavegenError(f"{p}: not valid TOML ({e})") from None
         where = str(p)
         cfg = _apply(cfg, table, where)
+        origin.update(dict.fromkeys(_keys(table), where))
     for item in overrides:
         keys, value = parse_override(item)
         nested: Any = value
         for k in reversed(keys):
             nested = {k: nested}
         cfg = _apply(cfg, nested, f"--set {item}")
-    return _validate(cfg, where)
+        origin[".".join(keys)] = f"--set {item}"
+    return _validate(cfg, where, origin)
 
 
 def from_record(table: dict[str, Any], where: str = "config.json", *, kind: str = "wavenet") -> RunConfig:

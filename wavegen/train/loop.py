@@ -42,6 +42,7 @@ import torch
 from wavegen.config import RunConfig
 from wavegen.data.crops import StepSampler
 from wavegen.errors import WavegenError
+from wavegen.files import json_text
 from wavegen.nn import checkpoint, heldout
 from wavegen.nn.heldout import LN2
 
@@ -213,7 +214,7 @@ class _Run:
 
     def write_log(self, record: dict[str, Any]) -> None:
         if self.log_file is not None:
-            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.write(json_text(record) + "\n")
             self.log_file.flush()
 
     def step(self, st: LoopState, batches: Iterator[dict[str, torch.Tensor]]) -> float:
@@ -349,7 +350,7 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {"config": task.cfg.to_dict(), **task.meta()}
-        (run_dir / RUN_CONFIG).write_text(json.dumps(record, indent=1) + "\n")
+        (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
 
     torch.manual_seed(tc.seed)
     model = task.build_model()

@@ -1,0 +1,41 @@
+"""Faults a careful user hits in training and checkpoints (issue 12): nothing lost, nothing exhausted,
+no record of what did not happen. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from wavegen.config import load_config
+from wavegen.errors import WavegenError
+from wavegen.train import loop
+
+ROOT = Path(__file__).parent.parent
+TINY = ROOT / "configs" / "tiny.toml"
+
+
+def test_a_set_error_names_the_set_not_the_config_file():
+    with pytest.raises(WavegenError, match=r"^--set train.keep_last=0: train.keep_last must be positive$"):
+        load_config(TINY, ["train.keep_last=0"])
+    with pytest.raises(WavegenError, match=r"^--set train.mixed_precision=fp8: "):
+        load_config(TINY, ["train.mixed_precision=fp8"])
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_settings_are_refused(value):
+    with pytest.raises(WavegenError, match=rf"^--set train.lr={value} \[train\] lr: expected a finite number, got"):
+        load_config(TINY, [f"train.lr={value}"])
+
+
+def test_the_training_log_is_strict_json():
+    """A NaN loss (or an infinite rate) is logged as null, not as the NaN or Infinity json.dumps writes."""
+    log = io.StringIO()
+    loop._Run.write_log(SimpleNamespace(log_file=log), {"step": 3, "loss_bits": math.nan, "samples_per_s": math.inf})
+    line = log.getvalue()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == {
+        "step": 3, "loss_bits": None, "samples_per_s": None}
