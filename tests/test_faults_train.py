@@ -3,6 +3,7 @@ no record of what did not happen. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -13,7 +14,9 @@ import pytest
 
 from wavegen.config import load_config
 from wavegen.errors import WavegenError
+from wavegen.nn import checkpoint
 from wavegen.train import loop
+from wavegen.train.wavenet import train_wavenet
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
@@ -39,3 +42,19 @@ def test_the_training_log_is_strict_json():
     line = log.getvalue()
     assert json.loads(line, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == {
         "step": 3, "loss_bits": None, "samples_per_s": None}
+
+
+def tiny(*overrides: str):
+    return load_config(TINY, ["train.sample_seconds=0.05", *overrides])
+
+
+def quiet(cfg, data, run, **kwargs):
+    return train_wavenet(cfg, data, run, show_progress=False, log=lambda m: None, **kwargs)
+
+
+def test_keep_last_never_deletes_the_newest_checkpoint(tiny_dataset, tmp_path):
+    """Validation refuses keep_last = 0; and should a record hold it, the loop still keeps the newest."""
+    cfg = tiny("train.steps=3", "train.ckpt_every=1", "train.eval_every=100")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, keep_last=0))
+    quiet(cfg, tiny_dataset, tmp_path / "r")
+    assert [p.name for p in checkpoint.step_dirs(tmp_path / "r")] == ["step-00000003"]

@@ -296,7 +296,7 @@ class _Run:
             meta = {**self.task.meta(), "step": st.step, "metrics": st.valid}
             checkpoint.save(self.run_dir / "checkpoints" / f"step-{st.step:08d}", weights=weights, config=cfg,
                             meta=meta, train_state=self.train_state(st))
-            for old in checkpoint.step_dirs(self.run_dir)[: -tc.keep_last or None]:
+            for old in checkpoint.step_dirs(self.run_dir)[: -max(1, tc.keep_last)]:  # never the newest
                 shutil.rmtree(old, ignore_errors=True)
             if st.valid and st.valid["valid_bits"] < st.best_valid:
                 st.best_valid = st.valid["valid_bits"]
