@@ -14,7 +14,8 @@ their notes from here, treat every file the same way:
   `ZERO_LENGTH_NOTE_S` (50 ms).
 - A note that is never released ends at the last event of the file (at least `ZERO_LENGTH_NOTE_S`).
 - Limits are in seconds and notes, never in MIDI ticks (music21 writes 10,080 ticks per quarter):
-  at most `MAX_SECONDS` of music, `MAX_NOTES` notes, `MAX_TRACKS` tracks, `MAX_FILE_BYTES` bytes.
+  at most `MAX_SECONDS` of music, `MAX_NOTES` notes, `MAX_TRACKS` tracks, `MAX_FILE_BYTES` bytes (the
+  first, second and last shared with the 88-key text, notes/limits.py).
   SMPTE time division, type-2 files, division 0 and tempo 0 are errors.
 
 Writing (`write_midi`) puts 480 MIDI ticks in a quarter note and a tempo of ten text ticks per quarter
@@ -32,6 +33,7 @@ import mido
 
 from wavegen.errors import WavegenError
 from wavegen.files import check_input, write_bytes_atomic
+from wavegen.notes.limits import MAX_FILE_BYTES, MAX_NOTES, MAX_SECONDS
 from wavegen.notes.text import HIGHEST_PITCH, LOWEST_PITCH, KeyText, Note
 from wavegen.notes.voices import one_voice
 
@@ -39,10 +41,7 @@ MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 DRUM_CHANNEL = 9  # "channel 10" counted from 1
 HARPSICHORD_PROGRAM = 6  # General MIDI program 7 counted from 1
 ZERO_LENGTH_NOTE_S = 0.05
-MAX_SECONDS = 2 * 3600.0
-MAX_NOTES = 200_000
 MAX_TRACKS = 128
-MAX_FILE_BYTES = 32 * 1024 * 1024
 WRITE_TICKS_PER_QUARTER = 480
 WRITE_MIDI_TICKS_PER_TEXT_TICK = 48  # a quarter note = 10 text ticks
 WRITE_VELOCITY = 100

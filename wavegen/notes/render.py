@@ -24,6 +24,7 @@ import numpy as np
 
 from wavegen.audio import DEFAULT_SAMPLE_RATE_HZ, resample
 from wavegen.errors import WavegenError
+from wavegen.notes import limits
 from wavegen.notes.midi import HARPSICHORD_PROGRAM
 from wavegen.notes.text import Note
 from wavegen.notes.voices import one_voice
@@ -113,11 +114,14 @@ def render_notes(
 ) -> Rendered:
     """Render notes (seconds) to mono harpsichord audio at `sample_rate_hz`.
 
-    The audio lasts until max(last note-off, min_seconds) + tail_s, rounded to whole samples.
+    The audio lasts until max(last note-off, min_seconds) + tail_s, rounded to whole samples. The rate and
+    the length are checked against the limits (notes/limits.py) before anything is allocated.
     """
+    sample_rate_hz = limits.check_sample_rate(sample_rate_hz)
     notes = one_voice_per_key(notes)
     sf2 = resolve_soundfont(soundfont)
     fluidsynth, write_float = _fluidsynth()
+    limits.check_seconds(max([n.end for n in notes] + [min_seconds]), "the music to render")
     end_s = max([n.end for n in notes] + [min_seconds]) + tail_s
     n_out = int(round(end_s * sample_rate_hz))
     n_synth = int(np.ceil(end_s * SYNTH_RATE_HZ)) + 64  # a little beyond the end for the resampler

@@ -14,6 +14,8 @@ One printable ASCII character per piano key, a space after every time tick::
 - Newlines (LF or CRLF) are layout only, between ticks; the writer breaks the line every 50 ticks.
 - An optional first line `{key=value ...}` is the header. The writer always writes `tick_ms` and
   `ticks`; the reader checks `ticks` when present (an editor that strips trailing spaces deletes rests).
+- Limits, shared with MIDI (notes/limits.py): a tick of 1..1000 ms, at most 2 hours of ticks, 200,000
+  notes and 32 MiB; the reader counts them while it parses, before it builds the roll.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from wavegen.errors import WavegenError
 from wavegen.files import check_input, write_text_atomic
+from wavegen.notes import limits
 from wavegen.notes.voices import one_voice
 
 FORMAT_VERSION = 1
@@ -151,11 +154,23 @@ def _header_tick_ms(header: Mapping[str, str], source: str) -> float:
         tick_ms = float("nan")
     if not (math.isfinite(tick_ms) and tick_ms > 0):
         raise TextFormatError(source, 1, 1, f"header tick_ms={raw} is not a positive number")
+    problem = limits.tick_ms_problem(tick_ms)
+    if problem:
+        raise TextFormatError(source, 1, 1, f"header tick_ms={raw} {problem}")
     return tick_ms
 
 
 def parse(text: str, source: str = "<text>") -> KeyText:
-    """Parse 88-key text (format version 1). Raises TextFormatError naming line and column."""
+    """Parse 88-key text (format version 1). Raises TextFormatError naming line and column.
+
+    The limits (notes/limits.py) are checked as the text is read: its length first, then the ticks and
+    the notes (onsets) counted tick by tick, so that an oversized text fails before the roll is built.
+    """
+    if len(text) > limits.MAX_FILE_BYTES:
+        raise TextFormatError(
+            source, 1, 1,
+            f"{len(text)} characters is more than the {limits.MAX_FILE_BYTES // 2**20} MiB wavegen reads",
+        )
     if text.startswith("\ufeff"):
         raise TextFormatError(
             source, 1, 1, "starts with a byte-order mark (BOM); save it as plain UTF-8 without BOM"
@@ -170,9 +185,12 @@ def parse(text: str, source: str = "<text>") -> KeyText:
         header = _parse_header(first, source)
         pos, line_no = (len(text), 1) if nl < 0 else (nl + 1, 2)
     tick_ms = _header_tick_ms(header, source)
+    most_ticks = limits.max_ticks(tick_ms)
 
     rows: list[list[int]] = []
     current: list[int] = []
+    previous: set[int] = set()
+    n_notes = 0
     line_start = pos
     n = len(text)
     i = pos
@@ -181,7 +199,15 @@ def parse(text: str, source: str = "<text>") -> KeyText:
         o = ord(c)
         if c == " ":
             rows.append(current)
-            current = []
+            n_notes += sum(k not in previous for k in current)
+            previous, current = set(current), []
+            if len(rows) > most_ticks or n_notes > limits.MAX_NOTES:
+                what = (
+                    f"more than {most_ticks} ticks of {format_number(tick_ms)} ms "
+                    f"({limits.MAX_SECONDS / 3600:g} h)" if len(rows) > most_ticks
+                    else f"more than {limits.MAX_NOTES} notes"
+                )
+                raise TextFormatError(source, line_no, i - line_start + 1, f"{what}, the most wavegen reads")
         elif _FIRST_ORD <= o <= _LAST_ORD:
             k = o - _FIRST_ORD
             if current and k <= current[-1]:
@@ -310,10 +336,18 @@ def notes_to_roll(notes: Iterable[Note], tick_ms: float, n_ticks: int | None = N
     """Encode notes as a (n_ticks, 88) bool state roll (see `note_runs` for the rules).
 
     n_ticks defaults to the end of the last run; a longer n_ticks pads with rests, a shorter one cuts.
+    The tick and the length are checked against the limits (notes/limits.py) before the roll is built.
     """
+    limits.check_tick_ms(tick_ms)
     runs = note_runs(notes, tick_ms)
     end = max((e for spans in runs.values() for _, e in spans), default=0)
-    roll = np.zeros((end if n_ticks is None else n_ticks, N_KEYS), dtype=bool)
+    n_ticks = end if n_ticks is None else n_ticks
+    if n_ticks > limits.max_ticks(tick_ms):
+        raise WavegenError(
+            f"{n_ticks} ticks of {format_number(tick_ms)} ms is longer than the {limits.MAX_SECONDS:.0f} s "
+            "wavegen handles; split it into shorter pieces"
+        )
+    roll = np.zeros((n_ticks, N_KEYS), dtype=bool)
     for k, spans in runs.items():
         for s, e in spans:
             roll[s:e, k] = True
@@ -337,6 +371,11 @@ def from_notes(
 def read_file(path: str | os.PathLike) -> KeyText:
     """Read an 88-key text file; every problem is a WavegenError naming the file."""
     p = check_input(path)
+    size = p.stat().st_size
+    if size > limits.MAX_FILE_BYTES:
+        raise WavegenError(
+            f"{p}: {size / 2**20:.0f} MiB is larger than the {limits.MAX_FILE_BYTES // 2**20} MiB wavegen reads"
+        )
     data = p.read_bytes()
     if not data:
         raise WavegenError(f"{p}: the file is empty; an 88-key text holds at least one tick")

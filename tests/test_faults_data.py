@@ -1,0 +1,84 @@
+"""Faults of the data, text and render layers (issue 12): each request beyond a documented limit is refused
+up front with one line, a broken dataset cache is rebuilt, and the build's workers die with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from wavegen.errors import WavegenError
+from wavegen.notes import limits
+from wavegen.notes import text as T
+from wavegen.notes.render import render_notes
+from wavegen.notes.text import Note, TextFormatError
+
+
+def one_line(e: pytest.ExceptionInfo, *words: str) -> None:
+    message = str(e.value)
+    assert "\n" not in message and all(w in message for w in words), message
+
+
+# ---------------------------------------------------------------------------------------------
+# an 88-key text has the limits of MIDI, checked while it is parsed
+
+
+def test_a_text_longer_than_the_duration_limit_is_refused_while_parsing():
+    ticks = limits.max_ticks(limits.MAX_TICK_MS)
+    T.parse(f"{{tick_ms={limits.MAX_TICK_MS:g}}}\n" + " " * ticks)  # exactly at the limit: read
+    with pytest.raises(TextFormatError) as e:
+        T.parse(f"{{tick_ms={limits.MAX_TICK_MS:g}}}\n" + " " * (ticks + 1), "long.txt")
+    one_line(e, "long.txt:2:", f"more than {ticks} ticks", "2 h")
+
+
+def test_a_text_with_more_notes_than_the_limit_is_refused_while_parsing():
+    with pytest.raises(TextFormatError) as e:
+        T.parse("{tick_ms=1}\n" + "!  " * (limits.MAX_NOTES + 1), "many.txt")
+    one_line(e, "many.txt:", f"more than {limits.MAX_NOTES} notes")
+
+
+def test_a_text_file_larger_than_the_byte_limit_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:  # sparse: no disk or memory is used
+        f.truncate(limits.MAX_FILE_BYTES + 1)
+    with pytest.raises(WavegenError) as e:
+        T.read_file(big)
+    one_line(e, str(big), "32 MiB")
+
+
+@pytest.mark.parametrize("tick_ms", ["0.5", "2000"])
+def test_a_text_header_tick_outside_the_limits_is_refused(tick_ms):
+    with pytest.raises(TextFormatError) as e:
+        T.parse(f"{{tick_ms={tick_ms}}}\nH \n", "tick.txt")
+    one_line(e, "tick.txt:1:1:", f"tick_ms={tick_ms}", "1..1000 ms")
+
+
+# ---------------------------------------------------------------------------------------------
+# encode and render refuse requests beyond their limits (in the library)
+
+
+@pytest.mark.parametrize("tick_ms", [0.5, 2000.0, float("nan")])
+def test_encoding_notes_refuses_a_tick_outside_the_limits(tick_ms):
+    with pytest.raises(WavegenError) as e:
+        T.from_notes([Note(60, 0.0, 0.3)], tick_ms)
+    one_line(e, "tick_ms", "1..1000 ms")
+
+
+def test_encoding_notes_refuses_more_ticks_than_the_duration_limit():
+    most = limits.max_ticks(limits.MAX_TICK_MS)
+    assert T.from_notes([Note(60, 0.0, 1.0)], limits.MAX_TICK_MS, n_ticks=most).n_ticks == most
+    with pytest.raises(WavegenError) as e:
+        T.from_notes([Note(60, 0.0, 1.0)], limits.MAX_TICK_MS, n_ticks=most + 1)
+    one_line(e, f"{most + 1} ticks", "7200 s")
+
+
+@pytest.mark.parametrize("rate", [500, 200_000, 16_000.5])
+def test_rendering_refuses_a_sample_rate_outside_the_limits(rate):
+    with pytest.raises(WavegenError) as e:
+        render_notes([Note(60, 0.0, 0.1)], sample_rate_hz=rate)
+    one_line(e, "sample rate", "1000..192000 Hz")
+
+
+def test_rendering_refuses_music_longer_than_the_duration_limit(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_SECONDS", 1.0)  # so that the refused request stays small
+    with pytest.raises(WavegenError) as e:
+        render_notes([Note(60, 0.0, 0.1)], min_seconds=2.0)
+    one_line(e, "the music to render", "longer than the 1 s")
