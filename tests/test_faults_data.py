@@ -82,3 +82,23 @@ def test_rendering_refuses_music_longer_than_the_duration_limit(monkeypatch):
     with pytest.raises(WavegenError) as e:
         render_notes([Note(60, 0.0, 0.1)], min_seconds=2.0)
     one_line(e, "the music to render", "longer than the 1 s")
+
+
+# ---------------------------------------------------------------------------------------------
+# the dataset build
+
+
+def test_a_skipped_duplicate_piece_names_both_files(tmp_path):
+    from conftest import write_notes_midi
+
+    from wavegen.data import build
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    a = write_notes_midi(tmp_path / "one" / "p.mid", [Note(60, 0.0, 0.3)])
+    b = write_notes_midi(tmp_path / "two" / "p.mid", [Note(62, 0.0, 0.3)])
+    sources = [build.Source(piece="p", path=str(p), kind="midi", style="midi", licence="") for p in (a, b)]
+    res = build.build(sources, tmp_path / "ds", jobs=1)
+    [skip] = res.skipped
+    assert skip["source"] == str(b)
+    assert str(b) in skip["reason"] and str(a) in skip["reason"] and "\n" not in skip["reason"]

@@ -325,7 +325,10 @@ def build(
     tasks, skipped = [], []
     for src in sources:
         if src.piece in seen:
-            skipped.append({"source": src.path, "reason": f"same piece name as {seen[src.piece]}"})
+            skipped.append({"source": src.path, "reason": (
+                f"{src.path}: same piece name {src.piece!r} as {seen[src.piece]}, which is built; "
+                "rename one of the two to build both"
+            )})
             continue
         seen[src.piece] = src.path
         tasks.append((src, settings, str(out), splits[src.piece]))
