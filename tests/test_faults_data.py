@@ -102,3 +102,26 @@ def test_a_skipped_duplicate_piece_names_both_files(tmp_path):
     [skip] = res.skipped
     assert skip["source"] == str(b)
     assert str(b) in skip["reason"] and str(a) in skip["reason"] and "\n" not in skip["reason"]
+
+
+def test_a_truncated_cached_npy_is_rebuilt_and_reading_it_names_the_file(tmp_path):
+    from conftest import write_notes_midi
+
+    from wavegen.data import build, dataset
+
+    midi = write_notes_midi(tmp_path / "p.mid", [Note(60, 0.0, 0.3), Note(64, 0.3, 0.6)])
+    sources = [build.Source(piece="p", path=str(midi), kind="midi", style="midi", licence="")]
+    out = tmp_path / "ds"
+    build.build(sources, out, jobs=1)
+    ds = dataset.load(out)
+    [item] = ds.items()
+    npy = out / item.audio_path
+    whole = npy.read_bytes()
+    npy.write_bytes(whole[: len(whole) // 2])  # a crash or a full disk in the middle of the file
+    with pytest.raises(WavegenError) as e:
+        ds.audio(item)
+    one_line(e, str(npy), "wavegen data build")
+
+    res = build.build(sources, out, jobs=1)
+    assert res.built == 1 and res.reused == 0
+    assert npy.read_bytes() == whole and len(dataset.load(out).audio(item)) == item.n_samples

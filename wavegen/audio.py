@@ -88,9 +88,22 @@ def write_pcm_npy(path: str | os.PathLike, pcm: np.ndarray) -> None:
         np.save(tmp, pcm)
 
 
-def read_pcm_npy(path: str | os.PathLike) -> np.ndarray:
-    """The int16 audio of a .npy file written by `write_pcm_npy`, memory-mapped (read-only)."""
-    return np.load(path, mmap_mode="r")
+def read_pcm_npy(path: str | os.PathLike, n_samples: int | None = None) -> np.ndarray:
+    """The int16 audio of a .npy file written by `write_pcm_npy`, memory-mapped (read-only).
+
+    A file that is truncated, not int16 mono, or (given `n_samples`) not exactly that many samples long is
+    a WavegenError naming it, before anything reads past its end.
+    """
+    try:
+        pcm = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WavegenError(f"{path}: not a complete int16 audio array ({detail})") from None
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise WavegenError(f"{path}: not int16 mono audio")
+    if n_samples is not None and len(pcm) != n_samples:
+        raise WavegenError(f"{path}: holds {len(pcm)} samples, not the {n_samples} recorded for it")
+    return pcm
 
 
 class GrowingWav:

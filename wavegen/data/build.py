@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wavegen.audio import to_int16, write_pcm_npy
+from wavegen.audio import read_pcm_npy, to_int16, write_pcm_npy
 from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick
 from wavegen.errors import WavegenError
 from wavegen.files import check_output_dir, write_text_atomic
@@ -191,7 +191,11 @@ def _load_item(out_dir: Path, item_id: str) -> Item | None:
         item = Item(**json.loads(meta.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not ((out_dir / item.text_path).is_file() and (out_dir / item.audio_path).is_file()):
+    if not (out_dir / item.text_path).is_file():
+        return None
+    try:  # a truncated or foreign .npy (a crash, a full disk, a hand) is rebuilt, never trusted
+        read_pcm_npy(out_dir / item.audio_path, item.n_samples)
+    except WavegenError:
         return None
     return item
 

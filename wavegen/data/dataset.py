@@ -97,8 +97,12 @@ class Dataset:
         return [it for it in out if split is None or it.split == split]
 
     def audio(self, item: Item) -> np.ndarray:
-        """(n_samples,) int16, memory-mapped: crops read only what they touch."""
-        return read_pcm_npy(self.root / item.audio_path)
+        """(n_samples,) int16, memory-mapped: crops read only what they touch. A broken file (truncated, or
+        not the item's n_samples long) is a WavegenError naming it."""
+        try:
+            return read_pcm_npy(self.root / item.audio_path, item.n_samples)
+        except WavegenError as e:
+            raise WavegenError(f"{e}; rerun `wavegen data build` to rebuild it") from None
 
     def text(self, item: Item) -> T.KeyText:
         return T.read_file(self.root / item.text_path)
