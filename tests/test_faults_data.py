@@ -3,6 +3,8 @@ up front with one line, a broken dataset cache is rebuilt, and the build's worke
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wavegen.errors import WavegenError
@@ -125,3 +127,21 @@ def test_a_truncated_cached_npy_is_rebuilt_and_reading_it_names_the_file(tmp_pat
     res = build.build(sources, out, jobs=1)
     assert res.built == 1 and res.reused == 0
     assert npy.read_bytes() == whole and len(dataset.load(out).audio(item)) == item.n_samples
+
+
+def test_a_file_that_fails_takes_no_validation_slot(tmp_path):
+    from conftest import write_notes_midi
+
+    from wavegen.data import build, dataset
+
+    # with p0 among them p0 draws the only validation slot (build.assign_splits); p0 is broken
+    assert build.assign_splits(["p0", "p1", "p2", "p3"])["p0"] == "valid"
+    (tmp_path / "p0.mid").write_bytes(b"MThd\x00\x00")
+    for i in (1, 2, 3):
+        write_notes_midi(tmp_path / f"p{i}.mid", [Note(60 + i, 0.0, 0.3)])
+    res = build.build(build.midi_dir_sources(tmp_path), tmp_path / "ds", jobs=1)
+    assert [s["source"].endswith("p0.mid") for s in res.skipped] == [True]
+    ds = dataset.load(tmp_path / "ds")
+    assert {it.split for it in ds.items()} == {"train", "valid", "test"}
+    for it in ds.items():  # each item's own record says the same
+        assert json.loads((tmp_path / "ds" / "items" / f"{it.id}.json").read_text())["split"] == it.split

@@ -200,8 +200,10 @@ def _load_item(out_dir: Path, item_id: str) -> Item | None:
     return item
 
 
-def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str) -> tuple[list[Item], list[str], int]:
-    """Build (or reuse) every transposition of one source. Returns (items, warnings, items rebuilt)."""
+def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[list[Item], list[str], int]:
+    """Build (or reuse) every transposition of one source. Returns (items, warnings, items rebuilt).
+
+    The items' split is set afterwards by `build`, from the pieces that built (`_set_splits`)."""
     out = Path(out_dir)
     data = Path(src.path).read_bytes()
     text_setting = (TEXT_VERSION, settings.tick_ms, settings.fold_octaves, src.kind, src.style)
@@ -232,7 +234,6 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str)
             text.encode(), settings.sample_rate_hz, settings.soundfont_sha256, RENDER_VERSION
         )
         if old is not None and old.text_key == text_key and old.audio_key == audio_key:
-            old.split = split  # the split depends on the whole corpus, not on this item
             items.append(old)
             continue
         rendered = render_notes(
@@ -244,7 +245,7 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str)
         used = np.nonzero(kt.roll.any(axis=0))[0]
         pitches = used + T.LOWEST_PITCH
         item = Item(
-            id=item_id, piece=src.piece, transpose=tr, split=split, source=src.path,
+            id=item_id, piece=src.piece, transpose=tr, split="", source=src.path,  # set by build
             licence=src.licence, style=src.style, n_ticks=kt.n_ticks, n_samples=len(pcm),
             seconds=len(pcm) / settings.sample_rate_hz, clipped=rendered.clipped,
             peak=round(rendered.peak, 4), lowest_pitch=int(pitches.min()) if len(pitches) else 0,
@@ -258,11 +259,11 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str, split: str)
     return items, warnings, rebuilt
 
 
-def _build_one(args: tuple[Source, BuildSettings, str, str]) -> tuple[str, list[Item], list[str], int, str]:
+def _build_one(args: tuple[Source, BuildSettings, str]) -> tuple[str, list[Item], list[str], int, str]:
     """Worker entry: never raises; a failure comes back as its one-line reason."""
-    src, settings, out_dir, split = args
+    src, settings, out_dir = args
     try:
-        items, warnings, rebuilt = build_source(src, settings, out_dir, split)
+        items, warnings, rebuilt = build_source(src, settings, out_dir)
         return src.path, items, warnings, rebuilt, ""
     except WavegenError as e:
         return src.path, [], [], 0, str(e)
@@ -272,6 +273,16 @@ def _build_one(args: tuple[Source, BuildSettings, str, str]) -> tuple[str, list[
 
 # ---------------------------------------------------------------------------------------------
 # the whole build
+
+
+def _set_splits(items: list[Item], out: Path) -> None:
+    """Split by the pieces that produced items, so that a file that failed takes no test or validation
+    slot; an item whose split changed is written again (items/<id>.json)."""
+    splits = assign_splits([it.piece for it in items])
+    for it in items:
+        if it.split != splits[it.piece]:
+            it.split = splits[it.piece]
+            write_text_atomic(out / "items" / f"{it.id}.json", json.dumps(asdict(it), indent=1))
 
 
 @dataclass
@@ -324,7 +335,6 @@ def build(
         sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=tuple(transpositions),
         fold_octaves=fold_octaves, soundfont=str(sf2), soundfont_sha256=soundfont_digest(sf2),
     )
-    splits = assign_splits([s.piece for s in sources])
     seen: dict[str, str] = {}
     tasks, skipped = [], []
     for src in sources:
@@ -335,7 +345,7 @@ def build(
             )})
             continue
         seen[src.piece] = src.path
-        tasks.append((src, settings, str(out), splits[src.piece]))
+        tasks.append((src, settings, str(out)))
 
     items: list[Item] = []
     warnings: list[str] = []
@@ -361,6 +371,7 @@ def build(
             pool.shutdown(cancel_futures=True)
 
     items.sort(key=lambda it: it.id)
+    _set_splits(items, out)
     manifest = {
         "dataset_version": DATASET_VERSION,
         "text_format_version": T.FORMAT_VERSION,
