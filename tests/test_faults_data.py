@@ -4,6 +4,12 @@ up front with one line, a broken dataset cache is rebuilt, and the build's worke
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +151,55 @@ def test_a_file_that_fails_takes_no_validation_slot(tmp_path):
     assert {it.split for it in ds.items()} == {"train", "valid", "test"}
     for it in ds.items():  # each item's own record says the same
         assert json.loads((tmp_path / "ds" / "items" / f"{it.id}.json").read_text())["split"] == it.split
+
+
+def _children(pid: int) -> list[int]:
+    """The live build workers (multiprocessing's spawn_main) whose parent is `pid`, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_kill_9_of_a_build_takes_its_workers_with_it(tmp_path):
+    from conftest import write_notes_midi
+
+    for i in range(4):  # long pieces: each takes its worker many seconds to render
+        write_notes_midi(tmp_path / f"p{i}.mid", [Note(48 + i + j % 12, j * 0.5, j * 0.5 + 0.4) for j in range(2400)])
+    script = (
+        "import sys; from wavegen.data import build; "
+        "build.build(build.midi_dir_sources(sys.argv[1]), sys.argv[2], jobs=2)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(tmp_path / "ds")])
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = _children(proc.pid)
+        assert len(workers) == 2, "the build did not start its two workers"
+        time.sleep(1.0)  # let them start rendering
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 5
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # never leave them behind, even when the test fails
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed build"

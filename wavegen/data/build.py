@@ -21,6 +21,9 @@ import json
 import multiprocessing
 import os
 import re
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -259,6 +262,27 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
     return items, warnings, rebuilt
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the worker ends when the build process ends, however it ends (kill -9 too), so
+    no worker renders on for minutes into a folder nobody builds. On Linux the kernel sends SIGKILL
+    (prctl PR_SET_PDEATHSIG); elsewhere a thread checks every half second whether the parent is gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wavegen-die-with-parent", daemon=True).start()
+
+
 def _build_one(args: tuple[Source, BuildSettings, str]) -> tuple[str, list[Item], list[str], int, str]:
     """Worker entry: never raises; a failure comes back as its one-line reason."""
     src, settings, out_dir = args
@@ -355,7 +379,8 @@ def build(
         results = map(_build_one, tasks)
         pool = None
     else:
-        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_die_with_parent, initargs=(os.getpid(),))
         results = pool.map(_build_one, tasks, chunksize=1)
     try:
         for done, (path, its, warns, rebuilt, error) in enumerate(results, 1):
