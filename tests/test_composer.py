@@ -128,7 +128,7 @@ def test_compose_command_and_its_bad_input(capsys, tmp_path, composer_model):
         (["--style", "rock"], "--style rock"),
         (["--form", "AB-A"], "letters only"),
         (["--ticks", "0"], "must be positive"),
-        (["--seconds", "-2"], "must be positive"),
+        (["--seconds", "-2"], "-2 must be a positive number"),
     ):
         assert main(["compose", "--model", str(composer_model), *argv]) == 2
         err = capsys.readouterr().err

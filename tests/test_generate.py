@@ -76,12 +76,12 @@ def test_unconditional_and_mixture_of_logistics_models(capsys, tmp_path):
     ("other format version", "text format version 2"),
     ("bad sketch", "s.txt:1:2: key 'H' is out of order"),
     ("missing sketch", "nothere.txt: no such file"),
-    ("zero seconds", "the duration must be positive"),
+    ("zero seconds", "--seconds: 0 must be a positive number"),
     ("missing checkpoint", "no such checkpoint"),
     ("other tick", "ticks of 25 ms"),
     ("unknown style", "--style rock"),
     ("no length", "give --seconds"),
-    ("min-p out of range", "--min-p 1: must be at least 0 and below 1"),
+    ("min-p out of range", "--min-p: 1 must be at least 0 and below 1"),
 ])
 def test_bad_input(capsys, tmp_path, ckpt, case, words):
     ck = ckpt

@@ -70,17 +70,20 @@ def _number(kind: type, what: str, test: Callable[[float], bool], must: str) -> 
     return parse
 
 
+# every number an option takes is checked here, by its type: finite and in range, or a usage error (exit 2)
 positive_int = _number(int, "a whole number", lambda v: v > 0, "positive")
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "a positive number")
+non_negative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "a finite number, 0 or more")
+fraction = _number(float, "a number", lambda v: 0 <= v < 1, "at least 0 and below 1")
 
 # options several commands share
 CHECKPOINT = arg("--checkpoint", metavar="PATH", help="a shipped model's name, a checkpoint folder or a run folder "
                  "(default: the shipped harpsichord-cpu model)")
 DATA = arg("--data", default=DEFAULT_DATA, metavar="DIR", help=f"a dataset from `wavegen data build` (default {DEFAULT_DATA})")
 SEED = arg("--seed", type=int, default=0)
-TEMPERATURE = arg("--temperature", type=float, help="sampling temperature (default: the model's, 1 unless its card "
+TEMPERATURE = arg("--temperature", type=non_negative_float, help="sampling temperature (default: the model's, 1 unless its card "
                   "says otherwise; 0 = greedy)")
-MIN_P = arg("--min-p", type=float, metavar="P", help="never draw a sample value less likely than P times the most "
+MIN_P = arg("--min-p", type=fraction, metavar="P", help="never draw a sample value less likely than P times the most "
             "likely one, in [0, 1) (default: the model's, 0 = off, unless its card says otherwise)")
 SET = arg("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting; repeatable")
 RUN_DIR = arg("--out", required=True, metavar="RUN_DIR", help="run folder: checkpoints, samples, logs")

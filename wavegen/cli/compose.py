@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from wavegen.cli.common import DATA, PROG, RUN_DIR, SEED, SET, arg, command, one_of, positive_float, positive_int, say
+from wavegen.cli.common import (
+    DATA,
+    PROG,
+    RUN_DIR,
+    SEED,
+    SET,
+    arg,
+    command,
+    non_negative_float,
+    one_of,
+    positive_float,
+    positive_int,
+    say,
+)
 from wavegen.compose.load import DEFAULT_COMPOSER
 
 MODEL = arg("--model", metavar="NAME|PATH", help=f"composer model (default: the shipped {DEFAULT_COMPOSER})")
@@ -24,9 +37,9 @@ def train_composer(args) -> int:
 
 @command("compose", "write a new sketch in 88-key text (and play it)",
          arg("-o", "--output", metavar="OUT.txt", help="write here (default: standard output)"),
-         one_of(arg("--seconds", type=float, help="length in seconds (default 20)"),
-                arg("--ticks", type=int, help="length in ticks (with --form: rounded down to equal sections)")),
-         arg("--temperature", type=float, default=1.0), SEED, arg("--prime", metavar="IN.txt", help="88-key text to continue"),
+         one_of(arg("--seconds", type=positive_float, help="length in seconds (default 20)"),
+                arg("--ticks", type=positive_int, help="length in ticks (with --form: rounded down to equal sections)")),
+         arg("--temperature", type=non_negative_float, default=1.0), SEED, arg("--prime", metavar="IN.txt", help="88-key text to continue"),
          arg("--form", help="large-scale form, e.g. ABACABA: a section per new letter, repeated where it recurs"),
          arg("--style", help="a style the composer learned"), MODEL,
          arg("--perform", metavar="OUT.wav", help="have the WaveNet play the sketch"),
@@ -62,7 +75,7 @@ def compose(args) -> int:
 
 @command("evaluate-composer", "held-out bits per tick, copy check and musical statistics", MODEL, DATA,
          arg("--split", default="test", choices=("valid", "test")), arg("--samples", type=positive_int, default=5),
-         arg("--seconds", type=positive_float, default=20.0), arg("--temperature", type=float, default=1.0), SEED,
+         arg("--seconds", type=positive_float, default=20.0), arg("--temperature", type=non_negative_float, default=1.0), SEED,
          arg("-o", "--output", metavar="REPORT.json"))
 def evaluate_composer(args) -> int:
     from wavegen.evaluate.composer import evaluate_composer_to

@@ -38,7 +38,7 @@ def train(args) -> int:
 
 @command("generate", "generate harpsichord audio with a trained WaveNet", CHECKPOINT,
          arg("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI)"),
-         arg("--seconds", type=float, help="length (default: the sketch plus a 0.5 s release tail)"), TEMPERATURE, MIN_P,
+         arg("--seconds", type=positive_float, help="length (default: the sketch plus a 0.5 s release tail)"), TEMPERATURE, MIN_P,
          SEED, arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),
          arg("--style", help="a style the model was trained on (default: the sketch's header style)"),
          arg("--plot", action="store_true", help="also write a PNG: spectrogram with the sketch's notes"),
@@ -62,8 +62,8 @@ def generate(args) -> int:
 
 @command("evaluate", "measure how well a model plays held-out pieces", CHECKPOINT, DATA,
          arg("--split", default="test", choices=("train", "valid", "test")),
-         arg("--pieces", type=int, default=5, help="held-out pieces to play (default 5)"),
-         arg("--seconds", type=float, default=15.0, help="seconds of each piece (default 15)"), SEED, TEMPERATURE, MIN_P,
+         arg("--pieces", type=positive_int, default=5, help="held-out pieces to play (default 5)"),
+         arg("--seconds", type=positive_float, default=15.0, help="seconds of each piece (default 15)"), SEED, TEMPERATURE, MIN_P,
          arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json",
              help="the report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it"))
 def evaluate(args) -> int:

@@ -113,12 +113,20 @@ class Loaded(Generic[M]):
         return self.styles.index(header_style) if header_style in self.styles else None
 
     def sampling(self, temperature: float | None = None, min_p: float | None = None) -> dict[str, float]:
-        """temperature and min_p: those given, else the model's own; min_p must lie in [0, 1)."""
+        """temperature and min_p: those given, else the model's own (see `check_sampling`)."""
         t = self.temperature if temperature is None else temperature
         p = self.min_p if min_p is None else min_p
-        if not 0.0 <= p < 1.0:
-            raise WavegenError(f"--min-p {p:g}: must be at least 0 and below 1 (0 turns it off)")
+        check_sampling(t, p)
         return {"temperature": t, "min_p": p}
+
+
+def check_sampling(temperature: float, min_p: float) -> None:
+    """The one check of how to sample, for every engine alike: a finite temperature of 0 or more (0 =
+    greedy) and min_p in [0, 1). A NaN would otherwise play full-scale DC on one engine and crash the other."""
+    if not 0.0 <= temperature < float("inf"):
+        raise WavegenError(f"--temperature {temperature:g}: must be a finite number, 0 or more (0 = greedy)")
+    if not 0.0 <= min_p < 1.0:
+        raise WavegenError(f"--min-p {min_p:g}: must be at least 0 and below 1 (0 turns it off)")
 
 
 def _cpu_contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ import torch
 from wavegen.audio import mu_law_decode
 from wavegen.data.conditioning import excitation
 from wavegen.errors import WavegenError
+from wavegen.nn.checkpoint import check_sampling
 from wavegen.nn.model import WaveNet, sample
 from wavegen.notes.text import N_KEYS, KeyText
 from wavegen.synth.fast import FastWaveNet, why_not
@@ -79,6 +80,7 @@ def play(
     temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
     every class less likely than min_p times the most likely one before drawing: the far tail of a
     256-class distribution is where single-sample clicks come from (mu-law output only)."""
+    check_sampling(temperature, min_p)
     chosen, _ = choose_engine(model, engine)
     kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
                   batch=batch, style=style, progress=progress)
