@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,3 +59,29 @@ def test_keep_last_never_deletes_the_newest_checkpoint(tiny_dataset, tmp_path):
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, keep_last=0))
     quiet(cfg, tiny_dataset, tmp_path / "r")
     assert [p.name for p in checkpoint.step_dirs(tmp_path / "r")] == ["step-00000003"]
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "shipped", "other"])
+def test_out_refuses_a_folder_that_is_not_a_run(tiny_dataset, tmp_path, what):
+    """A checkpoint, a shipped model's folder or any other non-empty folder is not overwritten."""
+    folder = tmp_path / "f"
+    if what == "other":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    else:
+        shutil.copytree(checkpoint.resolve("harpsichord-cpu"), folder)
+        if what == "checkpoint":  # a training checkpoint holds its state besides
+            (folder / checkpoint.STATE).mkdir()
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with pytest.raises(WavegenError, match=r"not empty and not a wavegen run folder"):
+        quiet(tiny("train.steps=1"), tiny_dataset, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_a_run_folder_from_before_the_marker_still_resumes(tiny_dataset, tmp_path):
+    cfg = tiny("train.steps=3", "train.eval_every=100")
+    quiet(cfg, tiny_dataset, tmp_path / "r", stop_after=1)
+    (tmp_path / "r" / loop.RUN_MARKER).unlink()
+    assert quiet(cfg, tiny_dataset, tmp_path / "r").resumed_from == 1
+    assert (tmp_path / "r" / loop.RUN_MARKER).is_file()
+

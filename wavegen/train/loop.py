@@ -47,6 +47,7 @@ from wavegen.nn import checkpoint, heldout
 from wavegen.nn.heldout import LN2
 
 RUN_CONFIG = "config.json"
+RUN_MARKER = ".wavegen-run"  # written when a run folder is made: what `--out` may resume into
 
 
 @dataclass
@@ -331,6 +332,22 @@ def restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
                      best_valid=float(saved["best_valid"]))
 
 
+def claim_run_dir(run_dir: Path) -> None:
+    """Make `run_dir` a run folder, or check that it is one: a folder with the marker, or (runs from before
+    the marker) config.json and checkpoints/. Anything else that is not empty (a checkpoint, a shipped
+    model, a folder of the user's) is refused: training would overwrite its config.json."""
+    if (run_dir / RUN_MARKER).is_file():
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WavegenError(f"{run_dir}: exists and is not a folder; give --out a new or empty folder")
+    legacy = (run_dir / RUN_CONFIG).is_file() and (run_dir / "checkpoints").is_dir()
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not legacy:
+        raise WavegenError(f"{run_dir}: not empty and not a wavegen run folder (no {RUN_MARKER}); "
+                           "give --out a new or empty folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_MARKER).write_text("a wavegen run folder: `wavegen train --out` resumes here\n")
+
+
 def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[str]) -> tuple[_Run, LoopState]:
     """Start or resume the run: record, model, optimizer, schedule, EMA, devices, logs."""
     from accelerate import Accelerator
@@ -344,11 +361,12 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
         if main:
             log(f"notice: {amp.notice}")
 
+    if main:
+        claim_run_dir(run_dir)
     resume = checkpoint.step_dirs(run_dir)
     if resume:
         task.check_resume(run_dir, json.loads((run_dir / RUN_CONFIG).read_text()))
     elif main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         record = {"config": task.cfg.to_dict(), **task.meta()}
         (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
 
