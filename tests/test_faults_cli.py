@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_cli import one_error_line, run
 from test_generate import make_checkpoint, small_model
 
-from wavegen.cli import main
 from wavegen.errors import WavegenError
 from wavegen.synth.generate import play
 
@@ -17,19 +17,6 @@ from wavegen.synth.generate import play
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny")
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert w in lines[0], err
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -50,7 +37,7 @@ def one_line(err: str, *words: str) -> None:
 def test_every_number_is_checked_by_its_option_type(capsys, tmp_path, argv, words):
     code, out, err = run(capsys, *argv, "-o", str(tmp_path / "o.wav"))
     assert code == 2 and not out
-    one_line(err, "wavegen", "error", words)
+    one_error_line(err, "wavegen", "error", words)
     assert not (tmp_path / "o.wav").exists()
 
 
