@@ -14,12 +14,14 @@ read datasets through this module alone: it imports neither the renderer, the MI
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +108,18 @@ class Dataset:
 
     def text(self, item: Item) -> T.KeyText:
         return T.read_file(self.root / item.text_path)
+
+    def provenance(self) -> dict[str, Any]:
+        """Where a model's data came from, for its records, without this machine's paths: the folder's
+        name, a digest of its manifest (the same digest is the same data), its size and its soundfont."""
+        items = self.items()
+        m = self.manifest
+        return {"name": self.root.resolve().name,
+                "manifest_sha256": hashlib.sha256((self.root / MANIFEST).read_bytes()).hexdigest(),
+                "items": len(items), "pieces": len({it.piece for it in items}),
+                "hours": round(sum(it.seconds for it in items) / 3600, 3),
+                "styles": sorted({it.style for it in items}), "transpositions": m.get("transpositions"),
+                "soundfont": Path(str(m.get("soundfont", ""))).name, "soundfont_sha256": m.get("soundfont_sha256")}
 
 
 def load(root: str | os.PathLike) -> Dataset:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -103,14 +104,21 @@ class Loaded(Generic[M]):
             raise WavegenError(f"{what}: {sample_rate_hz} Hz audio, but {self.path.name} was trained at "
                                f"{self.sample_rate_hz} Hz")
 
-    def style_index(self, style: str | None, header_style: str | None = None) -> int | None:
+    def style_index(self, style: str | None, header_style: str | None = None,
+                    warn: Callable[[str], None] | None = None) -> int | None:
         """The model's id of `style` (an error if it never learned it); without one, the id of the
-        sketch header's style when the model knows it; else None (the model's first style)."""
+        sketch header's style when the model knows it; else None (the model's first style), and when the
+        header names a style a model with styles does not know, warn(message) says so."""
         if style is not None:
             if style not in self.styles:
                 raise WavegenError(f"--style {style}: the model knows the styles: {', '.join(self.styles) or 'none'}")
             return self.styles.index(style)
-        return self.styles.index(header_style) if header_style in self.styles else None
+        if header_style in self.styles:
+            return self.styles.index(header_style)
+        if header_style and self.styles and warn:
+            warn(f"the sketch's style {header_style!r} is not one {self.path.name} knows ({', '.join(self.styles)}): "
+                 f"it plays {self.styles[0]!r}; choose one with --style")
+        return None
 
     def sampling(self, temperature: float | None = None, min_p: float | None = None) -> dict[str, float]:
         """temperature and min_p: those given, else the model's own (see `check_sampling`)."""
@@ -173,13 +181,69 @@ def save(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: R
     return target
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def load_train_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's training state (`state/`), read and checked: any broken or foreign file is a one-line
+    WavegenError naming it. trainer.pt is unpickled with torch's weights_only loader, which refuses code."""
     state_dir = path / STATE
-    state = torch.load(state_dir / "trainer.pt", map_location="cpu", weights_only=True)
-    state["raw_weights"] = load_file(str(state_dir / "raw.safetensors"))
-    if (state_dir / "ema.safetensors").exists():
-        state["ema"] = load_file(str(state_dir / "ema.safetensors"))
+    trainer = state_dir / "trainer.pt"
+    try:
+        state = torch.load(trainer, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object: not something wavegen wrote
+        raise WavegenError(f"{trainer}: not a wavegen checkpoint, refusing to unpickle it") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:  # missing or truncated
+        raise WavegenError(f"{trainer}: unreadable ({_first_line(e)})") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "scheduler"} <= state.keys():
+        raise WavegenError(f"{trainer}: not a wavegen training state")
+    for key, name in (("raw_weights", "raw.safetensors"), ("ema", "ema.safetensors")):
+        file = state_dir / name
+        if key == "ema" and not file.exists():
+            continue
+        try:
+            state[key] = load_file(str(file))
+        except Exception as e:  # safetensors' own error type for a truncated file, OSError for a missing one
+            raise WavegenError(f"{file}: unreadable ({_first_line(e)})") from None
     return state
+
+
+def mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """How `found` weights differ from a model's state dict, in a few words ('' when they fit)."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shape = [k for k in expected if k in found and tuple(expected[k].shape) != tuple(found[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+    if shape:
+        k = shape[0]
+        parts.append(f"{len(shape)} of another shape, e.g. {k}: {list(found[k].shape)} in the file, "
+                     f"{list(expected[k].shape)} in the model")
+    return "; ".join(parts)
+
+
+def clean_partial(folder: Path) -> list[str]:
+    """Undo what a crash inside `save` left in `folder`: a `.NAME.old` whose NAME is gone goes back
+    into place (the crash fell between the two renames); other `.NAME.*.tmp` and `.NAME.old` folders
+    are removed. Returns what was done, for a notice."""
+    done = []
+    if not folder.is_dir():
+        return done
+    for p in sorted(folder.iterdir()):
+        if not (p.is_dir() and p.name.startswith(".")):
+            continue
+        if p.name.endswith(".old") and not (folder / p.name[1:-4]).exists():
+            os.replace(p, folder / p.name[1:-4])
+            done.append(f"restored {folder / p.name[1:-4]}")
+        elif p.name.endswith((".tmp", ".old")):
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p}")
+    return done
 
 
 def step_dirs(run_dir: Path) -> list[Path]:
@@ -252,9 +316,13 @@ def read(path: str | os.PathLike | None, kind: str, build: Callable[[RunConfig, 
     config = from_record(meta["config"], str(p / CONFIG), kind=KINDS[kind].config)
     model = build(config, meta)
     try:
-        model.load_state_dict(load_file(str(p / WEIGHTS), device=str(device)))
-    except Exception as e:  # a truncated file or weights of another shape
-        raise WavegenError(f"{p / WEIGHTS}: cannot load these weights ({str(e).splitlines()[0]})") from None
+        weights = load_file(str(p / WEIGHTS), device=str(device))
+    except Exception as e:  # a truncated or missing file: safetensors' own error type
+        raise WavegenError(f"{p / WEIGHTS}: cannot load these weights ({_first_line(e)})") from None
+    wrong = mismatch(model.state_dict(), weights)
+    if wrong:
+        raise WavegenError(f"{p / WEIGHTS}: cannot load these weights into the model its config describes ({wrong})")
+    model.load_state_dict(weights)
     return Loaded(model.to(device).eval(), config, meta, p)
 
 

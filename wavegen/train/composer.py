@@ -36,7 +36,7 @@ from wavegen.config import ComposerRunConfig, from_record
 from wavegen.data import dataset
 from wavegen.errors import WavegenError
 from wavegen.notes import text as T
-from wavegen.train.loop import RUN_CONFIG, TrainResult, train
+from wavegen.train.loop import RUN_CONFIG, TrainResult, differences, listed, train
 
 
 def masked_nll(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -71,15 +71,16 @@ class CharTask:
 
     def meta(self) -> dict[str, Any]:
         return {"kind": KIND, "tick_ms": self.ds.tick_ms, "styles": self.styles,
-                "dataset": str(self.data_dir.resolve())}
+                "dataset": self.ds.provenance()}
 
     def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
         if saved.get("kind") != KIND:
             raise WavegenError(f"{run_dir}: not an LSTM composer's run; train into a new --out folder")
         old = from_record(saved["config"], str(run_dir / RUN_CONFIG), kind="composer")
-        if old.composer != self.cfg.composer:
-            raise WavegenError(f"{run_dir}: this run was started with another composer config; "
-                               "train into a new --out folder")
+        changed = differences(old, self.cfg, ("composer",))
+        if changed:
+            raise WavegenError(f"{run_dir}: this run was started with another composer config ({listed(changed)}); "
+                               "resume it with the same config, or train into a new --out folder")
 
     def build_model(self) -> CharLSTM:
         c = self.cfg.composer

@@ -10,7 +10,10 @@ loss in float32 under autocast, gradients clipped, AdamW with warm-up and cosine
 for sampling. Every `eval_every` steps the task evaluates the EMA weights (the WaveNet: validation bits
 per sample on held-out pieces, the shuffled-notes gap, a short generated clip). Every `ckpt_every` steps:
 an atomic checkpoint (see nn/checkpoint.py). SIGTERM saves a checkpoint and ends the run cleanly;
-running again on the same run folder resumes exactly where it stopped.
+running again on the same run folder resumes exactly where it stopped. The run folder is locked while
+a process trains in it (`RunLock`); a resume tidies what a crash left (`checkpoint.clean_partial`, the
+log past the resumed step), falls back from a broken newest checkpoint (`_resume_point`), applies the
+settings in RESUMABLE and refuses any other change.
 
 Mixed precision is ours, not accelerate's: `Precision` holds the autocast dtype and, for fp16 on CUDA, a
 torch.amp.GradScaler whose state is saved with the checkpoint; accelerate is always made with
@@ -25,10 +28,14 @@ the loop runnable on a CPU in the tests (a CPU GradScaler under fp16 autocast).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import json
 import math
+import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +46,7 @@ from typing import Any, Protocol
 
 import torch
 
-from wavegen.config import RunConfig
+from wavegen.config import RunConfig, from_record
 from wavegen.data.crops import StepSampler
 from wavegen.errors import WavegenError
 from wavegen.files import json_text
@@ -48,6 +55,18 @@ from wavegen.nn.heldout import LN2
 
 RUN_CONFIG = "config.json"
 RUN_MARKER = ".wavegen-run"  # written when a run folder is made: what `--out` may resume into
+RUN_LOCK = ".lock"  # held (flock) by the process training into the folder; holds its pid and host
+LOG = "log.jsonl"
+
+# [data] and [train] settings a resume may change: they act step by step, and the resumed run applies
+# them from its first step (train.lr and weight_decay are set into the restored optimizer and schedule).
+# Any other change of [data] or [train] (seed, grad_accum, ema_decay, batch_size, crop_samples, the
+# validation) would make another run than the one recorded: a resume refuses it and lists the changes.
+RESUMABLE = frozenset({
+    "data.num_workers", "train.steps", "train.lr", "train.warmup_steps", "train.min_lr_ratio",
+    "train.weight_decay", "train.grad_clip", "train.mixed_precision", "train.log_every", "train.eval_every",
+    "train.ckpt_every", "train.keep_last", "train.sample_seconds", "train.max_nonfinite", "train.compile",
+})
 
 
 @dataclass
@@ -204,6 +223,7 @@ class _Run:
     ema: EMA | None
     tb: Any = None  # a TensorBoard SummaryWriter (main process)
     log_file: Any = None  # log.jsonl (main process)
+    lock: RunLock | None = None  # the run folder's lock (held by the main process)
 
     @property
     def main(self) -> bool:
@@ -314,22 +334,49 @@ class _Run:
             self.tb.close()
         if self.log_file is not None:
             self.log_file.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
-def restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler, ema: EMA | None,
-            scaler: torch.amp.GradScaler | None) -> LoopState:
-    """Load a checkpoint's training state (`_Run.train_state`) into these; returns the loop's state."""
-    saved = checkpoint.load_train_state(path)
+def restore(saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LambdaLR, ema: EMA | None,
+            scaler: torch.amp.GradScaler | None, tc: Any) -> LoopState:
+    """Load a checkpoint's training state (`_Run.train_state`, as `checkpoint.load_train_state` reads
+    it) into these; returns the loop's state. The run's lr and weight_decay (`tc`) replace the saved
+    ones, so a resume with a lower train.lr trains with it (see RESUMABLE)."""
+    wrong = checkpoint.mismatch(model.state_dict(), saved["raw_weights"])
+    if wrong:
+        raise WavegenError(f"raw weights do not fit the model ({wrong})")
     model.load_state_dict(saved["raw_weights"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    if scheduler.base_lrs != [tc.lr] * len(scheduler.base_lrs):
+        scheduler.base_lrs = [tc.lr] * len(scheduler.base_lrs)
+        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+        for group in optimizer.param_groups:
+            group["initial_lr"], group["lr"] = tc.lr, tc.lr * factor
+        scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["weight_decay"] = tc.weight_decay
     if ema is not None and "ema" in saved:
         ema.shadow = {k: v.float().to(ema.shadow[k].device) for k, v in saved["ema"].items()}
     if scaler is not None and "scaler" in saved:
         scaler.load_state_dict(saved["scaler"])
     return LoopState(step=int(saved["step"]), nonfinite_total=int(saved["nonfinite_total"]),
                      best_valid=float(saved["best_valid"]))
+
+
+def differences(old: RunConfig, new: RunConfig, sections: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    """{'train.lr': (0.001, 0.5), ...}: the settings of these sections that differ."""
+    out = {}
+    for section in sections:
+        a, b = dataclasses.asdict(getattr(old, section)), dataclasses.asdict(getattr(new, section))
+        out.update({f"{section}.{k}": (a[k], b[k]) for k in a if a[k] != b[k]})
+    return out
+
+
+def listed(diffs: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diffs.items())
 
 
 def claim_run_dir(run_dir: Path) -> None:
@@ -348,58 +395,194 @@ def claim_run_dir(run_dir: Path) -> None:
     (run_dir / RUN_MARKER).write_text("a wavegen run folder: `wavegen train --out` resumes here\n")
 
 
+class RunLock:
+    """An exclusive flock on RUN_DIR/.lock while a process trains there. The kernel drops the lock when
+    its process dies, however it dies; the pid it leaves in the file names it in the notice of the
+    process that takes the folder over."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / RUN_LOCK
+        self.file: Any = None
+
+    def acquire(self) -> str | None:
+        """Take the lock or raise a WavegenError naming its holder; returns a notice on a take-over."""
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise WavegenError(f"{self.path.parent}: {holder} is training into this run folder; wait for it to "
+                               "end (or stop it), or train into another --out folder") from None
+        f.seek(0)
+        previous = f.read().strip()
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self.file = f
+        if previous:
+            return f"took over the run folder from {previous}, which ended without releasing it"
+        return None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.truncate(0)  # a clean end: the next run takes no one over
+            self.file.close()  # and drops the flock
+            self.file = None
+
+
+def _truncate_log(run_dir: Path, step: int) -> int:
+    """Keep the log's records up to `step` (where the run resumes): a run that died after its last
+    checkpoint logged steps it will take again. Returns how many records were dropped."""
+    path = run_dir / LOG
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            ok = json.loads(line).get("step", 0) <= step
+        except (ValueError, AttributeError):  # a line half-written by a killed process
+            ok = False
+        if ok:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{LOG}.tmp")
+        tmp.write_text("".join(f"{x}\n" for x in kept))
+        os.replace(tmp, path)
+    return dropped
+
+
+def _run_record(task: Task, run_dir: Path, newest: Path | None, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The run's config.json; a broken one is rewritten from the newest checkpoint's record."""
+    path = run_dir / RUN_CONFIG
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            return record
+        problem = "no config in it"
+    except (OSError, ValueError) as e:
+        problem = str(e)
+    if newest is None:
+        raise WavegenError(f"{path}: unreadable ({problem}); remove it to start the run afresh")
+    ckpt = json.loads((newest / checkpoint.CONFIG).read_text())
+    record = {k: v for k, v in ckpt.items() if k not in ("checkpoint_version", "text_format_version", "step", "metrics")}
+    path.write_text(json_text(record, indent=1) + "\n")
+    say(f"{path}: unreadable ({problem}); rewritten from {newest / checkpoint.CONFIG}")
+    return record
+
+
+def _set_aside(ckpt: Path, problem: str, say: Callable[[str], None]) -> None:
+    broken = ckpt.with_name(f"broken-{ckpt.name}")
+    shutil.rmtree(broken, ignore_errors=True)
+    os.replace(ckpt, broken)
+    say(f"{problem}; set aside as {broken}, resuming from the checkpoint before it")
+
+
+def _resume_point(run_dir: Path, say: Callable[[str], None]) -> tuple[Path | None, dict[str, Any] | None]:
+    """The newest checkpoint that reads back whole, and its training state. A broken one (truncated
+    files, invalid config.json, a foreign pickle) is renamed broken-step-N, with a notice, and the one
+    before it is tried."""
+    for ckpt in reversed(checkpoint.step_dirs(run_dir)):
+        try:
+            json.loads((ckpt / checkpoint.CONFIG).read_text())
+        except (OSError, ValueError) as e:
+            _set_aside(ckpt, f"{ckpt / checkpoint.CONFIG}: unreadable ({e})", say)
+            continue
+        try:
+            return ckpt, checkpoint.load_train_state(ckpt)
+        except WavegenError as e:
+            _set_aside(ckpt, str(e), say)
+    return None, None
+
+
 def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[str]) -> tuple[_Run, LoopState]:
-    """Start or resume the run: record, model, optimizer, schedule, EMA, devices, logs."""
+    """Start or resume the run: lock, record, model, optimizer, schedule, EMA, devices, logs."""
     from accelerate import Accelerator
 
     tc = task.cfg.train
     accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())  # precision: ours
     main = accelerator.is_main_process
+
+    def say(notice: str) -> None:
+        notices.append(notice)
+        if main:
+            log(f"notice: {notice}")
+
     amp = precision(tc.mixed_precision, accelerator.device)
     if amp.notice:
-        notices.append(amp.notice)
+        say(amp.notice)
+
+    lock = RunLock(run_dir)
+    saved = None
+    try:
+        if main:  # the main process owns the folder: it claims, locks, tidies and checks it
+            claim_run_dir(run_dir)
+            took_over = lock.acquire()
+            if took_over:
+                say(took_over)
+            for folder in (run_dir / "checkpoints", run_dir):
+                for done in checkpoint.clean_partial(folder):
+                    say(f"{done}: left by an interrupted checkpoint")
+            newest, saved = _resume_point(run_dir, say)
+            record = _run_record(task, run_dir, newest, say) if newest else None
+            if record is not None:
+                task.check_resume(run_dir, record)
+                old = from_record(record["config"], str(run_dir / RUN_CONFIG), kind=task.cfg.kind)
+                changed = differences(old, task.cfg, ("data", "train"))
+                fixed = {k: v for k, v in changed.items() if k not in RESUMABLE}
+                if fixed:
+                    raise WavegenError(f"{run_dir}: these settings cannot change on resume: {listed(fixed)}; resume "
+                                       "with the recorded ones, or train into a new --out folder")
+                if changed:
+                    say(f"resuming with changed settings: {listed(changed)}")
+                    record = {**record, "config": task.cfg.to_dict()}
+            else:
+                record = {"config": task.cfg.to_dict(), **task.meta()}
+            (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
+        accelerator.wait_for_everyone()  # the others read the checkpoint the main process chose
+        if not main and checkpoint.step_dirs(run_dir):
+            saved = checkpoint.load_train_state(checkpoint.step_dirs(run_dir)[-1])
+
+        torch.manual_seed(tc.seed)
+        model = task.build_model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio))
+        model, optimizer = accelerator.prepare(model, optimizer)
+        raw_model = accelerator.unwrap_model(model)
+        ema = EMA(raw_model, tc.ema_decay) if tc.ema_decay > 0 else None  # on the model's device
+        st = LoopState()
+        if saved is not None:
+            st = restore(saved, raw_model, optimizer, scheduler, ema, amp.scaler, tc)
+            if main:
+                log(f"resuming {run_dir} from step {st.step}")
         if main:
-            log(f"notice: {amp.notice}")
-
-    if main:
-        claim_run_dir(run_dir)
-    resume = checkpoint.step_dirs(run_dir)
-    if resume:
-        task.check_resume(run_dir, json.loads((run_dir / RUN_CONFIG).read_text()))
-    elif main:
-        record = {"config": task.cfg.to_dict(), **task.meta()}
-        (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
-
-    torch.manual_seed(tc.seed)
-    model = task.build_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    ema = EMA(raw_model, tc.ema_decay) if tc.ema_decay > 0 else None  # on the model's device
-    st = LoopState()
-    if resume:
-        st = restore(resume[-1], raw_model, optimizer, scheduler, ema, amp.scaler)
+            dropped = _truncate_log(run_dir, st.step)
+            if dropped:
+                say(f"{run_dir / LOG}: dropped {dropped} record(s) after step {st.step}, logged before the run stopped")
+            log(f"{task.describe(raw_model)}; {accelerator.num_processes} process(es) on "
+                f"{accelerator.device.type}, mixed precision {amp.name}")
+        forward_model = torch.compile(model) if tc.compile else model  # same weights, fused kernels
+        run = _Run(task, run_dir, accelerator, amp, model, raw_model, forward_model, optimizer, scheduler, ema,
+                   lock=lock)
         if main:
-            log(f"resuming {run_dir} from step {st.step}")
-    if main:
-        log(f"{task.describe(raw_model)}; {accelerator.num_processes} process(es) on {accelerator.device.type}, "
-            f"mixed precision {amp.name}")
-    forward_model = torch.compile(model) if tc.compile else model  # same weights, fused kernels
-    run = _Run(task, run_dir, accelerator, amp, model, raw_model, forward_model, optimizer, scheduler, ema)
-    if main:
-        notice = task.prepare_validation()
-        if notice:
-            notices.append(notice)
-            log(f"notice: {notice}")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+            notice = task.prepare_validation()
+            if notice:
+                say(notice)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-            run.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:
-            notices.append("tensorboard is not installed: no TensorBoard logs")
-        run.log_file = (run_dir / "log.jsonl").open("a")
+                run.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                notices.append("tensorboard is not installed: no TensorBoard logs")
+            run.log_file = (run_dir / LOG).open("a")
+    except BaseException:
+        lock.release()
+        raise
     return run, st
 
 

@@ -24,7 +24,7 @@ from wavegen.nn import checkpoint, heldout
 from wavegen.nn.heldout import HeldOut
 from wavegen.nn.model import WaveNet, loss_fn
 from wavegen.synth.generate import play
-from wavegen.train.loop import RUN_CONFIG, TrainResult, train
+from wavegen.train.loop import RUN_CONFIG, TrainResult, differences, listed, train
 
 
 class WaveNetTask:
@@ -47,17 +47,16 @@ class WaveNetTask:
     def meta(self) -> dict[str, Any]:
         ds = self.ds
         return {"sample_rate_hz": ds.sample_rate_hz, "tick_ms": ds.tick_ms, "samples_per_tick": ds.samples_per_tick,
-                "styles": self.styles, "dataset": str(self.data_dir.resolve())}
+                "styles": self.styles, "dataset": self.ds.provenance()}
 
     def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
         if saved.get("kind", checkpoint.WAVENET) != checkpoint.WAVENET:
             raise WavegenError(f"{run_dir}: a {saved['kind']} run, not a WaveNet's; train into a new --out folder")
         old = from_record(saved["config"], str(run_dir / RUN_CONFIG), kind="wavenet")
-        if old.model != self.cfg.model or old.data != self.cfg.data:
-            raise WavegenError(
-                f"{run_dir}: this run was started with another model or data config; resume it with the "
-                "same config, or train into a new --out folder"
-            )
+        changed = differences(old, self.cfg, ("model",))
+        if changed:
+            raise WavegenError(f"{run_dir}: this run was started with another model config ({listed(changed)}); "
+                               "resume it with the same config, or train into a new --out folder")
         ds = self.ds
         if (saved["sample_rate_hz"], saved["tick_ms"]) != (ds.sample_rate_hz, ds.tick_ms):
             raise WavegenError(
