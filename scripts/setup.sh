@@ -30,5 +30,9 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch 2.11 (pinned in pyproject.toml); pip may pick the CUDA build (~3 GB)
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,eval]"
+# basic-pitch, the second transcriber of `wavegen evaluate`: its ONNX model ships in the wheel; its own
+# dependencies pin TensorFlow (no wheel for Python >= 3.11), so it goes in without them (the [eval] extra
+# above installs what it needs: onnxruntime, resampy, scikit-learn; librosa, mir_eval, pretty_midi are ours)
+.venv/bin/python -m pip install -q --no-deps "basic-pitch==0.4.*"
 echo "setup: done; run .venv/bin/wavegen --help"

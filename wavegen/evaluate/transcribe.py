@@ -199,6 +199,15 @@ def score(transcriber: Transcriber, audio: np.ndarray, notes: Sequence[Note]) ->
     return NoteScores(p, r, f, frame_scores(roll, ref_roll, hop_s)[2])
 
 
+def score_notes(est: Sequence[Note], notes: Sequence[Note], seconds: float) -> NoteScores:
+    """`score` for a transcriber that gives notes (basicpitch.py): the same metrics on the same grid."""
+    n_frames = int(np.ceil(seconds / HOP_S))
+    ref_onsets = [(n.pitch, n.start) for n in notes if n.start < seconds]
+    p, r, f = onset_scores([(n.pitch, n.start) for n in est if n.start < seconds], ref_onsets)
+    frame = frame_scores(reference_roll(est, n_frames, HOP_S), reference_roll(notes, n_frames, HOP_S), HOP_S)[2]
+    return NoteScores(p, r, f, frame)
+
+
 def learn_templates(sample_rate_hz: int, soundfont: str | None = None) -> np.ndarray:
     """(n_bins, 88): each key rendered alone by the reference renderer, its spectrum averaged."""
     from wavegen.notes.render import render_notes

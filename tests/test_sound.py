@@ -1,0 +1,90 @@
+"""The sound measures of the report (evaluate/sound.py) and the second transcriber (evaluate/basicpitch.py)
+on known answers: a reference scores itself at its ceiling, noise scores low, wrong notes score low."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavegen.evaluate import basicpitch, sound, transcribe
+from wavegen.notes.render import render_notes
+from wavegen.notes.text import Note
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def chorale_like():
+    """Four voices moving by step, a chord every half second for 6 s, rendered by the reference renderer."""
+    bass, tenor, alto, soprano = [48, 50, 52, 53, 55, 53, 52, 50] * 2, [55, 57, 59, 60, 62, 60, 59, 57] * 2, \
+        [60, 62, 64, 65, 67, 65, 64, 62] * 2, [64, 65, 67, 69, 71, 69, 67, 65] * 2
+    notes = [Note(p, i * 0.375, (i + 1) * 0.375) for voice in (bass, tenor, alto, soprano) for i, p in enumerate(voice)]
+    audio = render_notes(notes, sample_rate_hz=SR).audio
+    return audio, notes
+
+
+def test_the_reference_scores_itself_zero_and_added_noise_raises_the_floor(chorale_like):
+    audio, notes = chorale_like
+    rng = np.random.default_rng(0)
+    assert sound.measures(audio, audio, SR, notes)["noise_floor_db"] == 0.0
+    by_level = {}
+    for dbfs in (-60, -40):
+        noisy = audio + rng.normal(0, 10 ** (dbfs / 20), len(audio))
+        by_level[dbfs] = sound.measures(noisy, audio, SR, notes)["noise_floor_db"]
+    assert by_level[-40] > 10 and 0 < by_level[-60] < by_level[-40]
+    assert sound.measures(audio + rng.normal(0, 0.01, len(audio)), audio, SR, notes)["whistle_seconds"] == 0.0
+
+
+def test_wrong_notes_lie_off_the_partials(chorale_like):
+    audio, notes = chorale_like
+    wrong = render_notes([Note(n.pitch + 1, n.start, n.end) for n in notes], sample_rate_hz=SR).audio[: len(audio)]
+    assert sound.off_partial_dbfs(wrong, SR, notes) > sound.off_partial_dbfs(audio, SR, notes) + 10
+
+
+def test_a_drone_where_no_note_sounds_raises_the_floor():
+    t = np.arange(3 * SR) / SR
+    notes = [Note(69, 0.0, 1.0)]
+    clean = 0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-10 * t)  # a plucked string's decay, no click
+    drone = clean + 0.003 * np.sin(2 * np.pi * 97 * t)  # -53 dBFS, off every partial of A4
+    assert sound.off_partial_dbfs(drone, SR, notes) - sound.off_partial_dbfs(clean, SR, notes) > 10
+
+
+def test_the_quietest_second_of_a_known_signal():
+    t = np.arange(4 * SR) / SR
+    x = np.where(t < 2, 0.1, 0.01) * np.sin(2 * np.pi * 220 * t)
+    assert sound.quietest_second_db(x, SR) == pytest.approx(20 * np.log10(0.01 / np.sqrt(2)), abs=0.05)
+    assert sound.quietest_second_db(np.zeros(SR * 2), SR) == sound.FLOOR_DB
+
+
+def test_a_high_sine_whistles_for_its_length(chorale_like):
+    audio, _ = chorale_like
+    t = np.arange(len(audio)) / SR
+    whistle = audio + 0.05 * np.sin(2 * np.pi * 4100 * t) * ((t >= 1.0) & (t < 1.5))
+    assert sound.whistle_seconds(audio, audio, SR) == 0.0
+    assert sound.whistle_seconds(whistle, audio, SR) == pytest.approx(0.5, abs=0.051)
+    assert sound.whistle_times(whistle, audio, SR)[0] == pytest.approx(1.0, abs=0.051)
+
+
+def test_score_notes_scores_the_sketch_itself_perfectly_and_other_keys_zero():
+    notes = [Note(60 + i % 5, i * 0.25, i * 0.25 + 0.2) for i in range(12)]
+    perfect = transcribe.score_notes(notes, notes, 3.0)
+    assert (perfect.onset_f1, perfect.frame_f1) == (1.0, 1.0)
+    other = transcribe.score_notes([Note(n.pitch + 7, n.start, n.end) for n in notes], notes, 3.0)
+    assert (other.onset_f1, other.frame_f1) == (0.0, 0.0)
+    late = transcribe.score_notes([Note(n.pitch, n.start + 0.08, n.end) for n in notes], notes, 3.0)
+    assert late.onset_f1 == 0.0 and late.frame_f1 > 0.5  # 80 ms late is past the 50 ms onset tolerance
+
+
+needs_basic_pitch = pytest.mark.skipif(not basicpitch.available(), reason="basic-pitch is not installed "
+                                       f"(scripts/setup.sh installs it: {basicpitch.INSTALL})")
+
+
+@needs_basic_pitch
+def test_basic_pitch_hears_the_reference_and_not_wrong_notes(chorale_like):
+    audio, notes = chorale_like
+    ref = basicpitch.score(audio, SR, notes)
+    assert ref.onset_f1 > 0.5 and ref.frame_f1 > 0.6
+    wrong = render_notes([Note(n.pitch + 1, n.start, n.end) for n in notes], sample_rate_hz=SR).audio
+    assert basicpitch.score(wrong, SR, notes).onset_f1 < 0.1
+    rng = np.random.default_rng(0)
+    assert basicpitch.score(rng.normal(0, 0.1, len(audio)), SR, notes).onset_f1 < 0.1
