@@ -165,3 +165,25 @@ def mu_law_decode(codes: np.ndarray, n_classes: int = MU_LAW_CLASSES) -> np.ndar
     mu = n_classes - 1
     y = 2 * np.asarray(codes, dtype=np.float64) / mu - 1
     return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+# Pre-emphasis (model.pre_emphasis = a > 0, mu-law output only): the network predicts
+# e[n] = (x[n] - a x[n-1]) / (1 + a), which stays in [-1, 1] for x in [-1, 1]; playback inverts it,
+# x[n] = (1 + a) e[n] + a x[n-1]. What sampling adds to e (quantization and the model's uncertainty,
+# nearly white) comes out shaped like the music, loud in the bass where the notes cover it and quiet in
+# the treble where it would hiss: the noise shaping of FFTNet and LPCNet.
+
+def emphasize(audio: np.ndarray, a: float, before: float = 0.0) -> np.ndarray:
+    """(x[n] - a x[n-1]) / (1 + a) along the last axis; `before` is x[-1]. float64."""
+    x = np.asarray(audio, dtype=np.float64)
+    prev = np.concatenate([np.full(x.shape[:-1] + (1,), before), x[..., :-1]], axis=-1)
+    return (x - a * prev) / (1 + a)
+
+
+def deemphasize(e: np.ndarray, a: float, before: np.ndarray | float = 0.0) -> np.ndarray:
+    """The inverse of `emphasize` along the last axis; `before` is x[-1] (per row). float32."""
+    from scipy.signal import lfilter
+
+    e = np.asarray(e, dtype=np.float64)
+    zi = np.broadcast_to(np.asarray(before, dtype=np.float64) * a, e.shape[:-1])[..., None]
+    return lfilter([1 + a], [1, -a], e, axis=-1, zi=zi)[0].astype(np.float32)

@@ -55,6 +55,7 @@ class ModelConfig:
     cond_lookahead_ticks: int = 2  # how far the conditioning network sees into the future
     excitation: bool = True  # sine and cosine of every sounding key's fundamental, at audio rate
     n_styles: int = 0  # global conditioning on a style id; 0 = none
+    pre_emphasis: float = 0.0  # mulaw: predict (x[n] - a x[n-1]) / (1 + a), played back de-emphasized; 0 = off
 
     def dilations(self) -> list[int]:
         return [2**i for i in range(self.layers_per_cycle)] * self.cycles
@@ -217,6 +218,10 @@ def _validate(cfg: RunConfig, where: str, origin: dict[str, str] | None = None) 
         if not 0 <= c.burn_in < c.seq_len or not 0 <= c.dropout < 1:
             raise WavegenError(f"{at('composer.burn_in', 'composer.seq_len', 'composer.dropout')}: "
                                "composer.burn_in must be below seq_len, composer.dropout in [0, 1)")
+    if hasattr(cfg, "model") and not (0 <= cfg.model.pre_emphasis < 1 and (cfg.model.output == "mulaw"
+                                                                           or cfg.model.pre_emphasis == 0)):
+        raise WavegenError(f"{at('model.pre_emphasis', 'model.output')}: model.pre_emphasis must be in [0, 1), "
+                           "and 0 unless model.output = \"mulaw\"")
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{at('train.ema_decay')}: train.ema_decay must be in [0, 1)")
     return cfg

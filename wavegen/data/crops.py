@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from wavegen.audio import MU_LAW_CLASSES, from_int16, mu_law_encode
+from wavegen.audio import MU_LAW_CLASSES, emphasize, from_int16, mu_law_encode
 from wavegen.data.conditioning import (
     crop_ticks,
     crop_window,
@@ -35,8 +35,9 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __init__(self, ds: Dataset, split: str, *, crop_samples: int, margin_ticks: int, output: str,
                  n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
-                 excitation: bool = True):
+                 excitation: bool = True, pre_emphasis: float = 0.0):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
+        self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
         self.items: list[Item] = [it for it in ds.items(split) if it.n_samples > crop_samples + 1]
         if not self.items:
@@ -75,9 +76,13 @@ class CropDataset(torch.utils.data.Dataset):
         """The crop of item k at `start`; cond_from: take the conditioning from another item instead
         (same sample positions), for the shuffled-notes gap."""
         T, spt = self.crop, self.ds.samples_per_tick
-        pcm = np.asarray(self.ds.audio(self.items[k])[start : start + T + 1])
+        source = self.ds.audio(self.items[k])
+        pcm = np.asarray(source[start : start + T + 1])
         audio = from_int16(pcm)
         if self.output == "mulaw":
+            if self.pre_emphasis:  # what the network hears and predicts (see audio.emphasize)
+                before = float(from_int16(np.asarray(source[start - 1 : start]))[0]) if start > 0 else 0.0
+                audio = emphasize(audio, self.pre_emphasis, before)
             codes = torch.from_numpy(mu_law_encode(audio, self.n_classes))
             inputs, targets = codes[:-1], codes[1:]
         else:

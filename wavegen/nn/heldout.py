@@ -29,7 +29,7 @@ def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, sty
     """The crops of `split` in the shape a model of config `model` trains on."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles,
-                       excitation=model.excitation and model.local_conditioning)
+                       excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from wavegen.audio import mu_law_decode
+from wavegen.audio import deemphasize, mu_law_decode
 from wavegen.data.conditioning import excitation
 from wavegen.errors import WavegenError
 from wavegen.nn.checkpoint import check_sampling
@@ -86,8 +86,11 @@ def play(
                   batch=batch, style=style, progress=progress)
     if chosen == "fast":
         threads = threads or min(batch, os.cpu_count() or 1)
-        return FastWaveNet(model).generate(n_samples, threads=threads, **kwargs)
-    return torch_generate(model, n_samples, **kwargs)
+        audio = FastWaveNet(model).generate(n_samples, threads=threads, **kwargs)
+    else:
+        audio = torch_generate(model, n_samples, **kwargs)
+    a = model.cfg.pre_emphasis
+    return deemphasize(audio, a) if a else audio  # the network played emphasized audio (audio.emphasize)
 
 
 class CudaGraphStep:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from wavegen.audio import GrowingWav, mu_law_decode
+from wavegen.audio import GrowingWav, deemphasize, mu_law_decode
 from wavegen.notes.text import KEY_CHARS, N_KEYS
 from wavegen.synth.fast import FastWaveNet
 from wavegen.synth.sketchcond import roll_conditioning
@@ -35,6 +35,7 @@ class StreamPlayer:
         self.window: list[str] = []  # recent ticks; window[0] is absolute tick self.first
         self.first = 0
         self.played = 0  # absolute ticks played so far
+        self.last_sample = 0.0  # the last sample played, for de-emphasis (model.pre_emphasis)
 
     def _roll(self) -> np.ndarray:
         roll = np.zeros((len(self.window), N_KEYS), dtype=bool)
@@ -73,7 +74,12 @@ class StreamPlayer:
         if drop:
             self.window = self.window[drop:]
             self.first += drop
-        return mu_law_decode(np.concatenate(out), self.fast.emb.shape[0])
+        audio = mu_law_decode(np.concatenate(out), self.fast.emb.shape[0])
+        a = model.cfg.pre_emphasis
+        if a:  # as `play` de-emphasizes the offline takes, carried across chunks
+            audio = deemphasize(audio, a, self.last_sample)
+            self.last_sample = float(audio[-1])
+        return audio
 
 
 STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
