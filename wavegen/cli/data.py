@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from wavegen.cli.common import PROG, Bar, arg, command, one_of, positive_float, positive_int, say
+from wavegen.data.corpora import CORPUS_NAMES
 from wavegen.errors import WavegenError
 
 
 @command("data build", "build (or update) a dataset folder", one_of(
-         arg("--corpus", metavar="NAME", help="a composer in music21's corpus: bach"),
+         arg("--corpus", metavar="NAME", choices=CORPUS_NAMES, help=f"a corpus: {', '.join(CORPUS_NAMES)}"),
          arg("--midi-dir", metavar="DIR", help="a folder of your own MIDI files (searched recursively)"), required=True),
-         arg("--out", metavar="DIR", required=True), arg("--limit", type=positive_int, help="only the first N files"),
+         arg("--out", metavar="DIR", required=True), arg("--limit", type=positive_int, help="N pieces of each corpus (not its bound) or the first N files"),
          arg("--transpose", default="0", metavar="LO..HI", help="semitone shifts, each a separate rendering, e.g. -3..3 (default 0)"),
          arg("--jobs", type=positive_int, help="worker processes (default: all cores)"),
          arg("--sample-rate", type=positive_int, default=16_000), arg("--tick-ms", type=positive_float, default=50.0),

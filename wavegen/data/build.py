@@ -20,7 +20,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -32,11 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from wavegen.audio import read_pcm_npy, to_int16, write_pcm_npy
-from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick
+from wavegen.data import corpora
+from wavegen.data.corpora import Source, corpus_sources, midi_dir_sources  # noqa: F401  (build.X still works)
+from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick, style_summary
 from wavegen.errors import WavegenError
 from wavegen.files import check_output_dir, write_text_atomic
 from wavegen.notes import text as T
-from wavegen.notes.midi import MIDI_SUFFIXES, read_midi_bytes, transpose_notes
+from wavegen.notes.midi import read_midi_bytes, transpose_notes
 from wavegen.notes.render import (
     RENDER_VERSION,
     render_notes,
@@ -46,11 +47,6 @@ from wavegen.notes.render import (
 
 TEXT_VERSION = 1  # bump when the text made from the same source changes (invalidates text caches)
 TEST_SHARE, VALID_SHARE = 0.05, 0.05
-MUSIC21_LICENCE = (
-    "composition public domain; encoding from the music21 corpus (BSD-3-Clause software; encodings "
-    "licensed for use, some not for commercial use: see music21/corpus/license.txt)"
-)
-USER_LICENCE = "the user's own file (licence unknown)"
 
 
 @dataclass(frozen=True)
@@ -63,64 +59,8 @@ class BuildSettings:
     soundfont_sha256: str = ""
 
 
-@dataclass(frozen=True)
-class Source:
-    """One score or MIDI file to build from."""
-
-    piece: str  # unique name of the piece; every transposition of it lands in one split
-    path: str
-    kind: str  # "music21" (a score music21 parses) or "midi"
-    style: str  # written to the text header, e.g. "bach"
-    licence: str
-
-
 # ---------------------------------------------------------------------------------------------
-# sources
-
-
-def _piece_name(stem: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).strip("_") or "piece"
-
-
-def corpus_sources(name: str) -> list[Source]:
-    """The scores of one composer in the music21 corpus, one encoding per piece.
-
-    `.rntxt` files are harmonic analyses, not scores, and are left out; where a piece comes in two
-    encodings (e.g. bwv277.mxl and bwv277.krn) MusicXML is preferred.
-    """
-    from music21 import corpus
-
-    paths = [Path(str(p)) for p in corpus.getComposer(name)]
-    if not paths:
-        raise WavegenError(f"--corpus {name}: music21's corpus has no pieces by {name!r}; try 'bach'")
-    rank = {".mxl": 0, ".xml": 1, ".musicxml": 1, ".krn": 2, ".mid": 3, ".midi": 3}
-    best: dict[str, Path] = {}
-    for p in sorted(paths):
-        if p.suffix.lower() not in rank:
-            continue
-        key = p.stem
-        if key not in best or rank[p.suffix.lower()] < rank[best[key].suffix.lower()]:
-            best[key] = p
-    return [
-        Source(piece=_piece_name(stem), path=str(p), kind="music21", style=name, licence=MUSIC21_LICENCE)
-        for stem, p in sorted(best.items())
-    ]
-
-
-def midi_dir_sources(folder: str | os.PathLike) -> list[Source]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise WavegenError(f"{root}: no such folder of MIDI files")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-    if not files:
-        raise WavegenError(f"{root}: holds no MIDI files ({', '.join(MIDI_SUFFIXES)})")
-    return [
-        Source(
-            piece=_piece_name(str(p.relative_to(root).with_suffix("")).replace(os.sep, "__")),
-            path=str(p), kind="midi", style="midi", licence=USER_LICENCE,
-        )
-        for p in files
-    ]
+# splits
 
 
 def split_of(piece: str) -> tuple[str, float]:
@@ -158,34 +98,72 @@ def _item_id(piece: str, transpose: int) -> str:
 
 
 def _source_notes(src: Source, data: bytes, settings: BuildSettings) -> tuple[list[T.Note], list[str]]:
-    if src.kind == "midi":
-        read = read_midi_bytes(data, src.path, fold_octaves=settings.fold_octaves)
+    if src.kind in ("midi", "random"):  # a random sketch's bytes are a MIDI file
+        read = read_midi_bytes(data, src.origin, fold_octaves=settings.fold_octaves)
         return read.notes, read.warnings
     from music21 import converter
     from music21.midi import translate
 
     warnings: list[str] = []
     try:
-        score = converter.parse(src.path)
+        score = converter.parse(src.path, number=src.number)
     except Exception as e:  # music21 raises many kinds on a score it cannot read
-        raise WavegenError(f"{src.path}: music21 cannot parse this score ({type(e).__name__}: {e})") from None
+        raise WavegenError(f"{src.origin}: music21 cannot parse this score ({type(e).__name__}: {e})") from None
+    _unshare_marks(score)
     try:
         score = score.expandRepeats()
     except Exception as e:
-        warnings.append(f"{src.path}: repeats not expanded ({e}); played as written")
+        warnings.append(f"{src.origin}: repeats not expanded ({e}); played as written")
+        _drop_repeats(score)  # else music21's MIDI writer tries to expand them again, and fails
     midi = translate.streamToMidiFile(score).writestr()
-    read = read_midi_bytes(midi, src.path, fold_octaves=settings.fold_octaves)
+    read = read_midi_bytes(midi, src.origin, fold_octaves=settings.fold_octaves)
     return read.notes, warnings + read.warnings
 
 
-def corpus_text(composer: str, piece: str, tick_ms: float = T.DEFAULT_TICK_MS) -> T.KeyText:
-    """One piece of music21's corpus as 88-key text, made exactly as `build` makes it."""
-    src = next((s for s in corpus_sources(composer) if s.piece == piece), None)
-    if src is None:
-        raise WavegenError(f"{piece}: not a piece by {composer} in music21's corpus (e.g. bwv244.37)")
-    settings = BuildSettings(tick_ms=tick_ms)
-    notes, _ = _source_notes(src, Path(src.path).read_bytes(), settings)
+def _unshare_marks(score) -> None:
+    """Give every time signature, key signature and tempo mark of a music21 score its own object, in
+    place. music21's ABC reader puts one object in several measures (a tune that alternates 4/2 and 4/4),
+    which its MIDI writer then refuses ("already found in this Stream")."""
+    import copy
+
+    seen: set[int] = set()
+    for stream in score.recurse(streamsOnly=True, includeSelf=True):
+        for el in list(stream.getElementsByClass(("TimeSignature", "KeySignature", "MetronomeMark"))):
+            if id(el) in seen:
+                stream.replace(el, copy.deepcopy(el))
+            else:
+                seen.add(id(el))
+
+
+def _drop_repeats(score) -> None:
+    """Remove the repeat barlines, repeat expressions (D.C., segno, ...) and ending brackets of a music21
+    score in place, so that it is played once, as written."""
+    from music21 import bar, repeat, spanner
+
+    for m in score.recurse().getElementsByClass("Measure"):
+        if isinstance(m.leftBarline, bar.Repeat):
+            m.leftBarline = None
+        if isinstance(m.rightBarline, bar.Repeat):
+            m.rightBarline = None
+        for el in list(m.getElementsByClass(repeat.RepeatExpression)):
+            m.remove(el)
+    for sp in list(score.recurse().getElementsByClass(spanner.RepeatBracket)):
+        score.remove(sp, recurse=True)
+
+
+def source_text(src: Source, tick_ms: float = T.DEFAULT_TICK_MS) -> T.KeyText:
+    """One source as 88-key text, made exactly as `build` makes it (untransposed)."""
+    notes, _ = _source_notes(src, corpora.source_bytes(src), BuildSettings(tick_ms=tick_ms))
     return T.from_notes(notes, tick_ms, meta={"style": src.style})
+
+
+def corpus_text(name: str, piece: str, tick_ms: float = T.DEFAULT_TICK_MS) -> T.KeyText:
+    """One piece of a corpus (see `corpora`; e.g. "bach", "bwv244.37") as 88-key text, made exactly as
+    `build` makes it."""
+    src = next((s for s in corpora.corpus(name).list_all() if s.piece == piece), None)
+    if src is None:
+        raise WavegenError(f"{piece}: not a piece of the {name} corpus (e.g. bwv244.37 of bach)")
+    return source_text(src, tick_ms)
 
 
 def _load_item(out_dir: Path, item_id: str) -> Item | None:
@@ -208,8 +186,10 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
 
     The items' split is set afterwards by `build`, from the pieces that built (`_set_splits`)."""
     out = Path(out_dir)
-    data = Path(src.path).read_bytes()
+    data = corpora.source_bytes(src)
     text_setting = (TEXT_VERSION, settings.tick_ms, settings.fold_octaves, src.kind, src.style)
+    if src.number is not None:  # one tune of a file of many (a file's single piece keeps its old key)
+        text_setting += (src.number,)
     notes: list[T.Note] | None = None
     warnings: list[str] = []
     items: list[Item] = []
@@ -227,7 +207,7 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
                 notes, warnings = _source_notes(src, data, settings)
             moved = transpose_notes(notes, tr)
             if moved is None:
-                warnings.append(f"{src.path}: transposition {tr:+d} leaves the 88 keys; skipped")
+                warnings.append(f"{src.origin}: transposition {tr:+d} leaves the 88 keys; skipped")
                 continue
             text = T.write(T.from_notes(moved, settings.tick_ms, meta={"style": src.style}))
             write_text_atomic(text_path, text)
@@ -248,7 +228,7 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
         used = np.nonzero(kt.roll.any(axis=0))[0]
         pitches = used + T.LOWEST_PITCH
         item = Item(
-            id=item_id, piece=src.piece, transpose=tr, split="", source=src.path,  # set by build
+            id=item_id, piece=src.piece, transpose=tr, split="", source=src.origin,  # set by build
             licence=src.licence, style=src.style, n_ticks=kt.n_ticks, n_samples=len(pcm),
             seconds=len(pcm) / settings.sample_rate_hz, clipped=rendered.clipped,
             peak=round(rendered.peak, 4), lowest_pitch=int(pitches.min()) if len(pitches) else 0,
@@ -288,11 +268,11 @@ def _build_one(args: tuple[Source, BuildSettings, str]) -> tuple[str, list[Item]
     src, settings, out_dir = args
     try:
         items, warnings, rebuilt = build_source(src, settings, out_dir)
-        return src.path, items, warnings, rebuilt, ""
+        return src.origin, items, warnings, rebuilt, ""
     except WavegenError as e:
-        return src.path, [], [], 0, str(e)
+        return src.origin, [], [], 0, str(e)
     except Exception as e:  # a bug or a library failure on one file must not stop the build
-        return src.path, [], [], 0, f"{src.path}: failed ({type(e).__name__}: {e})"
+        return src.origin, [], [], 0, f"{src.origin}: failed ({type(e).__name__}: {e})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,12 +343,12 @@ def build(
     tasks, skipped = [], []
     for src in sources:
         if src.piece in seen:
-            skipped.append({"source": src.path, "reason": (
-                f"{src.path}: same piece name {src.piece!r} as {seen[src.piece]}, which is built; "
+            skipped.append({"source": src.origin, "reason": (
+                f"{src.origin}: same piece name {src.piece!r} as {seen[src.piece]}, which is built; "
                 "rename one of the two to build both"
             )})
             continue
-        seen[src.piece] = src.path
+        seen[src.piece] = src.origin
         tasks.append((src, settings, str(out)))
 
     items: list[Item] = []
@@ -408,6 +388,7 @@ def build(
         "soundfont": str(sf2),
         "soundfont_sha256": settings.soundfont_sha256,
         "render_version": RENDER_VERSION,
+        "styles": style_summary(items),
         "items": [asdict(it) for it in items],
         "skipped": skipped,
         "warnings": warnings,
@@ -416,12 +397,14 @@ def build(
     return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0)
 
 
-
 def select_sources(*, corpus: str | None = None, midi_dir: str | os.PathLike | None = None,
                    limit: int | None = None) -> list[Source]:
-    """The sources of `wavegen data build`: a composer of music21's corpus or a folder of MIDI files
-    (exactly one), the first `limit` of them."""
+    """The sources of `wavegen data build`: a corpus (`corpora.CORPUS_NAMES`, `all` for every one) or a
+    folder of MIDI files (exactly one). `limit` caps the pieces of each corpus (instead of its bound:
+    see `corpora.corpus_pieces`), or takes the first `limit` MIDI files."""
     if (corpus is None) == (midi_dir is None):
         raise WavegenError("give one of --corpus NAME or --midi-dir DIR")
-    sources = corpus_sources(corpus) if corpus else midi_dir_sources(midi_dir)
+    if corpus:
+        return corpora.corpus_pieces(corpus, limit)
+    sources = midi_dir_sources(midi_dir)
     return sources[:limit] if limit else sources

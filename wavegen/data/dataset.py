@@ -135,6 +135,17 @@ def load(root: str | os.PathLike) -> Dataset:
     return Dataset(Path(root), manifest)
 
 
+def style_summary(items: list[Item]) -> dict[str, dict]:
+    """Per style (the corpus a piece came from): its pieces, items, hours and the licences of its items."""
+    out: dict[str, dict] = {}
+    for style in sorted({it.style for it in items}):
+        its = [it for it in items if it.style == style]
+        out[style] = {"pieces": len({it.piece for it in its}), "items": len(its),
+                      "hours": round(sum(it.seconds for it in its) / 3600, 3),
+                      "licences": sorted({it.licence for it in its})}
+    return out
+
+
 def info(ds: Dataset) -> dict:
     """Summary for `wavegen data info`: pieces and hours per split, keys used, skipped files."""
     items = ds.items()
@@ -157,6 +168,7 @@ def info(ds: Dataset) -> dict:
         "items": len(items),
         "hours": round(sum(it.seconds for it in items) / 3600, 3),
         "splits": per_split,
+        "styles": style_summary(items),
         "lowest_pitch": min((it.lowest_pitch for it in items if it.n_ticks), default=None),
         "highest_pitch": max((it.highest_pitch for it in items if it.n_ticks), default=None),
         "keys_used": len(used),
@@ -174,6 +186,9 @@ def info_text(s: dict, pitch_name: Callable[[int], str]) -> str:
     for split, row in s["splits"].items():
         lines.append(f"{split:<8}{row['pieces']:>8}{row['items']:>8}{row['hours']:>9.3f}")
     lines.append(f"{'all':<8}{s['pieces']:>8}{s['items']:>8}{s['hours']:>9.3f}")
+    if len(s.get("styles", {})) > 1:
+        lines.append("styles: " + ", ".join(f"{name} {row['pieces']} pieces {row['hours']:.3f} h"
+                                            for name, row in s["styles"].items()))
     if s["lowest_pitch"] is not None:
         lines.append(f"keys used: {s['keys_used']} of 88, {pitch_name(s['lowest_pitch'])} (MIDI {s['lowest_pitch']}) "
                      f"to {pitch_name(s['highest_pitch'])} (MIDI {s['highest_pitch']}): {s['keys']}")
