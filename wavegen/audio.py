@@ -9,9 +9,11 @@ back through a memory map so that training crops read only what they touch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -62,8 +64,24 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int)
         raise ValueError(f"expected mono audio (n_samples,), got shape {np.asarray(audio).shape}")
     pcm, clipped = to_int16(audio)
     with atomic_path(path) as tmp:
-        sf.write(tmp, pcm, int(sample_rate_hz), format=fmt, subtype=subtype)
+        try:
+            sf.write(tmp, pcm, int(sample_rate_hz), format=fmt, subtype=subtype)
+        except sf.LibsndfileError as e:
+            raise _system_error(e, path) from None
     return WriteReport(Path(path), len(pcm), clipped)
+
+
+SF_ERR_SYSTEM = 2  # libsndfile's code for "the system refused": a full disk, say
+
+
+def _system_error(e: sf.LibsndfileError, path: str | os.PathLike) -> Exception:
+    """libsndfile reports a failed write as "System error" alone; the errno its C call left (which cffi
+    keeps) says why, so a full disk becomes the OSError it is, naming `path`."""
+    ffi = getattr(sf, "_ffi", None)
+    code = ffi.errno if ffi is not None and e.code == SF_ERR_SYSTEM else 0
+    if code:
+        return OSError(code, os.strerror(code), str(path))
+    return WavegenError(f"{path}: cannot write the audio ({str(e).strip() or type(e).__name__})")
 
 
 def read_audio(path: str | os.PathLike, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
@@ -112,12 +130,13 @@ class GrowingWav:
     left at their maximum."""
 
     def __init__(self, path: str, sample_rate_hz: int):
-        self.sr = sample_rate_hz
+        self.sr, self.path = sample_rate_hz, path
         self.pipe = path == "-"
         self.f: BinaryIO = sys.stdout.buffer if self.pipe else open(Path(path), "wb")  # noqa: SIM115
         self.frames = 0
         self.clipped = 0
-        self._header(0xFFFFFFFF - 36 if self.pipe else 0)
+        with self._naming_the_file():
+            self._header(0xFFFFFFFF - 36 if self.pipe else 0)
 
     def _header(self, data_bytes: int) -> None:
         self.f.write(b"RIFF" + struct.pack("<I", min(36 + data_bytes, 0xFFFFFFFF)) + b"WAVE")
@@ -127,20 +146,32 @@ class GrowingWav:
     def write(self, audio: np.ndarray) -> None:
         pcm, clipped = to_int16(audio)
         self.clipped += clipped
-        self.f.write(pcm.astype("<i2").tobytes())
-        self.frames += len(pcm)
-        if not self.pipe:
-            end = self.f.tell()
-            self.f.seek(0)
-            self._header(self.frames * 2)
-            self.f.seek(end)
-        self.f.flush()
+        with self._naming_the_file():
+            self.f.write(pcm.astype("<i2").tobytes())
+            self.frames += len(pcm)
+            if not self.pipe:
+                end = self.f.tell()
+                self.f.seek(0)
+                self._header(self.frames * 2)
+                self.f.seek(end)
+            self.f.flush()
 
     def close(self) -> None:
-        if not self.pipe:
-            self.f.close()
-        else:
-            self.f.flush()
+        with self._naming_the_file():
+            if not self.pipe:
+                self.f.close()
+            else:
+                self.f.flush()
+
+    @contextlib.contextmanager
+    def _naming_the_file(self) -> Iterator[None]:
+        """A failed write (a full disk, a closed pipe) names no file: name this one ('-': standard output)."""
+        try:
+            yield
+        except OSError as e:
+            if e.filename or e.errno is None:
+                raise
+            raise OSError(e.errno, e.strerror, self.path) from e
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
