@@ -3,7 +3,9 @@
 They bound the memory and time a request can take, so that a corrupt or hostile file, or a mistyped
 option, is refused up front with one line instead of exhausting the machine. MIDI files (notes/midi.py)
 and 88-key texts (notes/text.py) share the music limits; the tick and the sample rate are checked where
-the library takes them (`from_notes`, the text header, `render_notes`).
+the library takes them (`from_notes`, the text header, `render_notes`); the length of a request
+(`check_duration`, `check_ticks`) and the takes of `generate` (`check_takes`) where it is made
+(synth/takes.py, compose/piece.py, evaluate/).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ MIN_TICK_MS = 1.0
 MAX_TICK_MS = 1000.0
 MIN_SAMPLE_RATE_HZ = 1_000
 MAX_SAMPLE_RATE_HZ = 192_000
+MAX_TAKES = 256  # takes of one `generate --batch`
+MAX_TAKE_SAMPLES = 2**28  # samples of all takes of one request together: 1 GiB as float32 (4.6 h at 16 kHz)
 
 
 def tick_ms_problem(tick_ms: float) -> str | None:
@@ -48,6 +52,37 @@ def check_seconds(seconds: float, what: str) -> None:
             f"{what}: {seconds:.0f} s is longer than the {MAX_SECONDS:.0f} s ({MAX_SECONDS / 3600:g} h) "
             "wavegen handles; split it into shorter pieces"
         )
+
+
+def check_duration(seconds: float, option: str = "--seconds") -> float:
+    """A requested length in seconds (`generate`, `compose`, `evaluate`): finite, positive and at most
+    MAX_SECONDS, else a WavegenError naming `option` and the limit."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise WavegenError(f"{option} {seconds:g}: the duration must be a finite number of seconds above 0")
+    check_seconds(seconds, option)
+    return float(seconds)
+
+
+def check_ticks(ticks: int, tick_ms: float, option: str = "--ticks") -> int:
+    """A requested length in ticks: positive and at most MAX_SECONDS of `tick_ms` ticks."""
+    if not 0 < ticks <= max_ticks(tick_ms):
+        raise WavegenError(f"{option} {ticks}: must be 1 to {max_ticks(tick_ms):,} ticks of {tick_ms:g} ms "
+                           f"(at most {MAX_SECONDS:.0f} s, {MAX_SECONDS / 3600:g} h)")
+    return int(ticks)
+
+
+def check_takes(batch: int, n_samples: int | None = None, sample_rate_hz: int | None = None) -> int:
+    """`batch` takes (of `n_samples` each, once known): at most MAX_TAKES, and at most MAX_TAKE_SAMPLES
+    samples in all, the audio they hold in memory at once."""
+    if not 0 < batch <= MAX_TAKES:
+        raise WavegenError(f"--batch {batch}: wavegen makes 1 to {MAX_TAKES} takes at once; run it again "
+                           "with another --seed for more")
+    if n_samples is not None and batch * n_samples > MAX_TAKE_SAMPLES:
+        length = f" ({n_samples / sample_rate_hz:.1f} s each)" if sample_rate_hz else ""
+        raise WavegenError(f"--batch {batch}: {batch} takes of {n_samples:,} samples{length} are "
+                           f"{batch * n_samples:,} samples, more than the {MAX_TAKE_SAMPLES:,} (1 GiB of audio) one "
+                           "request may hold; ask for fewer or shorter takes")
+    return int(batch)
 
 
 def check_sample_rate(sample_rate_hz: float, option: str = "sample rate") -> int:
