@@ -18,6 +18,7 @@ import numpy as np
 from wavegen.compose.form import compose_form, parse_form
 from wavegen.compose.markov import MarkovComposer, keytext_of, ticks_of
 from wavegen.errors import WavegenError
+from wavegen.notes import limits
 from wavegen.notes import text as T
 
 if TYPE_CHECKING:
@@ -34,10 +35,12 @@ class Composed:
 
 
 def length_in_ticks(tick_ms: float, *, ticks: int | None = None, seconds: float | None = None) -> int:
-    """The new sketch's length: `ticks`, or `seconds` of `tick_ms` ticks (default DEFAULT_SECONDS)."""
-    if (seconds is not None and seconds <= 0) or (ticks is not None and ticks <= 0):
-        raise WavegenError("the length must be positive: give --seconds S or --ticks N above 0")
-    return ticks if ticks is not None else int(round((seconds or DEFAULT_SECONDS) * 1000 / tick_ms))
+    """The new sketch's length: `ticks`, or `seconds` of `tick_ms` ticks (default DEFAULT_SECONDS); at
+    most the 2 h of a text (notes/limits.py)."""
+    if ticks is not None:
+        return limits.check_ticks(ticks, tick_ms, "--ticks")
+    seconds = DEFAULT_SECONDS if seconds is None else limits.check_duration(seconds, "--seconds")
+    return max(1, int(round(seconds * 1000 / tick_ms)))
 
 
 def check_style(model: MarkovComposer | LSTMComposer, style: str | None) -> None:
@@ -57,13 +60,12 @@ def compose(model: MarkovComposer | LSTMComposer, n_ticks: int, *, temperature: 
             rng: np.random.Generator | None = None, prime: Sequence[str] = (), form: str | None = None,
             style: str | None = None) -> Composed:
     """n_ticks new ticks after `prime` (with a form: rounded down to equal sections, see compose_form).
-    The LSTM writes in `style` when no form is given; the header's style is `style`, else the first the
-    composer learned."""
+    The LSTM writes in `style`; the header's style is `style`, else the first the composer learned."""
     check_style(model, style)
     form = parse_form(form) if form else None
     rng = rng or np.random.default_rng(0)
     if form:
-        new, sections = compose_form(model, form, n_ticks, temperature=temperature, rng=rng, prime=prime)
+        new, sections = compose_form(model, form, n_ticks, temperature=temperature, rng=rng, prime=prime, style=style)
     else:
         style_kw = {"style": style} if model.kind == "lstm" else {}
         new, sections = model.sample(n_ticks, temperature=temperature, rng=rng, prime=prime, **style_kw), []

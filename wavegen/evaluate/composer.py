@@ -74,8 +74,12 @@ def evaluate_composer_to(output: str | None, *, model: str | None = None, data: 
 
     from wavegen.compose.load import DEFAULT_COMPOSER, load_composer
     from wavegen.data import dataset
-    from wavegen.files import write_text_atomic
+    from wavegen.files import check_output, write_text_atomic
+    from wavegen.notes.limits import check_duration
 
+    check_duration(seconds, "--seconds")
+    for path in [Path(output), Path(output).with_suffix(".md")] if output else []:
+        check_output(path)
     composer = load_composer(model)
     report = evaluate_composer(composer, dataset.load(data), split=split, samples=samples, seconds=seconds,
                                temperature=temperature, seed=seed)

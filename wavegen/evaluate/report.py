@@ -27,11 +27,12 @@ from wavegen.audio import from_int16, write_audio
 from wavegen.data import dataset
 from wavegen.errors import WavegenError
 from wavegen.evaluate import transcribe
-from wavegen.files import check_output_dir, write_text_atomic
+from wavegen.files import check_output, check_output_dir, write_text_atomic
 from wavegen.nn import heldout
 from wavegen.nn.checkpoint import Loaded
 from wavegen.nn.heldout import HeldOut
 from wavegen.notes import plot
+from wavegen.notes.limits import check_duration
 from wavegen.notes.text import Note
 from wavegen.synth.generate import play
 
@@ -140,8 +141,9 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
         reference = from_int16(np.asarray(ds.audio(it)[:n]))
         length = len(reference)
         t_gen = time.perf_counter()
+        style = loaded.style_index(None, it.style, lambda m: say(f"warning: {it.id}: {m}"))
         generated = play(loaded.model, length, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature,
-                         min_p=min_p)[0]
+                         min_p=min_p, style=style)[0]
         gen_s = time.perf_counter() - t_gen
         notes = clip_notes(sketch.notes(), length / sr)
         onsets = sorted({nt.start for nt in notes})
@@ -245,11 +247,14 @@ def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Pat
     sampling unless given, and write REPORT.json, REPORT.md and REPORT-pieces/ (pictures, clips)."""
     from wavegen.nn import checkpoint
 
-    if pieces <= 0 or seconds <= 0:
-        raise WavegenError("--pieces and --seconds must be positive")
+    if pieces <= 0:
+        raise WavegenError(f"--pieces {pieces}: must be positive")
+    check_duration(seconds, "--seconds")
     report_path = Path(output)
     if report_path.suffix.lower() != ".json":
         raise WavegenError(f"{report_path}: the report must end in .json (a .md table is written beside it)")
+    for path in (report_path, report_path.with_suffix(".md")):
+        check_output(path)
     loaded = checkpoint.load(model)
     sampling = loaded.sampling(temperature, min_p)
     out_dir = report_path.with_name(report_path.stem + "-pieces")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wavegen.errors import WavegenError
+from wavegen.files import check_output
 from wavegen.notes import text as T
 from wavegen.notes.midi import MIDI_SUFFIXES, read_midi
 
@@ -63,6 +64,7 @@ def render_file(path: str | os.PathLike, output: str | os.PathLike, *, sample_ra
     from wavegen.notes.render import render_notes
 
     output_format(output)
+    check_output(output)
     sk = load(path, fold_octaves=fold_octaves)
     min_s = sk.keytext.n_ticks * sk.keytext.tick_s if sk.is_text else 0.0
     r = render_notes(sk.notes, sample_rate_hz=sample_rate_hz, soundfont=soundfont, min_seconds=min_s)
@@ -78,6 +80,7 @@ def plot_file(path: str | os.PathLike, output: str | os.PathLike, *, notes: str 
 
     if Path(output).suffix.lower() != ".png":
         raise WavegenError(f"{output}: the picture must end in .png")
+    check_output(output)
     src = Path(path)
     if src.suffix.lower() not in AUDIO_SUFFIXES:
         if notes:

@@ -3,7 +3,9 @@
 How long to play (the sketch plus the renderer's release tail, unless `seconds` says), which style (the
 one asked for, else the sketch header's when the model knows it), how to sample (the model's own
 temperature and min-p unless given) and which engine (`play` chooses) are decided here; the command
-line only parses and prints. `batch` takes are written OUT-1.wav, OUT-2.wav, ... beside OUT.wav.
+line only parses and prints. `batch` takes are written OUT-1.wav, OUT-2.wav, ... beside OUT.wav. The
+length, the number of takes (notes/limits.py) and every output path are checked before the model is
+loaded, the memory of all takes together before they are played.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 
 from wavegen.audio import output_format, write_audio
 from wavegen.errors import WavegenError
+from wavegen.files import check_output
 from wavegen.nn import checkpoint
+from wavegen.notes import limits
 from wavegen.notes import sketch as sketches
 from wavegen.synth.generate import choose_engine, play
 from wavegen.synth.sketchcond import sketch_samples
@@ -52,8 +56,13 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
     the shipped one) and write them. on_start(n_samples per take, sample rate) is called once the length
     is known, progress(samples done per take) as they are made, warn(message) before the work."""
     output_format(output)
-    if seconds is not None and seconds <= 0:
-        raise WavegenError(f"--seconds {seconds}: the duration must be positive")
+    if seconds is not None:
+        limits.check_duration(seconds, "--seconds")
+    limits.check_takes(batch)
+    for path in take_paths(output, batch):
+        check_output(path)
+        if plot:
+            check_output(path.with_suffix(".png"))
     loaded = checkpoint.load(model)
     sampling = loaded.sampling(temperature, min_p)
     sr = loaded.sample_rate_hz
@@ -69,7 +78,8 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
         n = sketch_samples(sk.keytext, sr)
     else:
         raise WavegenError("give --seconds (how long to play) or --sketch (what to play)")
-    style_id = loaded.style_index(style, sk.keytext.meta.get("style") if sk else None)
+    limits.check_takes(batch, n, sr)
+    style_id = loaded.style_index(style, sk.keytext.meta.get("style") if sk else None, warn)
     if sk is None and loaded.model.uses_notes:
         warn("this model follows notes: without --sketch it plays an empty sketch (near silence)")
     engine, notice = choose_engine(loaded.model, engine)
