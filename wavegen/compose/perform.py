@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from wavegen.audio import GrowingWav, write_audio
 from wavegen.compose.lstm import LSTMComposer
 from wavegen.compose.markov import MarkovComposer
 from wavegen.errors import WavegenError
-from wavegen.files import check_output_dir
+from wavegen.files import check_output, check_output_dir
 from wavegen.nn import checkpoint
 from wavegen.notes.render import render_notes
 from wavegen.notes.text import KeyText, write_file
@@ -31,15 +31,18 @@ def render(kt: KeyText, output: str | os.PathLike) -> None:
     write_audio(output, r.audio, r.sample_rate_hz)
 
 
-def perform(kt: KeyText, output: str | os.PathLike, *, model: str | None = None, seed: int = 0) -> str:
-    """The WaveNet's take of the sketch (with the model's own sampling); returns the model's name."""
+def perform(kt: KeyText, output: str | os.PathLike, *, model: str | None = None, seed: int = 0,
+            warn: Callable[[str], None] | None = None) -> str:
+    """The WaveNet's take of the sketch (with the model's own sampling, in the header's style when the
+    model knows it; else warn says so); returns the model's name."""
     from wavegen.synth.generate import play
     from wavegen.synth.sketchcond import sketch_samples
 
     loaded = checkpoint.load(model)
     loaded.check_ticks(kt.tick_ms, "the composer's sketch")
     sr = loaded.sample_rate_hz
-    audio = play(loaded.model, sketch_samples(kt, sr), sample_rate_hz=sr, sketch=kt, seed=seed,
+    style = loaded.style_index(None, kt.meta.get("style"), warn)
+    audio = play(loaded.model, sketch_samples(kt, sr), sample_rate_hz=sr, sketch=kt, seed=seed, style=style,
                  **loaded.sampling())[0]
     write_audio(output, audio, sr)
     return loaded.path.name
@@ -55,8 +58,10 @@ class Streamed:
 
 def stream(composer: MarkovComposer | LSTMComposer, output: str, *, model: str | None = None,
            prime: Sequence[str] = (), rng: np.random.Generator | None = None, temperature: float = 1.0,
-           limit: int | None = None, seed: int = 0) -> Streamed:
-    """Compose and play without end (or for `limit` ticks) into `output` ('-': standard output)."""
+           limit: int | None = None, seed: int = 0, style: str | None = None,
+           warn: Callable[[str], None] | None = None) -> Streamed:
+    """Compose and play without end (or for `limit` ticks) into `output` ('-': standard output), the
+    WaveNet in `style` (the composer's) when it knows it, else warn says so."""
     from wavegen.synth.fast import FastWaveNet, why_not
     from wavegen.synth.stream import StreamPlayer, stream_compose
 
@@ -68,11 +73,12 @@ def stream(composer: MarkovComposer | LSTMComposer, output: str, *, model: str |
     if output != "-":
         check_output_dir(Path(output).parent if str(Path(output).parent) else ".")
     sr = loaded.sample_rate_hz
-    player = StreamPlayer(FastWaveNet(loaded.model), sr, **loaded.sampling(), seed=seed)
+    player = StreamPlayer(FastWaveNet(loaded.model), sr, **loaded.sampling(), seed=seed,
+                          style=loaded.style_index(None, style, warn))
     t0 = time.perf_counter()
     wav = GrowingWav(output, sr)
     done, stopped = stream_compose(composer, player, wav, list(prime), rng or np.random.default_rng(seed),
-                                   temperature=temperature, limit=limit)
+                                   temperature=temperature, limit=limit, style=style)
     return Streamed(wav.frames / sr, done, stopped, time.perf_counter() - t0)
 
 
@@ -90,13 +96,14 @@ class Session:
 def compose_and_play(*, composer: str | None = None, ticks: int | None = None, seconds: float | None = None,
                      temperature: float = 1.0, seed: int = 0, prime: str | None = None, form: str | None = None,
                      style: str | None = None, output: str | None = None, render_to: str | None = None,
-                     perform_to: str | None = None,
-                     stream_to: str | None = None, model: str | None = None) -> Session:
+                     perform_to: str | None = None, stream_to: str | None = None, model: str | None = None,
+                     warn: Callable[[str], None] | None = None) -> Session:
     """`wavegen compose`: `composer` (default the shipped one) writes `ticks` or `seconds` of new sketch
     after the `prime` file, in `form`, and writes it to `output` (88-key text) if given; then the SoundFont
     renders it to `render_to` and the WaveNet
     `model` performs it to `perform_to`. With `stream_to` it composes and plays without end instead
-    (for `ticks` or `seconds` if given)."""
+    (for `ticks` or `seconds` if given). Every output is checked before anything is composed; warn(message)
+    says when the WaveNet does not know the sketch's style."""
     from wavegen.audio import output_format
     from wavegen.compose import piece
     from wavegen.compose.form import parse_form
@@ -111,12 +118,16 @@ def compose_and_play(*, composer: str | None = None, ticks: int | None = None, s
     for path in (perform_to, render_to):
         if path:
             output_format(path)
+    for path in (output, render_to, perform_to, stream_to):
+        if path and path != "-":
+            check_output(path)
     primed = piece.read_prime(prime, writer.tick_ms) if prime else []
     rng = np.random.default_rng(seed)
     if stream_to:
         limit = n if (ticks is not None or seconds is not None) else None
-        return Session(None, [], streamed=stream(writer, stream_to, model=model, prime=primed, rng=rng,
-                                                 temperature=temperature, limit=limit, seed=seed))
+        return Session(None, [], streamed=stream(writer, stream_to, model=model, prime=primed, rng=rng, warn=warn,
+                                                 temperature=temperature, limit=limit, seed=seed,
+                                                 style=style or (writer.styles[0] if writer.styles else None)))
     composed = piece.compose(writer, n, temperature=temperature, rng=rng, prime=primed, form=form, style=style)
     session = Session(composed.keytext, composed.sections)
     if output:
@@ -125,6 +136,6 @@ def compose_and_play(*, composer: str | None = None, ticks: int | None = None, s
         render(composed.keytext, render_to)
     if perform_to:
         t0 = time.perf_counter()
-        session.performed_by = perform(composed.keytext, perform_to, model=model, seed=seed)
+        session.performed_by = perform(composed.keytext, perform_to, model=model, seed=seed, warn=warn)
         session.perform_seconds = time.perf_counter() - t0
     return session

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEMO_PIECE = "bwv244.37"  # a chorale of the held-out test split
 REFERENCE_ONLY_RATE_HZ = 16_000  # the sample rate when no model is installed
+FILES = ("sketch.txt", "reference.wav", "generated.wav", "demo.png")  # what it writes into its folder
 
 
 @dataclass
@@ -29,20 +31,28 @@ class Demo:
 
 
 def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | None = None,
-         seconds: float | None = None, seed: int = 0) -> Demo:
+         seconds: float | None = None, seed: int = 0, on_start: Callable[[int, int], None] | None = None,
+         progress: Callable[[int], None] | None = None) -> Demo:
     """Play `piece` (a Bach chorale of music21's corpus) with `model` (a checkpoint path or shipped name;
-    default the shipped one) for its first `seconds` (default all of it), with the model's own sampling."""
+    default the shipped one) for its first `seconds` (default all of it), with the model's own sampling.
+    on_start(n_samples, sample rate) is called when the WaveNet starts, progress(samples done) as it plays
+    (as `generate_takes` does). The folder and every file in it are checked before any work."""
     from wavegen.audio import write_audio
     from wavegen.data import build
-    from wavegen.files import check_output_dir
+    from wavegen.files import check_output, check_output_dir
     from wavegen.nn import checkpoint
     from wavegen.notes import plot
     from wavegen.notes import text as T
+    from wavegen.notes.limits import check_duration
     from wavegen.notes.render import render_notes
     from wavegen.synth.generate import play
 
     t0 = time.perf_counter()
+    if seconds is not None:
+        check_duration(seconds, "--seconds")
     out = check_output_dir(out_dir)
+    for name in FILES:
+        check_output(out / name)
     kt = build.corpus_text("bach", piece)
     warnings = []
     if model is None and checkpoint.DEFAULT_MODEL not in checkpoint.shipped_models():
@@ -63,7 +73,11 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     result = Demo(piece, n / sr, files, None, warnings=warnings)
     if loaded is not None:
         t_gen = time.perf_counter()
-        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, **loaded.sampling())[0]
+        style = loaded.style_index(None, kt.meta.get("style"), warnings.append)
+        if on_start:
+            on_start(n, sr)
+        gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, style=style, progress=progress,
+                   **loaded.sampling())[0]
         result.generation_seconds = time.perf_counter() - t_gen
         result.model = loaded.path.name
         write_audio(out / "generated.wav", gen, sr)

@@ -86,9 +86,11 @@ STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
 
 
 def stream_compose(composer, player: StreamPlayer, wav: GrowingWav, prime: Sequence[str], rng: np.random.Generator,
-                   *, temperature: float = 1.0, limit: int | None = None) -> tuple[int, bool]:
-    """Compose a second at a time and play it into `wav` until SIGINT or SIGTERM (or `limit` ticks).
-    Returns (ticks composed, whether a signal stopped it). The WAV is closed in every case."""
+                   *, temperature: float = 1.0, limit: int | None = None, style: str | None = None) -> tuple[int, bool]:
+    """Compose a second at a time (an LSTM composer in `style`) and play it into `wav` until SIGINT or
+    SIGTERM (or `limit` ticks). Returns (ticks composed, whether a signal stopped it). The WAV is closed
+    in every case."""
+    kw = {"style": style} if style and getattr(composer, "kind", None) == "lstm" else {}
     stop = {"now": False}
 
     def on_signal(signum, frame) -> None:
@@ -101,7 +103,7 @@ def stream_compose(composer, player: StreamPlayer, wav: GrowingWav, prime: Seque
             wav.write(player.play(prime))
         while not stop["now"] and (limit is None or done < limit):
             k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
-            new = composer.sample(k, temperature=temperature, rng=rng, prime=history[-composer.order :])
+            new = composer.sample(k, temperature=temperature, rng=rng, prime=history[-composer.order :], **kw)
             history = (history + new)[-composer.order :]
             wav.write(player.play(new))
             done += k
