@@ -18,8 +18,11 @@ are stored in its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 import math
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -277,6 +280,43 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
         cfg = _apply(cfg, nested, f"--set {item}")
         origin[".".join(keys)] = f"--set {item}"
     return _validate(cfg, where, origin)
+
+
+def config_text(cfg: RunConfig) -> str:
+    """Every section and key of `cfg` as TOML that `load_config` reads back (`--show-config`): each key
+    with what it means (from the comments beside the defaults above) and, where `cfg` differs from the
+    defaults, the default."""
+    default = type(cfg)()
+    lines = [f"# every {cfg.settings[:-1]} of `{cfg.command}`: a TOML file (--config FILE) or --set "
+             "section.key=value changes any"]
+    for part in dataclasses.fields(cfg):
+        section, base, notes = getattr(cfg, part.name), getattr(default, part.name), _comments(part.type)
+        lines += ["", f"[{part.name}]"]
+        for f in dataclasses.fields(section):
+            value, was = getattr(section, f.name), getattr(base, f.name)
+            note = notes.get(f.name, "")
+            if value != was:
+                note = f"default {_toml(was)}" + (f"; {note}" if note else "")
+            lines.append(f"{f.name} = {_toml(value)}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    return repr(value)  # int, or a finite float: 0.001, 1e-05
+
+
+def _comments(cls: type | str) -> dict[str, str]:
+    """key -> the comment beside its default in this module's source ({} where the source is not there)."""
+    cls = globals()[cls] if isinstance(cls, str) else cls  # dataclass fields hold their type as text here
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
 
 
 def from_record(table: dict[str, Any], where: str = "config.json", *, kind: str = "wavenet") -> RunConfig:
