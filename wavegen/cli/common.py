@@ -86,7 +86,8 @@ TEMPERATURE = arg("--temperature", type=non_negative_float, help="sampling tempe
 MIN_P = arg("--min-p", type=fraction, metavar="P", help="never draw a sample value less likely than P times the most "
             "likely one, in [0, 1) (default: the model's, 0 = off, unless its card says otherwise)")
 SET = arg("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting; repeatable")
-RUN_DIR = arg("--out", required=True, metavar="RUN_DIR", help="run folder: checkpoints, samples, logs")
+RUN_DIR = one_of(arg("--out", metavar="RUN_DIR", help="run folder: checkpoints, samples, logs"), arg("--show-config",
+                 action="store_true", help="print every setting and its value (after --config, --set) and exit"), required=True)
 
 
 def warn(messages: Sequence[str] | str) -> None:

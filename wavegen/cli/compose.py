@@ -17,6 +17,7 @@ from wavegen.cli.common import (
     positive_float,
     positive_int,
     say,
+    warn,
 )
 from wavegen.compose.load import DEFAULT_COMPOSER
 
@@ -26,10 +27,13 @@ MODEL = arg("--model", metavar="NAME|PATH", help=f"composer model (default: the 
 @command("train-composer", "train a composer of new sketches (Markov chain or LSTM)",
          arg("--config", metavar="FILE", help="configs/composer-markov.toml or configs/composer-lstm.toml"), SET, DATA, RUN_DIR)
 def train_composer(args) -> int:
-    from wavegen.config import load_config
+    from wavegen.config import config_text, load_config
     from wavegen.train.composer import train_composer as run
 
-    result = run(load_config(args.config, args.set or [], kind="composer"), args.data, args.out, log=say)
+    cfg = load_config(args.config, args.set or [], kind="composer")
+    if args.show_config:
+        return print(config_text(cfg), end="") or 0
+    result = run(cfg, args.data, args.out, log=say)
     if result.is_main:
         print(result.summary())
     return 0
@@ -53,7 +57,8 @@ def compose(args) -> int:
 
     s = compose_and_play(composer=args.model, ticks=args.ticks, seconds=args.seconds, temperature=args.temperature,
                          seed=args.seed, prime=args.prime, form=args.form, style=args.style, output=args.output,
-                         render_to=args.render, perform_to=args.perform, stream_to=args.stream, model=args.checkpoint)
+                         render_to=args.render, perform_to=args.perform, stream_to=args.stream, model=args.checkpoint,
+                         warn=warn)
     if s.streamed:
         st = s.streamed
         say(f"{PROG}: streamed {st.seconds:.1f} s ({st.ticks} ticks) to {args.stream} in {st.wall_seconds:.1f} s"

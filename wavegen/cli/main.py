@@ -6,6 +6,7 @@ Exit status: 0 on success, 2 for bad input or usage (one line on stderr), 1 for 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from wavegen import __version__
 from wavegen.cli import compose, data, notes, wavenet  # noqa: F401  (each registers its commands)
 from wavegen.cli.common import COMMANDS, PROG, Parser, add_options
 from wavegen.errors import WavegenError
+from wavegen.files import os_error_line
 
 GROUPS = {"data": "build or inspect a dataset of aligned text and audio"}
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               required=True)
         sp = (groups[group] if group else sub).add_parser(name, help=spec.help, description=spec.description or spec.help)
         add_options(sp, spec.options)
+        sp.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.set_defaults(func=spec.run)
     return p
 
@@ -60,14 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader gone away is the BrokenPipeError below, not noise at exit
+        return code
     except WavegenError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # a file the system would not read or write: the user's to fix
-        if not e.filename:
+    except BrokenPipeError:  # `| head`: the reader has what it wanted; end quietly, as a writer killed by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        return 141
+    except OSError as e:  # a file the system would not read or write, or a full disk: the user's to fix
+        if (line := os_error_line(e)) is None:
             raise
-        print(f"{PROG}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        print(f"{PROG}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

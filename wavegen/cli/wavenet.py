@@ -25,10 +25,13 @@ from wavegen.evaluate.demo import DEMO_PIECE
 @command("train", "train a WaveNet (resumes if --out holds a run)",
          arg("--config", metavar="FILE", help="TOML overrides of the defaults, e.g. configs/cpu.toml"), SET, DATA, RUN_DIR)
 def train(args) -> int:
-    from wavegen.config import load_config
+    from wavegen.config import config_text, load_config
     from wavegen.train.wavenet import train_wavenet
 
-    result = train_wavenet(load_config(args.config, args.set or [], kind="wavenet"), args.data, args.out, log=say)
+    cfg = load_config(args.config, args.set or [], kind="wavenet")
+    if args.show_config:
+        return print(config_text(cfg), end="") or 0
+    result = train_wavenet(cfg, args.data, args.out, log=say)
     if result.is_main:
         print(result.summary())
         if result.status == "preempted":
@@ -85,7 +88,9 @@ def evaluate(args) -> int:
 def demo(args) -> int:
     from wavegen.evaluate.demo import demo as run
 
-    d = run(args.output, piece=args.piece, model=args.checkpoint, seconds=args.seconds, seed=args.seed)
+    with Bar("generating", "sample") as bar:
+        d = run(args.output, piece=args.piece, model=args.checkpoint, seconds=args.seconds, seed=args.seed,
+                on_start=bar.start, progress=bar.to)
     warn(d.warnings)
     if d.model is None:
         print(f"Bach chorale {d.piece}, {d.seconds:.1f} s")
