@@ -75,7 +75,7 @@ BAD_INPUTS = {
     "foreign char": (["render", "{d}/tab.txt", "-o", "{d}/o.wav"], "a tab"),
     "unknown kind": (["render", "{d}/song.mp3", "-o", "{d}/o.wav"], "unknown kind of file"),
     "audio suffix": (["render", "{d}/good.txt", "-o", "{d}/o.ogg"], "use .wav or .flac"),
-    "unwritable folder": (["render", "{d}/good.txt", "-o", "{d}/good.txt/o.wav"], "cannot create the output folder"),
+    "unwritable folder": (["render", "{d}/good.txt", "-o", "{d}/good.txt/o.wav"], "good.txt is not a folder"),
     "png suffix": (["plot", "{d}/good.txt", "-o", "{d}/o.jpg"], "must end in .png"),
     "notes without audio": (["plot", "{d}/good.txt", "-o", "{d}/o.png", "--notes", "{d}/good.txt"], "--notes"),
     "missing wav": (["plot", "{d}/nothere.wav", "-o", "{d}/o.png"], "no such file"),
