@@ -65,7 +65,7 @@ def test_scores_music21_stumbles_on_still_convert():
 
 
 def test_big_collections_are_bounded_by_a_stable_spread():
-    for name, bound in (("essen", 500), ("oneills", 300), ("ryans", 300), ("palestrina", 100)):
+    for name, bound in (("essen", 500), ("oneills", 200), ("ryans", 300), ("palestrina", 100)):
         assert corpora.CORPORA[name].bound == bound
         kept = corpora.corpus_pieces(name)
         assert len(kept) == bound < len(corpora.CORPORA[name].list_all())

@@ -341,7 +341,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
     Corpus("essen", "Essen Folksong Collection: European and Chinese folk songs, one voice", ESSEN_LICENCE,
            500, _essen),
     Corpus("oneills", "O'Neill's Music of Ireland: Irish dance tunes and airs, one voice", ONEILLS_LICENCE,
-           300, _oneills),
+           200, _oneills),
     Corpus("ryans", "Ryan's Mammoth Collection: reels, hornpipes, jigs, one voice", RYANS_LICENCE, 300,
            _ryans),
     Corpus("palestrina", "Palestrina's mass movements, four to six voices", PALESTRINA_LICENCE, 100,
