@@ -3,6 +3,8 @@ on known answers: a reference scores itself at its ceiling, noise scores low, wr
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,29 @@ def test_basic_pitch_hears_the_reference_and_not_wrong_notes(chorale_like):
     assert basicpitch.score(wrong, SR, notes).onset_f1 < 0.1
     rng = np.random.default_rng(0)
     assert basicpitch.score(rng.normal(0, 0.1, len(audio)), SR, notes).onset_f1 < 0.1
+
+
+def test_the_report_scores_the_chorales_and_the_suite_with_both_transcribers(tiny_dataset, tmp_path):
+    from test_generate import make_checkpoint
+
+    from wavegen.evaluate.report import evaluate_to
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "scale.txt").write_text("{tick_ms=50}\n" + "".join(f"{c} {c} {c} " for c in "HJLMOQ") + "\n")
+    (suite / "chord.txt").write_text("{tick_ms=50}\n" + "HLO " * 10 + "\n")
+    written = evaluate_to(tmp_path / "ev" / "r.json", model=str(make_checkpoint(tmp_path / "ck")), data=tiny_dataset,
+                          pieces=1, seconds=1.0, sketches=suite)
+    report = json.loads(written.json_path.read_text())
+    names = [r["piece"] for r in report["suite"]["sketches"]]
+    assert names == ["chord", "scale"]
+    for row in [*report["pieces"], *report["suite"]["sketches"]]:
+        assert {"noise_floor_db", "off_partial_db", "quietest_second_db", "whistle_seconds"} <= row["sound"].keys()
+        assert (written.pieces_dir / f"{row['piece']}.png").read_bytes().startswith(b"\x89PNG")
+        if basicpitch.available():
+            assert row["basic_pitch"]["reference"]["onset_f1"] >= 0
+    scale = next(r for r in report["suite"]["sketches"] if r["piece"] == "scale")
+    assert scale["seconds"] > 6 * 0.2 and scale["reference"]["onset_f1"] > 0.5  # its reference: the SoundFont's
+    assert "## The sketch suite" in written.markdown and "| scale |" in written.markdown
+    if basicpitch.available():
+        assert "basic-pitch onset F1" in written.markdown and report["transcribers"] == ["wavegen", "basic-pitch"]

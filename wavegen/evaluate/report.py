@@ -26,7 +26,7 @@ import numpy as np
 from wavegen.audio import from_int16, write_audio
 from wavegen.data import dataset
 from wavegen.errors import WavegenError
-from wavegen.evaluate import transcribe
+from wavegen.evaluate import basicpitch, sound, transcribe
 from wavegen.files import check_output, check_output_dir, write_text_atomic
 from wavegen.nn import heldout
 from wavegen.nn.checkpoint import Loaded
@@ -106,66 +106,44 @@ def clip_notes(notes: list[Note], seconds: float) -> list[Note]:
     return [Note(n.pitch, n.start, min(n.end, seconds)) for n in notes if n.start < seconds]
 
 
-def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
-             seconds: float = 15.0, seed: int = 0, temperature: float = 1.0, min_p: float = 0.0,
-             progress: Callable[[str], None] | None = None) -> dict:
-    """Evaluate `loaded` on up to `pieces` held-out pieces of `ds`; writes PNGs and WAVs into out_dir."""
-    t0 = time.perf_counter()
-    say = progress or (lambda m: None)
-    sr = loaded.sample_rate_hz
-    loaded.check_ticks(ds.tick_ms, str(ds.root), ds.sample_rate_hz)
-    held_out = [it for it in ds.items(split) if it.transpose == 0]
-    if not held_out:
-        raise WavegenError(f"{ds.root}: no pieces in the {split!r} split")
-    chosen = held_out[:pieces]
-    out = check_output_dir(out_dir)
-    n = int(seconds * sr)
+def _of(gen: float, ref: float) -> float:
+    return gen / ref if ref else 0.0
 
-    say("calibrating the transcriber on reference renderings of training pieces")
-    examples = []
-    for it in [it for it in ds.items("train") if it.transpose == 0][:3]:
-        audio = from_int16(np.asarray(ds.audio(it)[:n]))
-        examples.append((audio, clip_notes(ds.text(it).notes(), len(audio) / sr)))
-    transcriber = transcribe.build(sr, examples, soundfont=ds.manifest.get("soundfont") or None)
 
-    say("validation loss and shuffled-notes gap")
-    mc = loaded.config.model
-    n_crops = max(4, 2 * len(chosen))
-    held = HeldOut.of(heldout.crops(ds, split, mc, loaded.config.data.crop_samples, styles=loaded.styles), n_crops)
-    measured = held.measure(loaded.model)
+def measure_clip(name: str, generated: np.ndarray, reference: np.ndarray, notes: list[Note], sr: int,
+                 transcriber: transcribe.Transcriber, out: Path, title: str) -> dict:
+    """Every measure of one generated clip beside the reference rendering of the same notes; writes both
+    clips and the picture (spectrograms with the notes) into `out`."""
+    onsets = sorted({nt.start for nt in notes})
+    ours = {k: transcribe.score(transcriber, x, notes) for k, x in (("generated", generated), ("reference", reference))}
+    row = {
+        "piece": name, "seconds": len(reference) / sr,
+        "generated": asdict(ours["generated"]), "reference": asdict(ours["reference"]),
+        "onset_f1_of_ceiling": _of(ours["generated"].onset_f1, ours["reference"].onset_f1),
+        "frame_f1_of_ceiling": _of(ours["generated"].frame_f1, ours["reference"].frame_f1),
+    }
+    if basicpitch.available():
+        bp = {k: basicpitch.score(x, sr, notes) for k, x in (("generated", generated), ("reference", reference))}
+        row["basic_pitch"] = {"generated": asdict(bp["generated"]), "reference": asdict(bp["reference"]),
+                              "onset_f1_of_ceiling": _of(bp["generated"].onset_f1, bp["reference"].onset_f1),
+                              "frame_f1_of_ceiling": _of(bp["generated"].frame_f1, bp["reference"].frame_f1)}
+    row.update({
+        "sound": sound.measures(generated, reference, sr, notes),
+        "log_mel_distance": log_mel_distance(generated, reference, sr),
+        "peak": float(np.abs(generated).max()), "rms": float(np.sqrt(np.mean(generated**2))),
+        "stability": stability(generated, sr, onsets), "reference_stability": stability(reference, sr, onsets),
+    })
+    write_audio(out / f"{name}-generated.wav", generated, sr)
+    write_audio(out / f"{name}-reference.wav", reference, sr)
+    plot.plot_comparison(out / f"{name}.png", [(f"{name}: reference rendering", reference), (title, generated)],
+                         sr, notes=notes)
+    return row
 
-    rows = []
-    for i, it in enumerate(chosen):
-        say(f"piece {i + 1}/{len(chosen)}: {it.id}")
-        sketch = ds.text(it)
-        reference = from_int16(np.asarray(ds.audio(it)[:n]))
-        length = len(reference)
-        t_gen = time.perf_counter()
-        style = loaded.style_index(None, it.style, lambda m: say(f"warning: {it.id}: {m}"))
-        generated = play(loaded.model, length, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature,
-                         min_p=min_p, style=style)[0]
-        gen_s = time.perf_counter() - t_gen
-        notes = clip_notes(sketch.notes(), length / sr)
-        onsets = sorted({nt.start for nt in notes})
-        ref_scores = transcribe.score(transcriber, reference, notes)
-        gen_scores = transcribe.score(transcriber, generated, notes)
-        write_audio(out / f"{it.id}-generated.wav", generated, sr)
-        write_audio(out / f"{it.id}-reference.wav", reference, sr)
-        plot.plot_comparison(out / f"{it.id}.png", [(f"{it.id}: reference rendering", reference),
-                                                    (f"{it.id}: generated by {loaded.path.name}", generated)],
-                             sr, notes=notes)
-        rows.append({
-            "piece": it.id, "seconds": length / sr, "generation_seconds": gen_s,
-            "generated": asdict(gen_scores), "reference": asdict(ref_scores),
-            "onset_f1_of_ceiling": gen_scores.onset_f1 / ref_scores.onset_f1 if ref_scores.onset_f1 else 0.0,
-            "frame_f1_of_ceiling": gen_scores.frame_f1 / ref_scores.frame_f1 if ref_scores.frame_f1 else 0.0,
-            "log_mel_distance": log_mel_distance(generated, reference, sr),
-            "peak": float(np.abs(generated).max()), "rms": float(np.sqrt(np.mean(generated**2))),
-            "stability": stability(generated, sr, onsets),
-            "reference_stability": stability(reference, sr, onsets),
-        })
 
-    def mean(path: tuple[str, ...]) -> float:
+def summarize(rows: list[dict]) -> dict:
+    """The overall measures of a set of clips: means of the scores (each transcriber's fraction of its own
+    ceiling from the means), sound measures averaged over clips, whistles and clicks summed."""
+    def mean(*path: str) -> float:
         vals = []
         for r in rows:
             v = r
@@ -174,26 +152,151 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
             vals.append(v)
         return float(np.mean(vals))
 
-    overall = {
-        **measured,
-        "onset_f1": mean(("generated", "onset_f1")), "onset_f1_reference": mean(("reference", "onset_f1")),
-        "frame_f1": mean(("generated", "frame_f1")), "frame_f1_reference": mean(("reference", "frame_f1")),
-        "log_mel_distance": mean(("log_mel_distance",)),
+    total_s = sum(r["seconds"] for r in rows)
+    o = {
+        "onset_f1": mean("generated", "onset_f1"), "onset_f1_reference": mean("reference", "onset_f1"),
+        "onset_precision": mean("generated", "onset_precision"),
+        "onset_precision_reference": mean("reference", "onset_precision"),
+        "frame_f1": mean("generated", "frame_f1"), "frame_f1_reference": mean("reference", "frame_f1"),
+        "lowest_onset_f1_of_ceiling": min(r["onset_f1_of_ceiling"] for r in rows),
+        "log_mel_distance": mean("log_mel_distance"),
+        "noise_floor_db": mean("sound", "noise_floor_db"), "off_partial_db": mean("sound", "off_partial_db"),
+        "quietest_second_db": mean("sound", "quietest_second_db"),
+        "whistle_seconds": float(sum(r["sound"]["whistle_seconds"] for r in rows)),
+        "whistle_percent": 100 * sum(r["sound"]["whistle_seconds"] for r in rows) / total_s if total_s else 0.0,
         "clicks": int(sum(r["stability"]["clicks"] for r in rows)),
         "reference_clicks": int(sum(r["reference_stability"]["clicks"] for r in rows)),
         "jumps": int(sum(r["stability"]["jumps"] for r in rows)),
         "reference_jumps": int(sum(r["reference_stability"]["jumps"] for r in rows)),
         "silent_seconds": int(sum(r["stability"]["silent_seconds"] for r in rows)),
         "runaway_seconds": int(sum(r["stability"]["runaway_seconds"] for r in rows)),
+        "seconds": total_s,
     }
-    overall["onset_f1_of_ceiling"] = overall["onset_f1"] / overall["onset_f1_reference"] if overall["onset_f1_reference"] else 0.0
-    overall["frame_f1_of_ceiling"] = overall["frame_f1"] / overall["frame_f1_reference"] if overall["frame_f1_reference"] else 0.0
-    return {
+    o["onset_f1_of_ceiling"] = _of(o["onset_f1"], o["onset_f1_reference"])
+    o["frame_f1_of_ceiling"] = _of(o["frame_f1"], o["frame_f1_reference"])
+    if all("basic_pitch" in r for r in rows):
+        g_on, r_on = mean("basic_pitch", "generated", "onset_f1"), mean("basic_pitch", "reference", "onset_f1")
+        g_fr, r_fr = mean("basic_pitch", "generated", "frame_f1"), mean("basic_pitch", "reference", "frame_f1")
+        o["basic_pitch"] = {"onset_f1": g_on, "onset_f1_reference": r_on, "onset_f1_of_ceiling": _of(g_on, r_on),
+                            "frame_f1": g_fr, "frame_f1_reference": r_fr, "frame_f1_of_ceiling": _of(g_fr, r_fr),
+                            "lowest_onset_f1_of_ceiling": min(r["basic_pitch"]["onset_f1_of_ceiling"] for r in rows)}
+    return o
+
+
+def suite_sketches(folder: str | Path) -> list[Path]:
+    """The 88-key texts of a sketch suite folder (data/sketches/), in name order."""
+    paths = sorted(Path(folder).glob("*.txt"))
+    if not paths:
+        raise WavegenError(f"{folder}: no sketches (*.txt) here; give --sketches a folder of 88-key texts")
+    return paths
+
+
+def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
+             seconds: float = 15.0, seed: int = 0, temperature: float = 1.0, min_p: float = 0.0,
+             sketches: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Evaluate `loaded` on up to `pieces` held-out pieces of `ds` and, given a folder of `sketches` (the
+    suite in data/sketches/), on each sketch of it, rendered by the dataset's SoundFont for the reference;
+    writes PNGs and WAVs into out_dir."""
+    from wavegen.notes import text as T
+    from wavegen.notes.render import render_notes
+
+    t0 = time.perf_counter()
+    say = progress or (lambda m: None)
+    sr = loaded.sample_rate_hz
+    loaded.check_ticks(ds.tick_ms, str(ds.root), ds.sample_rate_hz)
+    held_out = [it for it in ds.items(split) if it.transpose == 0]
+    if not held_out:
+        raise WavegenError(f"{ds.root}: no pieces in the {split!r} split")
+    suite = suite_sketches(sketches) if sketches is not None else []
+    texts = [T.read_file(p) for p in suite]
+    for path, kt in zip(suite, texts):
+        loaded.check_ticks(kt.tick_ms, str(path))
+    chosen = held_out[:pieces]
+    out = check_output_dir(out_dir)
+    n = int(seconds * sr)
+    soundfont = ds.manifest.get("soundfont") or None
+
+    say("calibrating the transcriber on reference renderings of training pieces")
+    examples = []
+    for it in [it for it in ds.items("train") if it.transpose == 0][:3]:
+        audio = from_int16(np.asarray(ds.audio(it)[:n]))
+        examples.append((audio, clip_notes(ds.text(it).notes(), len(audio) / sr)))
+    transcriber = transcribe.build(sr, examples, soundfont=soundfont)
+    if not basicpitch.available():
+        say(f"warning: {basicpitch.NAME} is not installed: one transcriber only ({basicpitch.INSTALL})")
+
+    say("validation loss and shuffled-notes gap")
+    mc = loaded.config.model
+    n_crops = max(4, 2 * len(chosen))
+    held = HeldOut.of(heldout.crops(ds, split, mc, loaded.config.data.crop_samples, styles=loaded.styles), n_crops)
+    measured = held.measure(loaded.model)
+
+    def generate(sketch, length: int, header_style: str | None, name: str) -> tuple[np.ndarray, float]:
+        t_gen = time.perf_counter()
+        style = loaded.style_index(None, header_style, lambda m: say(f"warning: {name}: {m}"))
+        audio = play(loaded.model, length, sample_rate_hz=sr, sketch=sketch, seed=seed, temperature=temperature,
+                     min_p=min_p, style=style)[0]
+        return audio, time.perf_counter() - t_gen
+
+    title = f"generated by {loaded.path.name}"
+    rows = []
+    for i, it in enumerate(chosen):
+        say(f"piece {i + 1}/{len(chosen)}: {it.id}")
+        sketch = ds.text(it)
+        reference = from_int16(np.asarray(ds.audio(it)[:n]))
+        generated, gen_s = generate(sketch, len(reference), it.style, it.id)
+        notes = clip_notes(sketch.notes(), len(reference) / sr)
+        rows.append({**measure_clip(it.id, generated, reference, notes, sr, transcriber, out, f"{it.id}: {title}"),
+                     "generation_seconds": gen_s})
+    suite_rows = []
+    for i, (path, kt) in enumerate(zip(suite, texts)):
+        say(f"sketch {i + 1}/{len(suite)}: {path.stem}")
+        notes = kt.notes()
+        reference = render_notes(notes, sample_rate_hz=sr, soundfont=soundfont).audio
+        generated, gen_s = generate(kt, len(reference), kt.meta.get("style"), path.stem)
+        suite_rows.append({**measure_clip(path.stem, generated, reference, clip_notes(notes, len(reference) / sr), sr,
+                                          transcriber, out, f"{path.stem}: {title}"), "generation_seconds": gen_s})
+
+    report = {
         "checkpoint": str(loaded.path), "step": loaded.meta.get("step"), "dataset": str(ds.root), "split": split,
         "seconds_per_piece": seconds, "seed": seed, "temperature": temperature, "min_p": min_p,
         "transcriber_threshold": transcriber.threshold,
-        "overall": overall, "pieces": rows, "wall_seconds": time.perf_counter() - t0,
+        "transcribers": ["wavegen"] + ([basicpitch.NAME] if basicpitch.available() else []),
+        "overall": {**measured, **summarize(rows)}, "pieces": rows, "wall_seconds": 0.0,
     }
+    if suite_rows:
+        report["suite"] = {"folder": str(sketches), "overall": summarize(suite_rows), "sketches": suite_rows}
+    report["wall_seconds"] = time.perf_counter() - t0
+    return report
+
+
+def _table(rows: list[dict], o: dict, name: str) -> list[str]:
+    """Per clip and overall: both transcribers' onset F1 against their ceilings, frame F1, the sound."""
+    bp = "basic_pitch" in o
+    head = (f"| {name} | onset F1 | (reference) | of ceiling |" + (" basic-pitch onset F1 | (reference) | of ceiling |"
+            if bp else "") + " frame F1 of ceiling | noise floor dB | off-notes dB | quietest s dB | whistles s | log-mel |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
+    def cells(g: dict, ref: dict, of: float, b: dict | None, frame_of: float, snd: dict, mel: float, bold: bool) -> str:
+        w = (lambda x: f"**{x}**") if bold else (lambda x: x)
+        out = f" {g['onset_f1']:.3f} | {ref['onset_f1']:.3f} | {w(f'{of:.2f}')} |"
+        if bp:
+            bof = f"{b['onset_f1_of_ceiling']:.2f}"
+            out += f" {b['onset_f1']:.3f} | {b['onset_f1_reference']:.3f} | {w(bof)} |"
+        return out + (f" {frame_of:.2f} | {snd['noise_floor_db']:+.1f} | {snd['off_partial_db']:+.1f} | "
+                      f"{snd['quietest_second_db']:+.1f} | {snd['whistle_seconds']:.2f} | {mel:.3f} |")
+
+    for r in rows:
+        b = r.get("basic_pitch")
+        bcell = {"onset_f1": b["generated"]["onset_f1"], "onset_f1_reference": b["reference"]["onset_f1"],
+                 "onset_f1_of_ceiling": b["onset_f1_of_ceiling"]} if b else None
+        lines.append(f"| {r['piece']} |" + cells(r["generated"], r["reference"], r["onset_f1_of_ceiling"], bcell,
+                                                 r["frame_f1_of_ceiling"], r["sound"], r["log_mel_distance"], False))
+    overall_sound = {**o, "whistle_seconds": o["whistle_seconds"]}
+    lines.append("| **all** |" + cells({"onset_f1": o["onset_f1"]}, {"onset_f1": o["onset_f1_reference"]},
+                                       o["onset_f1_of_ceiling"], o.get("basic_pitch"), o["frame_f1_of_ceiling"],
+                                       overall_sound, o["log_mel_distance"], True))
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -202,24 +305,32 @@ def markdown(report: dict) -> str:
         f"# Evaluation of {report['checkpoint']} (step {report['step']})",
         "",
         f"Split `{report['split']}` of `{report['dataset']}`, first {report['seconds_per_piece']:g} s of each piece, "
-        f"seed {report['seed']}, temperature {report.get('temperature', 1.0):g}, min-p {report.get('min_p', 0.0):g}.",
+        f"seed {report['seed']}, temperature {report.get('temperature', 1.0):g}, min-p {report.get('min_p', 0.0):g}. "
+        f"Transcribers: {', '.join(report.get('transcribers', ['wavegen']))}; each score's ceiling is the same "
+        "transcriber on the reference rendering. Sound: noise floor, power off the notes and the quietest second "
+        "in dB against the reference (0 = as clean), whistles in seconds (see wavegen/evaluate/sound.py).",
         "",
         f"Validation loss {o['valid_bits']:.3f} bits/sample; with another piece's notes {o['shuffled_bits']:.3f}; "
         f"**shuffled-notes gap {o['gap_bits']:.3f} bits/sample**.",
         "",
-        "| piece | onset F1 | (reference) | of ceiling | frame F1 | (reference) | of ceiling | log-mel distance |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Stability of the generated clips: {o['clicks']} clicks (the reference renderings: "
+        f"{o.get('reference_clicks', '-')}), {o['silent_seconds']} silent seconds, {o['runaway_seconds']} "
+        f"runaway seconds; {o.get('jumps', '-')} jumps of more than half full scale between neighbouring "
+        f"samples (the reference renderings: {o.get('reference_jumps', '-')}); whistles "
+        f"{o.get('whistle_percent', 0.0):.2f} % of the time.",
+        "",
+        "## Held-out chorales",
+        "",
+        *_table(report["pieces"], o, "piece"),
     ]
-    for r in report["pieces"]:
-        g, ref = r["generated"], r["reference"]
-        lines.append(f"| {r['piece']} | {g['onset_f1']:.3f} | {ref['onset_f1']:.3f} | {r['onset_f1_of_ceiling']:.2f} | "
-                     f"{g['frame_f1']:.3f} | {ref['frame_f1']:.3f} | {r['frame_f1_of_ceiling']:.2f} | {r['log_mel_distance']:.3f} |")
-    lines.insert(5, f"Stability of the generated clips: {o['clicks']} clicks (the reference renderings: "
-                    f"{o.get('reference_clicks', '-')}), {o['silent_seconds']} silent seconds, {o['runaway_seconds']} "
-                    f"runaway seconds; {o.get('jumps', '-')} jumps of more than half full scale between neighbouring "
-                    f"samples (the reference renderings: {o.get('reference_jumps', '-')}).\n")
-    lines.append(f"| **all** | {o['onset_f1']:.3f} | {o['onset_f1_reference']:.3f} | **{o['onset_f1_of_ceiling']:.2f}** | "
-                 f"{o['frame_f1']:.3f} | {o['frame_f1_reference']:.3f} | **{o['frame_f1_of_ceiling']:.2f}** | {o['log_mel_distance']:.3f} |")
+    if "suite" in report:
+        so = report["suite"]["overall"]
+        lines += ["", f"## The sketch suite (`{report['suite']['folder']}`)", "",
+                  f"Each sketch whole, with its release tail; whistles {so['whistle_percent']:.2f} % of the time, "
+                  f"{so['clicks']} clicks (the references: {so['reference_clicks']}); the lowest sketch scores "
+                  f"{so['lowest_onset_f1_of_ceiling']:.2f} of its ceiling"
+                  + (f" (basic-pitch: {so['basic_pitch']['lowest_onset_f1_of_ceiling']:.2f})." if "basic_pitch" in so
+                     else "."), "", *_table(report["suite"]["sketches"], so, "sketch")]
     return "\n".join(lines) + "\n"
 
 
@@ -242,7 +353,8 @@ class Written:
 
 def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Path, split: str = "test",
                 pieces: int = 5, seconds: float = 15.0, seed: int = 0, temperature: float | None = None,
-                min_p: float | None = None, progress: Callable[[str], None] | None = None) -> Written:
+                min_p: float | None = None, sketches: str | Path | None = None,
+                progress: Callable[[str], None] | None = None) -> Written:
     """`wavegen evaluate`: evaluate `model` (default the shipped one) on the dataset `data` with its own
     sampling unless given, and write REPORT.json, REPORT.md and REPORT-pieces/ (pictures, clips)."""
     from wavegen.nn import checkpoint
@@ -259,6 +371,6 @@ def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Pat
     sampling = loaded.sampling(temperature, min_p)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
     report = evaluate(loaded, dataset.load(data), out_dir, split=split, pieces=pieces, seconds=seconds, seed=seed,
-                      **sampling, progress=progress)
+                      sketches=sketches, **sampling, progress=progress)
     json_path, md_path = write_report(report, report_path)
     return Written(json_path, md_path, out_dir, md_path.read_text(), report["wall_seconds"])
