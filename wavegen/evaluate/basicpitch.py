@@ -27,18 +27,25 @@ NAME = "basic-pitch"
 INSTALL = 'pip install --no-deps basic-pitch && pip install onnxruntime "resampy<0.4.3" scikit-learn'
 
 
+@functools.cache
 def available() -> bool:
+    root = logging.getLogger()
+    quiet, level = logging.NullHandler(), root.level
+    root.addHandler(quiet)  # basic-pitch logs a warning at import for every backend it lacks (TensorFlow, ...):
+    root.setLevel(logging.ERROR)  # keep them, and the handler logging.warning would install, out of our output
     try:
-        import basic_pitch  # noqa: F401
+        import basic_pitch.inference  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
+    finally:
+        root.removeHandler(quiet)
+        root.setLevel(level)
     return True
 
 
 @functools.cache
 def _model():
-    logging.getLogger().setLevel(logging.ERROR)  # basic-pitch warns at import of every backend it lacks
     from basic_pitch import ICASSP_2022_MODEL_PATH
     from basic_pitch.inference import Model
 
