@@ -350,6 +350,11 @@ class Written:
     markdown: str
     wall_seconds: float
 
+    def summary(self) -> str:
+        """What `wavegen evaluate` prints: the Markdown report, then where it and its files are."""
+        return (f"{self.markdown}wrote {self.json_path}, {self.markdown_path} and pictures and clips in "
+                f"{self.pieces_dir}/ ({self.wall_seconds:.0f} s)")
+
 
 def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Path, split: str = "test",
                 pieces: int = 5, seconds: float = 15.0, seed: int = 0, temperature: float | None = None,
