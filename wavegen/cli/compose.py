@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from wavegen.cli.common import (
     DATA,
     PROG,
@@ -53,28 +51,12 @@ def train_composer(args) -> int:
              "that grows (or to standard output); Ctrl-C or SIGTERM ends it cleanly"))
 def compose(args) -> int:
     from wavegen.compose.perform import compose_and_play
-    from wavegen.notes import text as T
-
     s = compose_and_play(composer=args.model, ticks=args.ticks, seconds=args.seconds, temperature=args.temperature,
                          seed=args.seed, prime=args.prime, form=args.form, style=args.style, output=args.output,
                          render_to=args.render, perform_to=args.perform, stream_to=args.stream, model=args.checkpoint,
-                         warn=warn)
-    if s.streamed:
-        st = s.streamed
-        say(f"{PROG}: streamed {st.seconds:.1f} s ({st.ticks} ticks) to {args.stream} in {st.wall_seconds:.1f} s"
-            + ("; stopped by a signal" if st.stopped_by_signal else ""))
-        return 0
-    kt, report = s.keytext, (print if args.output else say)  # without -o the sketch itself is on standard output
-    if args.output:
-        sections = " ".join(f"{letter}:{a}-{b}" for letter, a, b in s.sections)
-        print(f"wrote {args.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s)"
-              + (f", sections {sections}" if sections else ""))
-    else:
-        sys.stdout.write(T.write(kt))
-    if args.render:
-        report(f"wrote {args.render}: the SoundFont rendering")
-    if args.perform:
-        report(f"wrote {args.perform}: performed by {s.performed_by} in {s.perform_seconds:.1f} s")
+                         warn=warn, log=say, note=lambda m: say(f"{PROG}: {m}"))
+    if text := s.summary():
+        print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 
@@ -86,5 +68,5 @@ def evaluate_composer(args) -> int:
     from wavegen.evaluate.composer import evaluate_composer_to
 
     print(evaluate_composer_to(args.output, model=args.model, data=args.data, split=args.split, samples=args.samples,
-                               seconds=args.seconds, temperature=args.temperature, seed=args.seed), end="")
+                               seconds=args.seconds, temperature=args.temperature, seed=args.seed).summary(), end="")
     return 0

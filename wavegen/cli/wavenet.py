@@ -57,9 +57,7 @@ def generate(args) -> int:
                                batch=args.batch, style=args.style, temperature=args.temperature, min_p=args.min_p,
                                seed=args.seed, engine=args.engine, threads=args.threads, plot=args.plot, warn=warn,
                                on_start=bar.start, progress=bar.to)
-    sr, n, rate = takes.sample_rate_hz, takes.n_samples, takes.samples_per_second
-    print("\n".join(f"wrote {path}: {n / sr:.1f} s at {sr} Hz" for path in takes.paths))
-    print(f"{n * len(takes.paths)} samples in {takes.wall_seconds:.1f} s: {rate:,.0f} samples/s, {rate / sr:.3f}x real time")
+    print(takes.summary())
     return 0
 
 
@@ -75,8 +73,7 @@ def evaluate(args) -> int:
     w = evaluate_to(args.output, model=args.checkpoint, data=args.data, split=args.split, pieces=args.pieces,
                     seconds=args.seconds, seed=args.seed, temperature=args.temperature, min_p=args.min_p,
                     progress=lambda m: say(f"{PROG}: {m}"))
-    print(w.markdown, end="")
-    print(f"wrote {w.json_path}, {w.markdown_path} and pictures and clips in {w.pieces_dir}/ ({w.wall_seconds:.0f} s)")
+    print(w.summary())
     return 0
 
 
@@ -90,13 +87,6 @@ def demo(args) -> int:
 
     with Bar("generating", "sample") as bar:
         d = run(args.output, piece=args.piece, model=args.checkpoint, seconds=args.seconds, seed=args.seed,
-                on_start=bar.start, progress=bar.to)
-    warn(d.warnings)
-    if d.model is None:
-        print(f"Bach chorale {d.piece}, {d.seconds:.1f} s")
-    else:
-        print(f"Bach chorale {d.piece} (held out from training), {d.seconds:.1f} s: generated in "
-              f"{d.generation_seconds:.1f} s ({d.seconds / d.generation_seconds:.2f}x real time) by {d.model}")
-    print("\n".join(f"  {path}  {what}" for path, what in d.files))
-    print(f"done in {d.wall_seconds:.1f} s")
+                on_start=bar.start, progress=bar.to, warn=warn)
+    print(d.summary())
     return 0

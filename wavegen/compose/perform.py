@@ -22,7 +22,11 @@ from wavegen.errors import WavegenError
 from wavegen.files import check_output, check_output_dir
 from wavegen.nn import checkpoint
 from wavegen.notes.render import render_notes
-from wavegen.notes.text import KeyText, write_file
+from wavegen.notes.text import KeyText, write, write_file
+
+
+def _ignore(message: str) -> None:
+    pass
 
 
 def render(kt: KeyText, output: str | os.PathLike) -> None:
@@ -84,26 +88,51 @@ def stream(composer: MarkovComposer | LSTMComposer, output: str, *, model: str |
 
 @dataclass
 class Session:
-    """What `compose_and_play` did: the sketch (None when streamed) and what was played."""
+    """What `compose_and_play` did: the sketch (None when streamed), what was played and where."""
 
     keytext: KeyText | None
     sections: list[tuple[str, int, int]]
     performed_by: str | None = None  # the WaveNet's name, with `perform`
     perform_seconds: float = 0.0
     streamed: Streamed | None = None
+    output: str | None = None  # the sketch's file, the rendering's, the performance's
+    render_to: str | None = None
+    perform_to: str | None = None
+
+    def wrote(self) -> list[str]:
+        """A line for each file written."""
+        lines = []
+        if self.output:
+            kt, sections = self.keytext, " ".join(f"{letter}:{a}-{b}" for letter, a, b in self.sections)
+            lines.append(f"wrote {self.output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s)"
+                         + (f", sections {sections}" if sections else ""))
+        if self.render_to:
+            lines.append(f"wrote {self.render_to}: the SoundFont rendering")
+        if self.perform_to:
+            lines.append(f"wrote {self.perform_to}: performed by {self.performed_by} in {self.perform_seconds:.1f} s")
+        return lines
+
+    def summary(self) -> str:
+        """What `wavegen compose` prints: the files written; without `output` the sketch itself (the files
+        then go to `log`); nothing when streamed (standard output may be the stream)."""
+        if self.streamed:
+            return ""
+        return "\n".join(self.wrote()) if self.output else write(self.keytext)
 
 
 def compose_and_play(*, composer: str | None = None, ticks: int | None = None, seconds: float | None = None,
                      temperature: float = 1.0, seed: int = 0, prime: str | None = None, form: str | None = None,
                      style: str | None = None, output: str | None = None, render_to: str | None = None,
                      perform_to: str | None = None, stream_to: str | None = None, model: str | None = None,
-                     warn: Callable[[str], None] | None = None) -> Session:
+                     warn: Callable[[str], None] | None = None, log: Callable[[str], None] = _ignore,
+                     note: Callable[[str], None] = _ignore) -> Session:
     """`wavegen compose`: `composer` (default the shipped one) writes `ticks` or `seconds` of new sketch
     after the `prime` file, in `form`, and writes it to `output` (88-key text) if given; then the SoundFont
     renders it to `render_to` and the WaveNet
     `model` performs it to `perform_to`. With `stream_to` it composes and plays without end instead
     (for `ticks` or `seconds` if given). Every output is checked before anything is composed; warn(message)
-    says when the WaveNet does not know the sketch's style."""
+    says when the WaveNet does not know the sketch's style, note(message) what was streamed, and without
+    `output` (the sketch is the summary) log(message) what was written."""
     from wavegen.audio import output_format
     from wavegen.compose import piece
     from wavegen.compose.form import parse_form
@@ -125,11 +154,13 @@ def compose_and_play(*, composer: str | None = None, ticks: int | None = None, s
     rng = np.random.default_rng(seed)
     if stream_to:
         limit = n if (ticks is not None or seconds is not None) else None
-        return Session(None, [], streamed=stream(writer, stream_to, model=model, prime=primed, rng=rng, warn=warn,
-                                                 temperature=temperature, limit=limit, seed=seed,
-                                                 style=style or (writer.styles[0] if writer.styles else None)))
+        st = stream(writer, stream_to, model=model, prime=primed, rng=rng, warn=warn, temperature=temperature,
+                    limit=limit, seed=seed, style=style or (writer.styles[0] if writer.styles else None))
+        note(f"streamed {st.seconds:.1f} s ({st.ticks} ticks) to {stream_to} in {st.wall_seconds:.1f} s"
+             + ("; stopped by a signal" if st.stopped_by_signal else ""))
+        return Session(None, [], streamed=st)
     composed = piece.compose(writer, n, temperature=temperature, rng=rng, prime=primed, form=form, style=style)
-    session = Session(composed.keytext, composed.sections)
+    session = Session(composed.keytext, composed.sections, output=output, render_to=render_to, perform_to=perform_to)
     if output:
         write_file(output, composed.keytext)
     if render_to:
@@ -138,4 +169,6 @@ def compose_and_play(*, composer: str | None = None, ticks: int | None = None, s
         t0 = time.perf_counter()
         session.performed_by = perform(composed.keytext, perform_to, model=model, seed=seed, warn=warn)
         session.perform_seconds = time.perf_counter() - t0
+    for line in [] if output else session.wrote():
+        log(line)
     return session

@@ -296,6 +296,19 @@ class BuildResult:
     reused: int  # items taken from the cache
     skipped: list[dict]
     seconds: float
+    out: str | os.PathLike = ""  # the folder, as it was given
+
+    def summary(self) -> str:
+        """The line `wavegen data build` prints."""
+        items = self.manifest["items"]
+        return (f"built {self.out}: {len(items)} items ({self.built} rendered, {self.reused} from the cache), "
+                f"{sum(it['seconds'] for it in items) / 3600:.2f} h of audio, {len(self.skipped)} files skipped, "
+                f"{self.seconds:.1f} s")
+
+    @property
+    def error(self) -> str | None:
+        """Why the build failed (no piece could be built), else None."""
+        return None if self.manifest["items"] else f"{self.out}: no piece could be built; see the reasons above"
 
 
 def parse_transpose(spec: str) -> tuple[int, ...]:
@@ -394,7 +407,7 @@ def build(
         "warnings": warnings,
     }
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0)
+    return BuildResult(manifest, built, len(items) - built, skipped, time.perf_counter() - t0, out_dir)
 
 
 def select_sources(*, corpus: str | None = None, midi_dir: str | os.PathLike | None = None,
@@ -408,3 +421,26 @@ def select_sources(*, corpus: str | None = None, midi_dir: str | os.PathLike | N
         return corpora.corpus_pieces(corpus, limit)
     sources = midi_dir_sources(midi_dir)
     return sources[:limit] if limit else sources
+
+
+def build_dataset(out: str | os.PathLike, *, corpus: str | None = None, midi_dir: str | os.PathLike | None = None,
+                  limit: int | None = None, transpose: str = "0", sample_rate_hz: int = 16_000,
+                  tick_ms: float = T.DEFAULT_TICK_MS, soundfont: str | os.PathLike | None = None,
+                  fold_octaves: bool = False, jobs: int | None = None,
+                  note: Callable[[str], None] = lambda message: None,
+                  on_start: Callable[[int], None] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> BuildResult:
+    """`wavegen data build`: the sources (`select_sources`) built into `out` in each transposition of
+    `transpose` (`parse_transpose`), both checked, and the tick length, before the corpus is searched.
+    on_start(number of sources) is called before the build, progress(done, total) as it goes, and
+    note(message) for each file skipped. With no piece built the result's `error` says so."""
+    transpositions = parse_transpose(transpose)
+    samples_per_tick(sample_rate_hz, tick_ms)
+    sources = select_sources(corpus=corpus, midi_dir=midi_dir, limit=limit)
+    if on_start:
+        on_start(len(sources))
+    result = build(sources, out, sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=transpositions,
+                   fold_octaves=fold_octaves, soundfont=soundfont, jobs=jobs, progress=progress)
+    for s in result.skipped:
+        note(f"skipped {s['reason']}")
+    return result

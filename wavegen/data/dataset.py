@@ -179,6 +179,24 @@ def info(ds: Dataset) -> dict:
     }
 
 
+@dataclass
+class Described:
+    """`wavegen data info`: a dataset's summary (`info`); summary() is its table, or with as_json its JSON."""
+
+    info: dict
+    as_json: bool = False
+
+    def summary(self) -> str:
+        from wavegen.notes.plot import pitch_name
+
+        return json.dumps(self.info, indent=1) if self.as_json else info_text(self.info, pitch_name)
+
+
+def describe(path: str | os.PathLike, *, as_json: bool = False) -> Described:
+    """`wavegen data info`: the summary of the dataset at `path`."""
+    return Described(info(load(path)), as_json)
+
+
 def info_text(s: dict, pitch_name: Callable[[int], str]) -> str:
     """`info`'s summary as the table `wavegen data info` prints."""
     lines = [f"dataset {s['root']}: {s['sample_rate_hz']} Hz, {s['tick_ms']:g} ms ticks, "

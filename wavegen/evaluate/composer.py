@@ -7,6 +7,7 @@ training split (compose/copycheck.py); `report_markdown` is the table of both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,10 +66,21 @@ def report_markdown(report: dict) -> str:
             f"held-out pieces (first {n} ticks), copies checked in any transposition.\n\n" + "\n".join(rows) + "\n")
 
 
+@dataclass
+class ComposerReport:
+    report: dict  # what `evaluate_composer` measured, and the model's name
+    markdown: str  # `report_markdown`
+
+    def summary(self) -> str:
+        """What `wavegen evaluate-composer` prints: the Markdown report."""
+        return self.markdown
+
+
 def evaluate_composer_to(output: str | None, *, model: str | None = None, data: str, split: str = "test",
-                         samples: int = 5, seconds: float = 20.0, temperature: float = 1.0, seed: int = 0) -> str:
+                         samples: int = 5, seconds: float = 20.0, temperature: float = 1.0,
+                         seed: int = 0) -> ComposerReport:
     """`wavegen evaluate-composer`: evaluate `model` (default the shipped composer) on the dataset `data`;
-    write REPORT.json and REPORT.md when `output` is given. Returns the Markdown report."""
+    write REPORT.json and REPORT.md when `output` is given."""
     import json
     from pathlib import Path
 
@@ -88,4 +100,4 @@ def evaluate_composer_to(output: str | None, *, model: str | None = None, data: 
     if output:
         write_text_atomic(output, json.dumps(report, indent=1) + "\n")
         write_text_atomic(Path(output).with_suffix(".md"), md)
-    return md
+    return ComposerReport(report, md)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_PIECE = "bwv244.37"  # a chorale of the held-out test split
@@ -27,16 +27,26 @@ class Demo:
     model: str | None  # the WaveNet's folder name; None: no model installed, the reference only
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What `wavegen demo` prints: the piece, how fast it was played, the files."""
+        head = f"Bach chorale {self.piece}, {self.seconds:.1f} s"
+        if self.model is not None:
+            head = (f"Bach chorale {self.piece} (held out from training), {self.seconds:.1f} s: generated in "
+                    f"{self.generation_seconds:.1f} s ({self.seconds / self.generation_seconds:.2f}x real time) "
+                    f"by {self.model}")
+        files = [f"  {path}  {what}" for path, what in self.files]
+        return "\n".join([head, *files, f"done in {self.wall_seconds:.1f} s"])
 
 
 def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | None = None,
          seconds: float | None = None, seed: int = 0, on_start: Callable[[int, int], None] | None = None,
-         progress: Callable[[int], None] | None = None) -> Demo:
+         progress: Callable[[int], None] | None = None, warn: Callable[[str], None] = lambda message: None) -> Demo:
     """Play `piece` (a Bach chorale of music21's corpus) with `model` (a checkpoint path or shipped name;
     default the shipped one) for its first `seconds` (default all of it), with the model's own sampling.
     on_start(n_samples, sample rate) is called when the WaveNet starts, progress(samples done) as it plays
-    (as `generate_takes` does). The folder and every file in it are checked before any work."""
+    (as `generate_takes` does), warn(message) before it starts. The folder and every file in it are checked
+    before any work."""
     from wavegen.audio import write_audio
     from wavegen.data import build
     from wavegen.files import check_output, check_output_dir
@@ -54,10 +64,8 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     for name in FILES:
         check_output(out / name)
     kt = build.corpus_text("bach", piece)
-    warnings = []
     if model is None and checkpoint.DEFAULT_MODEL not in checkpoint.shipped_models():
-        warnings.append(f"no trained model is installed ({checkpoint.DEFAULT_MODEL}): showing the reference "
-                        "rendering only")
+        warn(f"no trained model is installed ({checkpoint.DEFAULT_MODEL}): showing the reference rendering only")
         loaded = None
     else:
         loaded = checkpoint.load(model)
@@ -70,10 +78,10 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     notes = [T.Note(x.pitch, x.start, min(x.end, n / sr)) for x in kt.notes() if x.start < n / sr]
     panels = [(f"{piece}: reference rendering (SoundFont)", ref)]
     files = [(out / "sketch.txt", "the chorale as 88-key text"), (out / "reference.wav", "the SoundFont rendering")]
-    result = Demo(piece, n / sr, files, None, warnings=warnings)
+    result = Demo(piece, n / sr, files, None)
     if loaded is not None:
         t_gen = time.perf_counter()
-        style = loaded.style_index(None, kt.meta.get("style"), warnings.append)
+        style = loaded.style_index(None, kt.meta.get("style"), warn)
         if on_start:
             on_start(n, sr)
         gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, style=style, progress=progress,

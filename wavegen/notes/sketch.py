@@ -1,19 +1,19 @@
-"""Notes from a file the user gives: 88-key text (.txt) or MIDI (.mid, .midi); rendering or plotting one."""
+"""Notes from a file the user gives: 88-key text (.txt) or MIDI (.mid, .midi); what `wavegen encode`,
+`decode`, `render` and `plot` do with one, each returning a `Converted` whose summary() the command prints."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wavegen.errors import WavegenError
 from wavegen.files import check_output
 from wavegen.notes import text as T
-from wavegen.notes.midi import MIDI_SUFFIXES, read_midi
-
-if TYPE_CHECKING:
-    from wavegen.notes.render import Rendered
+from wavegen.notes.midi import MIDI_SUFFIXES, read_midi, write_midi
 
 TEXT_SUFFIXES = (".txt", ".88", ".keys")
 
@@ -56,25 +56,79 @@ def load(path: str | os.PathLike, *, tick_ms: float = T.DEFAULT_TICK_MS, fold_oc
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
-def render_file(path: str | os.PathLike, output: str | os.PathLike, *, sample_rate_hz: int,
-                soundfont: str | None = None, fold_octaves: bool = False) -> tuple[Sketch, Rendered]:
+def _ignore(message: str) -> None:
+    pass
+
+
+@dataclass
+class Converted:
+    """What encode, decode, render or plot wrote (`output`; None: the text is the summary itself)."""
+
+    output: Path | None
+    line: str  # what the command prints
+
+    def summary(self) -> str:
+        return self.line
+
+
+def encode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, tick_ms: float = T.DEFAULT_TICK_MS,
+           fold_octaves: bool = False, style: str | None = None,
+           warn: Callable[[str], None] = _ignore) -> Converted:
+    """`wavegen encode`: a MIDI file as 88-key text (`style` in its header), written to `output`, or
+    without one the summary is the text itself. warn(message) says what the MIDI reader dropped or moved."""
+    from wavegen.notes import midi
+
+    read = midi.read_midi(path, fold_octaves=fold_octaves)
+    for w in read.warnings:
+        warn(w)
+    kt = T.from_notes(read.notes, tick_ms, meta={"style": style} if style else {})
+    if not output:
+        return Converted(None, T.write(kt))
+    T.write_file(output, kt)
+    return Converted(Path(output), f"wrote {output}: {kt.n_ticks} ticks ({kt.n_ticks * kt.tick_s:.1f} s), "
+                                   f"{len(kt.notes())} notes")
+
+
+def decode(path: str | os.PathLike, output: str | os.PathLike) -> Converted:
+    """`wavegen decode`: 88-key text as a MIDI file."""
+    if not str(output).lower().endswith((".mid", ".midi")):
+        raise WavegenError(f"{output}: the MIDI output must end in .mid or .midi")
+    kt = T.read_file(path)
+    write_midi(output, kt)
+    return Converted(Path(output), f"wrote {output}: {len(kt.notes())} notes, {kt.duration_s:.1f} s")
+
+
+def dbfs(x: float) -> str:
+    return "-inf dBFS" if x <= 0 else f"{20 * math.log10(x):.1f} dBFS"
+
+
+def render_file(path: str | os.PathLike, output: str | os.PathLike, *, sample_rate_hz: int = 16_000,
+                soundfont: str | None = None, fold_octaves: bool = False,
+                warn: Callable[[str], None] = _ignore) -> Converted:
     """`wavegen render`: the SoundFont rendering of a text or MIDI file, written as WAV or FLAC. A text
-    plays for all its ticks (its trailing rests too), MIDI until its last note-off; then the release tail."""
+    plays for all its ticks (its trailing rests too), MIDI until its last note-off; then the release tail.
+    warn(message) gives the reader's warnings and the clipped samples."""
     from wavegen.audio import output_format, write_audio
     from wavegen.notes.render import render_notes
 
+    t0 = time.perf_counter()
     output_format(output)
     check_output(output)
     sk = load(path, fold_octaves=fold_octaves)
     min_s = sk.keytext.n_ticks * sk.keytext.tick_s if sk.is_text else 0.0
     r = render_notes(sk.notes, sample_rate_hz=sample_rate_hz, soundfont=soundfont, min_seconds=min_s)
     write_audio(output, r.audio, r.sample_rate_hz)
-    return sk, r
+    for w in sk.warnings + ([f"{output}: {r.clipped} samples clipped (peak {dbfs(r.peak)})"] if r.clipped else []):
+        warn(w)
+    return Converted(Path(output), f"wrote {output}: {len(r.audio) / r.sample_rate_hz:.1f} s at {r.sample_rate_hz} Hz, "
+                                   f"peak {dbfs(r.peak)}, {r.clipped} clipped samples, "
+                                   f"{time.perf_counter() - t0:.1f} s to render")
 
 
-def plot_file(path: str | os.PathLike, output: str | os.PathLike, *, notes: str | None = None) -> list[str]:
+def plot_file(path: str | os.PathLike, output: str | os.PathLike, *, notes: str | None = None,
+              warn: Callable[[str], None] = _ignore) -> Converted:
     """`wavegen plot`: a piano roll of a text or MIDI file, or the spectrogram of an audio file with the
-    notes of `notes` drawn over it. Returns the readers' warnings."""
+    notes of `notes` drawn over it; warn(message) gives the readers' warnings."""
     from wavegen.audio import read_audio
     from wavegen.notes import plot
 
@@ -87,8 +141,10 @@ def plot_file(path: str | os.PathLike, output: str | os.PathLike, *, notes: str 
             raise WavegenError(f"--notes goes with an audio file (.wav, .flac), not with {src.name}")
         sk = load(src)
         plot.plot_notes(output, sk.notes, title=src.name)
-        return sk.warnings
-    audio, sr = read_audio(src)
-    over = load(notes) if notes else None
-    plot.plot_audio(output, audio, sr, notes=over.notes if over else None, title=src.name)
-    return over.warnings if over else []
+    else:
+        audio, sr = read_audio(src)
+        sk = load(notes) if notes else None
+        plot.plot_audio(output, audio, sr, notes=sk.notes if sk else None, title=src.name)
+    for w in sk.warnings if sk else []:
+        warn(w)
+    return Converted(Path(output), f"wrote {output}")

@@ -39,6 +39,13 @@ class Takes:
     def samples_per_second(self) -> float:
         return self.n_samples * len(self.paths) / max(self.wall_seconds, 1e-9)
 
+    def summary(self) -> str:
+        """What `wavegen generate` prints: each take written, then the speed."""
+        sr, n, rate = self.sample_rate_hz, self.n_samples, self.samples_per_second
+        return "\n".join([*(f"wrote {path}: {n / sr:.1f} s at {sr} Hz" for path in self.paths),
+                          f"{n * len(self.paths)} samples in {self.wall_seconds:.1f} s: {rate:,.0f} samples/s, "
+                          f"{rate / sr:.3f}x real time"])
+
 
 def take_paths(output: str | os.PathLike, batch: int) -> list[Path]:
     out = Path(output)
