@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "wavegen"
 RANK = {"foundation": 0, "notes": 1, "data": 2, "nn": 3, "synth": 4, "compose": 5, "train": 6, "evaluate": 6,
         "cli": 7, "__main__": 8}
-FOUNDATION = {"__init__", "errors", "files", "audio", "config"}
+FOUNDATION = {"__init__", "errors", "files", "audio", "config", "progress"}
 
 
 def group_of(module: str) -> str:

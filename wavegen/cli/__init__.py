@@ -1,7 +1,4 @@
-"""`wavegen <command>`: the command line, one module per command; it parses, calls the library, prints.
-
-The top layer: may import anything; nothing imports it.
-"""
+"""`wavegen <command>`: the command line, the top layer (it may import anything; nothing imports it)."""
 
 from wavegen.cli.main import main
 

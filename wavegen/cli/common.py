@@ -1,17 +1,19 @@
-"""What every command shares: the registry that puts each command's options beside its body, the
-one-line usage errors, number types, shared options, warnings and progress bars."""
-
-from __future__ import annotations
+"""What every command shares: the registry (a command is its options and the library function it calls),
+one-line usage errors, checked numbers, shared options, and what goes to standard error."""
 
 import argparse
+import inspect
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import nullcontext
+from pkgutil import resolve_name
+
+from wavegen.errors import WavegenError
+from wavegen.progress import Bar
 
 PROG = "wavegen"
 DEFAULT_DATA = "data/build/bach"
-Command = Callable[[argparse.Namespace], int]
+COMMANDS: list[tuple] = []  # (name, help, options, description, call, run) in the order of `wavegen --help`
 
 
 class Parser(argparse.ArgumentParser):
@@ -19,18 +21,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str  # "data build" for a subcommand of a group
-    help: str
-    options: tuple
-    run: Command
-    description: str | None
-
-
-COMMANDS: list[Spec] = []  # in the order of `wavegen --help`
 
 
 def arg(*names: str, **kwargs) -> tuple:
@@ -42,20 +32,56 @@ def one_of(*options: tuple, required: bool = False) -> tuple:
     return ("one_of", required), options
 
 
-def command(name: str, help: str, *options: tuple, description: str | None = None) -> Callable[[Command], Command]:
-    """Register the decorated function as the command `name` with these options (arg, one_of)."""
-    def register(run: Command) -> Command:
-        COMMANDS.append(Spec(name, help, options, run, description))
-        return run
-    return register
-
-
-def add_options(p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, options: Sequence[tuple]) -> None:
+def add_options(p, options: tuple) -> None:
     for names, kwargs in options:
         if names and names[0] == "one_of":
             add_options(p.add_mutually_exclusive_group(required=names[1]), kwargs)
         else:
             p.add_argument(*names, **kwargs)
+
+
+def command(name: str, help: str, *options: tuple, call: str, bar: tuple = (), config: str = "",
+            description: str | None = None, **given) -> None:
+    """Register the command `name` ("data build" in a group) with its options (arg, one_of): it is the
+    library function `call` (see `invoke`), or with `config` (a kind of run config) `train` with it."""
+    run = (lambda args: train(args, config, call)) if config else (lambda args: show(invoke(call, args, bar, **given)))
+    COMMANDS.append((name, help, options, description, call, run))
+
+
+def invoke(call: str, args: argparse.Namespace, bar: tuple = (), **given):
+    """Call `call` ("module:function", imported only now: --help loads no torch) with each parsed option
+    it names as a parameter (dest= renames one), `given`, and the callbacks it names: warn, log, note and,
+    with a `bar` (what, unit[, the option that counts the takes played at once]), on_start and progress."""
+    fn = resolve_name(call)
+    params = inspect.signature(fn).parameters
+    b = Bar(bar[0], bar[1], getattr(args, bar[2]) if bar[2:] else 1) if bar else None
+    with b or nullcontext():
+        offered = {"warn": warn, "log": say, "note": note, **vars(args), **given}
+        offered.update({"on_start": b.start, "progress": b.to} if b else {})
+        return fn(**{k: v for k, v in offered.items() if k in params})
+
+
+def show(result) -> int:
+    """Print a library result's summary() (once in a multi-process run); if its `error` is set, fail after it."""
+    if getattr(result, "is_main", True) and (text := result.summary()):
+        print(text, end="" if text.endswith("\n") else "\n")
+    if getattr(result, "error", None):
+        raise WavegenError(result.error)
+    return 0
+
+
+def train(args: argparse.Namespace, kind: str, call: str) -> int:
+    """`train` and `train-composer`: the config (defaults, --config, then each --set) shown, or trained on
+    by `call`."""
+    from wavegen.config import config_text, load_config
+
+    cfg = load_config(args.config, args.set or [], kind=kind)
+    if args.show_config:
+        return print(config_text(cfg), end="") or 0
+    show(result := resolve_name(call)(cfg, args.data, args.out, log=say))
+    if result.is_main and getattr(result, "status", "") == "preempted":
+        say(f"{args.out}: checkpoint saved; run the same command again to resume")
+    return 0
 
 
 def _number(kind: type, what: str, test: Callable[[float], bool], must: str) -> Callable[[str], float]:
@@ -77,12 +103,12 @@ non_negative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"),
 fraction = _number(float, "a number", lambda v: 0 <= v < 1, "at least 0 and below 1")
 
 # options several commands share
-CHECKPOINT = arg("--checkpoint", metavar="PATH", help="a shipped model's name, a checkpoint folder or a run folder "
-                 "(default: the shipped harpsichord-cpu model)")
+CHECKPOINT = arg("--checkpoint", dest="model", metavar="PATH", help="a shipped model's name, a checkpoint folder or a "
+                 "run folder (default: the shipped harpsichord-cpu model)")
 DATA = arg("--data", default=DEFAULT_DATA, metavar="DIR", help=f"a dataset from `wavegen data build` (default {DEFAULT_DATA})")
 SEED = arg("--seed", type=int, default=0)
-TEMPERATURE = arg("--temperature", type=non_negative_float, help="sampling temperature (default: the model's, 1 unless its card "
-                  "says otherwise; 0 = greedy)")
+TEMPERATURE = arg("--temperature", type=non_negative_float, help="sampling temperature (default: the model's, 1 unless "
+                  "its card says otherwise; 0 = greedy)")
 MIN_P = arg("--min-p", type=fraction, metavar="P", help="never draw a sample value less likely than P times the most "
             "likely one, in [0, 1) (default: the model's, 0 = off, unless its card says otherwise)")
 SET = arg("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting; repeatable")
@@ -90,9 +116,8 @@ RUN_DIR = one_of(arg("--out", metavar="RUN_DIR", help="run folder: checkpoints, 
                  action="store_true", help="print every setting and its value (after --config, --set) and exit"), required=True)
 
 
-def warn(messages: Sequence[str] | str) -> None:
-    for m in [messages] if isinstance(messages, str) else messages:
-        print(f"{PROG}: warning: {m}", file=sys.stderr)
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def say(message: str) -> None:
@@ -100,33 +125,5 @@ def say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-class Bar:
-    """A progress bar on standard error (off when it is not a terminal), started when the total is known;
-    with a sample rate it shows the real-time factor."""
-
-    def __init__(self, desc: str, unit: str, per_step: int = 1):
-        self.desc, self.unit, self.per_step, self.bar, self.rate_hz = desc, unit, per_step, None, 0
-
-    def start(self, total: int, rate_hz: int = 0) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total * self.per_step, unit=self.unit, unit_scale=True, disable=None, desc=self.desc)
-        self.rate_hz, self.t0 = rate_hz, time.perf_counter()
-
-    def to(self, done: int, total: int | None = None) -> None:
-        self.bar.update(done * self.per_step - self.bar.n)
-        if self.rate_hz:
-            self.bar.set_postfix(realtime=f"{self.bar.n / max(time.perf_counter() - self.t0, 1e-9) / self.rate_hz:.3f}x")
-
-    def __enter__(self) -> Bar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def dbfs(x: float) -> str:
-    import math
-
-    return "-inf dBFS" if x <= 0 else f"{20 * math.log10(x):.1f} dBFS"
+def note(message: str) -> None:
+    say(f"{PROG}: {message}")

@@ -1,9 +1,5 @@
-"""`wavegen <command>`: the parser of every command and the one place errors become exit statuses.
-
-Exit status: 0 on success, 2 for bad input or usage (one line on stderr), 1 for an internal error.
-"""
-
-from __future__ import annotations
+"""`wavegen <command>`: the parser of every command and the one place errors become exit statuses: 0 on
+success, 2 for bad input or usage (one line on stderr), 1 for an internal error."""
 
 import argparse
 import os
@@ -24,32 +20,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description="wavegen: harpsichord music from the 88-key text format.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--traceback", action="store_true", help="on an internal error, print the traceback")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    groups: dict[str, argparse._SubParsersAction] = {}
-    for spec in COMMANDS:
-        group, _, name = spec.name.rpartition(" ")
-        if group and group not in groups:
-            gp = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
-            groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar="SUBCOMMAND", parser_class=Parser,
-                                              required=True)
-        sp = (groups[group] if group else sub).add_parser(name, help=spec.help, description=spec.description or spec.help)
-        add_options(sp, spec.options)
+    subs = {"": p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)}
+    for full_name, help, options, description, _, run in COMMANDS:
+        group, _, name = full_name.rpartition(" ")
+        if group not in subs:
+            gp = subs[""].add_parser(group, help=GROUPS[group], description=GROUPS[group])
+            subs[group] = gp.add_subparsers(dest=f"{group}_command", metavar="SUBCOMMAND", parser_class=Parser,
+                                            required=True)
+        sp = subs[group].add_parser(name, help=help, description=description or help)
+        add_options(sp, options)
         sp.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sp.set_defaults(func=spec.run)
+        sp.set_defaults(func=run)
     return p
 
 
 def _join_negative_values(argv: list[str], options: Sequence[str] = ("--transpose",)) -> list[str]:
     """`--transpose -3..3` -> `--transpose=-3..3`: argparse would take '-3..3' for an option."""
     out: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i] in options and i + 1 < len(argv) and argv[i + 1].startswith("-"):
-            out.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
+    for a in argv:
+        if out and out[-1] in options and a.startswith("-"):
+            out[-1] = f"{out[-1]}={a}"
         else:
-            out.append(argv[i])
-            i += 1
+            out.append(a)
     return out
 
 
@@ -66,15 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # here, so that a reader gone away is the BrokenPipeError below, not noise at exit
         return code
-    except WavegenError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `| head`: the reader has what it wanted; end quietly, as a writer killed by SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
         return 141
-    except OSError as e:  # a file the system would not read or write, or a full disk: the user's to fix
-        if (line := os_error_line(e)) is None:
-            raise
+    except (WavegenError, OSError) as e:  # bad input, a file the system would not read or write, a full disk
+        if (line := str(e) if isinstance(e, WavegenError) else os_error_line(e)) is None:
+            raise  # any other OSError is ours
         print(f"{PROG}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
