@@ -55,7 +55,8 @@ def test_the_quietest_second_of_a_known_signal():
     t = np.arange(4 * SR) / SR
     x = np.where(t < 2, 0.1, 0.01) * np.sin(2 * np.pi * 220 * t)
     assert sound.quietest_second_db(x, SR) == pytest.approx(20 * np.log10(0.01 / np.sqrt(2)), abs=0.05)
-    assert sound.quietest_second_db(np.zeros(SR * 2), SR) == sound.FLOOR_DB
+    assert sound.quietest_second_db(np.zeros(SR * 2), SR) == sound.LEVEL_FLOOR_DB
+    assert sound.quietest_second_db(np.full(SR * 2, 0.01), SR) == sound.LEVEL_FLOOR_DB  # an offset is not heard
 
 
 def test_a_high_sine_whistles_for_its_length(chorale_like):

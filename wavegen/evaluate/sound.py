@@ -17,7 +17,8 @@ generated clip against the reference rendering of the same 88-key text.
   clip holds that its notes do not explain (wrong notes, a drone in a rest, hiss), in dB against the
   reference's, which has its own share (each pluck's noise, the soundfont's body resonance).
 - **Quietest second** (`quietest_second_db`): the RMS level of the quietest whole second (a 1 s window
-  every 0.25 s), in dBFS; a noise floor shows here as a level the reference never falls to.
+  every 0.25 s, its mean removed: an offset is not heard), in dBFS, no lower than -100 dBFS (silence);
+  a noise floor, or a drone in a rest, shows here as a level the reference never falls to.
 - **Whistles** (`whistle_seconds`): 50 ms windows (louder than -50 dBFS) in which one narrow band
   (100 Hz) above WHISTLE_HZ holds at least WHISTLE_SHARE of the window's power and is more than
   WHISTLE_DB louder than the reference's same band: a loud high partial the renderer does not play.
@@ -43,6 +44,7 @@ PARTIAL_WIDTH_HZ = 20.0  # at least this either side of a partial (about 2.5 bin
 PARTIAL_WIDTH_CENTS = 35.0  # ... or this, whichever is wider (harpsichord partials stretch a little)
 FLOOR_DB = -140.0  # the level of digital silence, so that log(0) never appears
 FLOOR_PERCENTILE = 20
+LEVEL_FLOOR_DB = -100.0  # a level this low is silence: 16-bit audio's own quantization noise is -101 dBFS
 
 WHISTLE_WINDOW_S = 0.05
 WHISTLE_HZ = 2000.0
@@ -118,14 +120,17 @@ def floor_dbfs(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) ->
 
 
 def quietest_second_db(audio: np.ndarray, sample_rate_hz: int) -> float:
-    """RMS level in dBFS of the quietest 1 s window (stepped by 0.25 s); the whole clip when shorter."""
+    """The level in dBFS of the quietest 1 s window (stepped by 0.25 s; the whole clip when shorter): the
+    RMS about the window's mean, since an offset (DC) is not heard, and no lower than LEVEL_FLOOR_DB."""
     x = np.asarray(audio, dtype=np.float64)
-    n = sample_rate_hz
-    if len(x) <= n:
-        return _db(float(np.mean(x**2)) if len(x) else 0.0)
-    c = np.concatenate([[0.0], np.cumsum(x**2)])
-    starts = np.arange(0, len(x) - n + 1, n // 4)
-    return _db(float(np.min(c[starts + n] - c[starts]) / n))
+    n = min(sample_rate_hz, len(x))
+    if n == 0:
+        return LEVEL_FLOOR_DB
+    c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (x, x**2))
+    starts = np.arange(0, len(x) - n + 1, max(1, n // 4))
+    mean = (c1[starts + n] - c1[starts]) / n
+    var = (c2[starts + n] - c2[starts]) / n - mean**2
+    return float(max(LEVEL_FLOOR_DB, 10 * np.log10(max(float(np.min(var)), 1e-30))))
 
 
 def _window_power(audio: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
