@@ -97,7 +97,7 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
 
     ck = make_checkpoint(tmp_path / "ck")
     code = main(["evaluate", "--checkpoint", str(ck), "--data", str(tiny_dataset), "--split", "test",
-                 "--pieces", "1", "--seconds", "1", "-o", str(tmp_path / "ev" / "report.json")])
+                 "--pieces", "1", "--seconds", "1", "--sketches", "none", "-o", str(tmp_path / "ev" / "report.json")])
     out = capsys.readouterr().out
     assert code == 0 and "shuffled-notes gap" in out
     report = json.loads((tmp_path / "ev" / "report.json").read_text())

@@ -117,3 +117,11 @@ def test_the_report_scores_the_chorales_and_the_suite_with_both_transcribers(tin
     assert "## The sketch suite" in written.markdown and "| scale |" in written.markdown
     if basicpitch.available():
         assert "basic-pitch onset F1" in written.markdown and report["transcribers"] == ["wavegen", "basic-pitch"]
+
+
+def test_a_missing_suite_is_named_before_any_work(tmp_path):
+    from wavegen.errors import WavegenError
+    from wavegen.evaluate.report import evaluate_to
+
+    with pytest.raises(WavegenError, match=r"nowhere: no sketches \(\*\.txt\) here; .* or --sketches none"):
+        evaluate_to(tmp_path / "r.json", model=str(tmp_path / "no-such-model"), data=tmp_path, sketches=tmp_path / "nowhere")

@@ -23,7 +23,9 @@ command("evaluate", "measure how well a model plays held-out pieces", c.CHECKPOI
         arg("--split", default="test", choices=("train", "valid", "test")),
         arg("--pieces", type=positive_int, default=5, help="held-out pieces to play (default 5)"),
         arg("--seconds", type=positive_float, default=15.0, help="seconds of each piece (default 15)"), c.SEED,
-        c.TEMPERATURE, c.MIN_P, arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json", help="the "
+        c.TEMPERATURE, c.MIN_P, arg("--sketches", metavar="DIR", default="data/sketches", help="a sketch suite played "
+                                    "whole too (default data/sketches; none: the chorales only)"),
+        arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json", help="the "
                                     "report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it"),
         call="wavegen.evaluate.report:evaluate_to", progress=c.note)
 command("demo", "the main job: the shipped WaveNet plays a held-out Bach chorale, beside its reference",

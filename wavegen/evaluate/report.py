@@ -187,7 +187,8 @@ def suite_sketches(folder: str | Path) -> list[Path]:
     """The 88-key texts of a sketch suite folder (data/sketches/), in name order."""
     paths = sorted(Path(folder).glob("*.txt"))
     if not paths:
-        raise WavegenError(f"{folder}: no sketches (*.txt) here; give --sketches a folder of 88-key texts")
+        raise WavegenError(f"{folder}: no sketches (*.txt) here; give --sketches a folder of 88-key texts "
+                           "(the suite is data/sketches/ in wavegen's repository), or --sketches none")
     return paths
 
 
@@ -372,6 +373,10 @@ def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Pat
         raise WavegenError(f"{report_path}: the report must end in .json (a .md table is written beside it)")
     for path in (report_path, report_path.with_suffix(".md")):
         check_output(path)
+    if sketches is not None and str(sketches).lower() == "none":
+        sketches = None
+    if sketches is not None:
+        suite_sketches(sketches)  # before the model loads: the folder holds sketches
     loaded = checkpoint.load(model)
     sampling = loaded.sampling(temperature, min_p)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
