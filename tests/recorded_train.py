@@ -93,7 +93,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
     cfg = load_config(args.config, args.set)
-    task = Recording(WaveNetTask(cfg, dataset.load(args.data), args.data))
+    task = Recording(WaveNetTask(cfg, dataset.load(args.data)))
     result = train(task, args.out, show_progress=False, log=lambda m: None)
     rank = int(os.environ.get("RANK", 0))
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1

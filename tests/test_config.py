@@ -79,9 +79,9 @@ def test_the_shipped_resume_record_resumes_with_cpu_toml_and_its_checkpoint_load
 
     saved = json.loads((RESUME / "config.json").read_text())
     ds = SimpleNamespace(sample_rate_hz=16_000, tick_ms=50.0, root="data/build/bach")
-    WaveNetTask(load_config(CONFIGS / "cpu.toml", ["train.steps=11000"]), ds, ".").check_resume(RESUME, saved)
+    WaveNetTask(load_config(CONFIGS / "cpu.toml", ["train.steps=11000"]), ds).check_resume(RESUME, saved)
     with pytest.raises(WavegenError, match=r"another model config \(model.cycles 2 -> 3\)"):
-        WaveNetTask(load_config(CONFIGS / "cpu.toml", ["model.cycles=3"]), ds, ".").check_resume(RESUME, saved)
+        WaveNetTask(load_config(CONFIGS / "cpu.toml", ["model.cycles=3"]), ds).check_resume(RESUME, saved)
     loaded = checkpoint.load(checkpoint.step_dirs(RESUME)[-1])
     assert loaded.meta["step"] == 9000 and loaded.config.model == load_config(CONFIGS / "cpu.toml").model
 

@@ -211,7 +211,7 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(tiny_da
 
 
 def _recorded(cfg, data_dir: Path, run_dir: Path) -> tuple[train_mod.TrainResult, Recording]:
-    task = Recording(WaveNetTask(cfg, dataset.load(data_dir), data_dir))
+    task = Recording(WaveNetTask(cfg, dataset.load(data_dir)))
     return train_mod.train(task, run_dir, show_progress=False, log=lambda m: None), task
 
 

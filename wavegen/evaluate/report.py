@@ -293,10 +293,9 @@ def _table(rows: list[dict], o: dict, name: str) -> list[str]:
                  "onset_f1_of_ceiling": b["onset_f1_of_ceiling"]} if b else None
         lines.append(f"| {r['piece']} |" + cells(r["generated"], r["reference"], r["onset_f1_of_ceiling"], bcell,
                                                  r["frame_f1_of_ceiling"], r["sound"], r["log_mel_distance"], False))
-    overall_sound = {**o, "whistle_seconds": o["whistle_seconds"]}
     lines.append("| **all** |" + cells({"onset_f1": o["onset_f1"]}, {"onset_f1": o["onset_f1_reference"]},
                                        o["onset_f1_of_ceiling"], o.get("basic_pitch"), o["frame_f1_of_ceiling"],
-                                       overall_sound, o["log_mel_distance"], True))
+                                       o, o["log_mel_distance"], True))
     return lines
 
 

@@ -31,6 +31,7 @@ generated clip against the reference rendering of the same 88-key text.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,6 +74,11 @@ def _stft_power(audio: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, np.
     return spec, np.fft.rfftfreq(n, 1 / sample_rate_hz), hop / sample_rate_hz
 
 
+@functools.cache
+def _masks(n_fft: int, sample_rate_hz: int) -> np.ndarray:
+    return key_masks(np.fft.rfftfreq(n_fft, 1 / sample_rate_hz))
+
+
 def key_masks(freqs: np.ndarray) -> np.ndarray:
     """(88, bins) boolean: the bins near each key's partials."""
     masks = np.zeros((88, len(freqs)), dtype=bool)
@@ -86,10 +92,11 @@ def key_masks(freqs: np.ndarray) -> np.ndarray:
     return masks
 
 
-def off_partial_cells(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> np.ndarray:
-    """The power (full-scale sine = 0.5) of every time-frequency cell off the sounding keys' partials."""
+def off_partial_cells(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> tuple[np.ndarray, int]:
+    """The power (full-scale sine = 0.5) of every time-frequency cell off the sounding keys' partials, and
+    how many frames there are."""
     spec, freqs, hop_s = _stft_power(audio, sample_rate_hz)
-    masks = key_masks(freqs)
+    masks = _masks(int(N_FFT_S * sample_rate_hz), sample_rate_hz)
     start = np.arange(len(spec)) * hop_s  # each frame's window: [start, start + N_FFT_S)
     sounding = np.zeros((len(spec), 88), dtype=bool)
     for nt in notes:
@@ -100,23 +107,29 @@ def off_partial_cells(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[No
         if chord.any():
             off[which.ravel() == c] &= ~np.any(masks[chord], axis=0)
     off[:, freqs < 25] = False
-    return spec[off]
+    return spec[off], len(spec)
+
+
+def levels(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> tuple[float, float]:
+    """(floor, off the notes) in dB, full scale 0, from one pass over the cells: the FLOOR_PERCENTILE-th
+    percentile of the cells off the sounding partials (the quiet ones between them), and their mean power
+    per frame -- everything the notes do not explain, loud or quiet (wrong notes, a drone in a rest,
+    hiss). The reference has its share of both (the pluck, the soundfont's body): compare the two."""
+    cells, n_frames = off_partial_cells(audio, sample_rate_hz, notes)
+    if not len(cells):
+        return FLOOR_DB, FLOOR_DB
+    floor = float(max(FLOOR_DB, np.percentile(10 * np.log10(cells + 1e-30), FLOOR_PERCENTILE)))
+    return floor, _db(float(cells.sum()) / max(1, n_frames))
 
 
 def off_partial_dbfs(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> float:
-    """The mean power (dB, full scale 0) of the cells off the sounding partials: everything the notes do
-    not explain, loud or quiet (wrong notes, a drone in a rest, hiss), where `floor_dbfs` sees the quiet
-    cells only. The reference has its share too (the pluck, the soundfont's body): compare the two."""
-    cells = off_partial_cells(audio, sample_rate_hz, notes)
-    return _db(float(cells.sum()) / max(1, len(_stft_power(audio, sample_rate_hz)[0]))) if len(cells) else FLOOR_DB
+    """The mean power of the cells off the sounding partials (see `levels`)."""
+    return levels(audio, sample_rate_hz, notes)[1]
 
 
 def floor_dbfs(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> float:
-    """The level (dB, full scale 0) of the quiet cells between the sounding partials: see the docstring."""
-    cells = off_partial_cells(audio, sample_rate_hz, notes)
-    if not len(cells):
-        return FLOOR_DB
-    return float(max(FLOOR_DB, np.percentile(10 * np.log10(cells + 1e-30), FLOOR_PERCENTILE)))
+    """The level of the quiet cells between the sounding partials (see `levels`)."""
+    return levels(audio, sample_rate_hz, notes)[0]
 
 
 def quietest_second_db(audio: np.ndarray, sample_rate_hz: int) -> float:
@@ -167,8 +180,7 @@ def whistle_seconds(audio: np.ndarray, reference: np.ndarray, sample_rate_hz: in
 def measures(generated: np.ndarray, reference: np.ndarray, sample_rate_hz: int,
              notes: Sequence[Note]) -> dict[str, float]:
     """The report's sound measures of one clip (see the module docstring)."""
-    gen_floor, ref_floor = (floor_dbfs(x, sample_rate_hz, notes) for x in (generated, reference))
-    gen_off, ref_off = (off_partial_dbfs(x, sample_rate_hz, notes) for x in (generated, reference))
+    (gen_floor, gen_off), (ref_floor, ref_off) = (levels(x, sample_rate_hz, notes) for x in (generated, reference))
     gen_quiet, ref_quiet = (quietest_second_db(x, sample_rate_hz) for x in (generated, reference))
     return {
         "noise_floor_db": gen_floor - ref_floor, "floor_dbfs": gen_floor, "reference_floor_dbfs": ref_floor,

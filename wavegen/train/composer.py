@@ -55,8 +55,8 @@ class CharTask:
 
     rate_unit = "chars"
 
-    def __init__(self, cfg: ComposerRunConfig, ds: dataset.Dataset, data_dir: str | Path):
-        self.cfg, self.ds, self.data_dir = cfg, ds, Path(data_dir)
+    def __init__(self, cfg: ComposerRunConfig, ds: dataset.Dataset):
+        self.cfg, self.ds = cfg, ds
         c = cfg.composer
         self.train_items = pieces(ds, "train", c.transposed)
         self.valid_items = pieces(ds, cfg.data.valid_split, c.transposed)
@@ -137,7 +137,7 @@ class CharTask:
 
 def train_lstm(cfg: ComposerRunConfig, data_dir: str | Path, run_dir: str | Path, **kwargs: Any) -> TrainResult:
     """Train (or resume) the LSTM composer into `run_dir`. kwargs: those of `train` (stop_after, log, ...)."""
-    return train(CharTask(cfg, dataset.load(data_dir), data_dir), run_dir, **kwargs)
+    return train(CharTask(cfg, dataset.load(data_dir)), run_dir, **kwargs)
 
 
 @dataclass

@@ -544,8 +544,8 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
                 record = {"config": task.cfg.to_dict(), **task.meta()}
             (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
         accelerator.wait_for_everyone()  # the others read the checkpoint the main process chose
-        if not main and checkpoint.step_dirs(run_dir):
-            saved = checkpoint.load_train_state(checkpoint.step_dirs(run_dir)[-1])
+        if not main and (chosen := checkpoint.step_dirs(run_dir)):
+            saved = checkpoint.load_train_state(chosen[-1])
 
         torch.manual_seed(tc.seed)
         model = task.build_model()

@@ -32,8 +32,8 @@ class WaveNetTask:
 
     rate_unit = "samples"
 
-    def __init__(self, cfg: WaveNetConfig, ds: dataset.Dataset, data_dir: str | Path):
-        self.cfg, self.ds, self.data_dir = cfg, ds, Path(data_dir)
+    def __init__(self, cfg: WaveNetConfig, ds: dataset.Dataset):
+        self.cfg, self.ds = cfg, ds
         mc = cfg.model
         self.styles: list[str] = []
         if mc.n_styles:
@@ -125,4 +125,4 @@ def train_wavenet(cfg: WaveNetConfig, data_dir: str | Path, run_dir: str | Path,
         raise WavegenError(
             f"{data_dir}: no dataset here; build one with `wavegen data build --corpus bach --out {data_dir}`"
         )
-    return train(WaveNetTask(cfg, dataset.load(data_dir), data_dir), run_dir, **kwargs)
+    return train(WaveNetTask(cfg, dataset.load(data_dir)), run_dir, **kwargs)
