@@ -94,6 +94,37 @@ def test_a_composer_setting_does_not_stop_a_wavenet_resume(tiny_dataset, tmp_pat
         train_wavenet(tiny("train.steps=6", "model.cycles=3"), tiny_dataset, run, log=lambda m: None)
 
 
+def test_init_starts_a_new_run_from_another_runs_weights(tiny_dataset, tmp_path):
+    quiet = {"show_progress": False, "log": lambda m: None}
+    train_wavenet(tiny("train.steps=3"), tiny_dataset, tmp_path / "a", **quiet)
+    source = checkpoint.load(tmp_path / "a")  # its inference (EMA) weights
+    res = train_wavenet(tiny("train.steps=2", "train.lr=1e-12", f"train.init={tmp_path / 'a'}"),
+                        tiny_dataset, tmp_path / "b", **quiet)
+    assert (res.resumed_from, res.step) == (0, 2)  # a new run: its own step count, optimizer and schedule
+    state = checkpoint.load_train_state(checkpoint.step_dirs(tmp_path / "b")[-1])
+    for k, v in source.model.state_dict().items():  # lr 1e-12: the weights are still the ones it started from
+        assert torch.allclose(state["raw_weights"][k], v, atol=1e-9), k
+        assert torch.allclose(state["ema"][k], v.float()), k
+    record = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert record["init"] == f"{tmp_path / 'a' / 'best'} (step 3)"
+    # without train.init the same run starts elsewhere
+    fresh = train_wavenet(tiny("train.steps=2", "train.lr=1e-12"), tiny_dataset,
+                          tmp_path / "c", **quiet)
+    other = checkpoint.load_train_state(checkpoint.step_dirs(fresh.run_dir)[-1])["raw_weights"]
+    assert not all(torch.allclose(other[k], v, atol=1e-3) for k, v in source.model.state_dict().items())
+
+
+def test_init_refuses_weights_of_another_shape_before_writing_a_run(tiny_dataset, tmp_path):
+    train_wavenet(tiny("train.steps=2"), tiny_dataset, tmp_path / "a", show_progress=False, log=lambda m: None)
+    with pytest.raises(WavegenError, match=r"train.init = .*: its weights do not fit this run's \[model\]"):
+        train_wavenet(tiny("train.steps=2", "model.cycles=3", f"train.init={tmp_path / 'a'}"), tiny_dataset,
+                      tmp_path / "b", show_progress=False, log=lambda m: None)
+    assert not (tmp_path / "b" / "config.json").exists() and not checkpoint.step_dirs(tmp_path / "b")
+    with pytest.raises(WavegenError, match="no such checkpoint"):
+        train_wavenet(tiny("train.steps=2", f"train.init={tmp_path / 'nothing'}"), tiny_dataset, tmp_path / "c",
+                      show_progress=False, log=lambda m: None)
+
+
 def test_keeps_the_last_checkpoints_and_the_best(tiny_dataset, tmp_path):
     cfg = tiny("train.steps=8", "train.ckpt_every=2", "train.eval_every=2", "train.keep_last=2",
                "train.sample_seconds=0")

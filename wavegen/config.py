@@ -87,6 +87,7 @@ class TrainConfig:
     sample_seconds: float = 1.0  # audio generated for a held-out sketch at each evaluation
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     compile: bool = False  # torch.compile the training forward (about a minute to compile; faster after)
+    init: str = ""  # a new run starts from these weights: a shipped model's name, a checkpoint or a run folder
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,10 @@ class CharTask:
         return (f"composer LSTM: {sum(p.numel() for p in model.parameters()):,} parameters, {c.layers} x {c.hidden}, "
                 f"{len(self.train_items)} training pieces, sequences of {c.seq_len} characters")
 
+    def init_from(self, model: nn.Module, source: str) -> str:
+        raise WavegenError(f"train.init = {source}: starting from another model's weights is for the WaveNet; "
+                           "the composer's LSTM trains from scratch")
+
     def train_set(self) -> torch.utils.data.Dataset:
         streams, styles = self._streams(self.train_items)
         c = self.cfg.composer

@@ -103,6 +103,10 @@ class Task(Protocol):
     def describe(self, model: torch.nn.Module) -> str:
         """One line for the log: parameters and what they see."""
 
+    def init_from(self, model: torch.nn.Module, source: str) -> str:
+        """Load the weights of checkpoint `source` (train.init) into the new `model`; return where they came
+        from, for the log and the run record. A WavegenError if they do not fit."""
+
     def train_set(self) -> torch.utils.data.Dataset:
         """Training items, each a pure function of its index (so a resume reads the same ones)."""
 
@@ -542,6 +546,8 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
                     record = {**record, "config": task.cfg.to_dict()}
             else:
                 record = {"config": task.cfg.to_dict(), **task.meta()}
+                if tc.init:
+                    record["init"] = task.init_from(task.build_model(), tc.init)  # checked before anything is written
             (run_dir / RUN_CONFIG).write_text(json_text(record, indent=1) + "\n")
         accelerator.wait_for_everyone()  # the others read the checkpoint the main process chose
         if not main and (chosen := checkpoint.step_dirs(run_dir)):
@@ -549,6 +555,10 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
 
         torch.manual_seed(tc.seed)
         model = task.build_model()
+        if saved is None and tc.init:  # a new run from another's weights; the EMA starts from them too
+            started = task.init_from(model, tc.init)
+            if main:
+                log(f"starting from the weights of {started}")
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio))

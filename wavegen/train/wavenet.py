@@ -72,6 +72,23 @@ class WaveNetTask:
         n_params = sum(p.numel() for p in model.parameters())
         return f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / self.ds.sample_rate_hz * 1000:.1f} ms)"
 
+    def init_from(self, model: torch.nn.Module, source: str) -> str:
+        """train.init: the inference (EMA) weights of a WaveNet checkpoint, which must fit this model (same
+        channels, layers, output) and have been trained at this dataset's sample rate and tick length."""
+        loaded = checkpoint.load(source)
+        ds = self.ds
+        loaded.check_ticks(ds.tick_ms, f"{ds.root} (train.init = {source})", ds.sample_rate_hz)
+        if loaded.styles != self.styles:
+            raise WavegenError(f"train.init = {source}: trained on the styles {loaded.styles or 'none (no style ids)'}, "
+                               f"this run has {self.styles or 'none (no style ids)'}; set model.n_styles alike")
+        weights = loaded.model.state_dict()
+        wrong = checkpoint.mismatch(model.state_dict(), weights)
+        if wrong:
+            raise WavegenError(f"train.init = {source}: its weights do not fit this run's [model] ({wrong}); use "
+                               f"the [model] settings in {loaded.path / checkpoint.CONFIG}")
+        model.load_state_dict(weights)
+        return f"{loaded.path} (step {loaded.meta.get('step', '?')})"
+
     def _crops(self, split: str, seed: int) -> CropDataset:
         return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed)
 
