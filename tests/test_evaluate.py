@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from wavegen.errors import WavegenError
 from wavegen.evaluate import transcribe as TR
 from wavegen.notes.render import render_notes
 from wavegen.notes.text import Note
@@ -111,6 +112,28 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}-generated.wav").is_file()
     assert (tmp_path / "ev" / "report.md").read_text().startswith("# Evaluation")
+
+
+def test_evaluate_corpus_keeps_one_corpus_and_names_the_others(tiny_dataset, tmp_path, capsys):
+    from test_generate import make_checkpoint
+
+    from wavegen.cli import main
+    from wavegen.data import dataset
+    from wavegen.data.crops import CropDataset
+
+    ds = dataset.load(tiny_dataset)
+    style = ds.items("test")[0].style
+    kept = CropDataset(ds, "test", crop_samples=800, margin_ticks=2, output="mulaw", corpus=style)
+    assert kept.items and all(it.style == style for it in kept.items)
+    with pytest.raises(WavegenError, match="no test pieces of essen longer than"):
+        CropDataset(ds, "test", crop_samples=800, margin_ticks=2, output="mulaw", corpus="essen")
+    ck = make_checkpoint(tmp_path / "ck")
+    out = tmp_path / "ev" / "report.json"
+    code = main(["evaluate", "--checkpoint", str(ck), "--data", str(tiny_dataset), "--corpus", "essen",
+                 "--sketches", "none", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"no pieces of essen in the 'test' split (its corpora: {style})" in err
+    assert not out.exists()
 
 
 def test_stability_finds_clicks_silence_and_runaway_noise():

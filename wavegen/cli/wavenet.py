@@ -22,7 +22,9 @@ command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECK
 command("evaluate", "measure how well a model plays held-out pieces", c.CHECKPOINT, c.DATA,
         arg("--split", default="test", choices=("train", "valid", "test")),
         arg("--pieces", type=positive_int, default=5, help="held-out pieces to play (default 5)"),
-        arg("--seconds", type=positive_float, default=15.0, help="seconds of each piece (default 15)"), c.SEED,
+        arg("--seconds", type=positive_float, default=15.0, help="seconds of each piece (default 15)"),
+        arg("--corpus", metavar="NAME", help="only the held-out pieces of this corpus (their style), e.g. bach in "
+            "a dataset built with --corpus all (default: the split's first pieces, whatever their corpus)"), c.SEED,
         c.TEMPERATURE, c.MIN_P, arg("--sketches", metavar="DIR", default="data/sketches", help="a sketch suite played "
                                     "whole too (default data/sketches; none: the chorales only)"),
         arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json", help="the "

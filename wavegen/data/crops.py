@@ -35,14 +35,15 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __init__(self, ds: Dataset, split: str, *, crop_samples: int, margin_ticks: int, output: str,
                  n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
-                 excitation: bool = True, pre_emphasis: float = 0.0):
+                 excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
-        self.items: list[Item] = [it for it in ds.items(split) if it.n_samples > crop_samples + 1]
+        self.items: list[Item] = [it for it in ds.items(split) if it.n_samples > crop_samples + 1
+                                  and corpus in (None, it.style)]
         if not self.items:
             raise WavegenError(
-                f"{ds.root}: no {split} pieces longer than a crop of {crop_samples} samples; "
+                f"{ds.root}: no {split} pieces{f' of {corpus}' if corpus else ''} longer than a crop of {crop_samples} samples; "
                 "build more data or lower data.crop_samples"
             )
         self.style_ids = {s: i for i, s in enumerate(styles)}

@@ -194,8 +194,10 @@ def suite_sketches(folder: str | Path) -> list[Path]:
 
 def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split: str = "test", pieces: int = 5,
              seconds: float = 15.0, seed: int = 0, temperature: float = 1.0, min_p: float = 0.0,
-             sketches: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Evaluate `loaded` on up to `pieces` held-out pieces of `ds` and, given a folder of `sketches` (the
+             sketches: str | Path | None = None, corpus: str | None = None,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Evaluate `loaded` on up to `pieces` held-out pieces of `ds` (only those of `corpus`, given one: the
+    style its items carry, e.g. bach in a dataset built from several corpora) and, given a folder of `sketches` (the
     suite in data/sketches/), on each sketch of it, rendered by the dataset's SoundFont for the reference;
     writes PNGs and WAVs into out_dir."""
     from wavegen.notes import text as T
@@ -205,8 +207,15 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
     say = progress or (lambda m: None)
     sr = loaded.sample_rate_hz
     loaded.check_ticks(ds.tick_ms, str(ds.root), ds.sample_rate_hz)
-    held_out = [it for it in ds.items(split) if it.transpose == 0]
+    def originals(part: str) -> list[dataset.Item]:
+        return [it for it in ds.items(part) if it.transpose == 0 and corpus in (None, it.style)]
+
+    held_out = originals(split)
     if not held_out:
+        if corpus is not None:
+            styles = ", ".join(sorted({it.style for it in ds.items(split)})) or "none"
+            raise WavegenError(f"{ds.root}: no pieces of {corpus} in the {split!r} split (its corpora: {styles}); "
+                               "give --corpus one of them")
         raise WavegenError(f"{ds.root}: no pieces in the {split!r} split")
     suite = suite_sketches(sketches) if sketches is not None else []
     texts = [T.read_file(p) for p in suite]
@@ -219,7 +228,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
 
     say("calibrating the transcriber on reference renderings of training pieces")
     examples = []
-    for it in [it for it in ds.items("train") if it.transpose == 0][:3]:
+    for it in (originals("train") or [it for it in ds.items("train") if it.transpose == 0])[:3]:
         audio = from_int16(np.asarray(ds.audio(it)[:n]))
         examples.append((audio, clip_notes(ds.text(it).notes(), len(audio) / sr)))
     transcriber = transcribe.build(sr, examples, soundfont=soundfont)
@@ -229,7 +238,8 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
     say("validation loss and shuffled-notes gap")
     mc = loaded.config.model
     n_crops = max(4, 2 * len(chosen))
-    held = HeldOut.of(heldout.crops(ds, split, mc, loaded.config.data.crop_samples, styles=loaded.styles), n_crops)
+    held = HeldOut.of(heldout.crops(ds, split, mc, loaded.config.data.crop_samples, styles=loaded.styles,
+                                      corpus=corpus), n_crops)
     measured = held.measure(loaded.model)
 
     def generate(sketch, length: int, header_style: str | None, name: str) -> tuple[np.ndarray, float]:
@@ -260,6 +270,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
 
     report = {
         "checkpoint": str(loaded.path), "step": loaded.meta.get("step"), "dataset": str(ds.root), "split": split,
+        "corpus": corpus,
         "seconds_per_piece": seconds, "seed": seed, "temperature": temperature, "min_p": min_p,
         "transcriber_threshold": transcriber.threshold,
         "transcribers": ["wavegen"] + ([basicpitch.NAME] if basicpitch.available() else []),
@@ -304,7 +315,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Evaluation of {report['checkpoint']} (step {report['step']})",
         "",
-        f"Split `{report['split']}` of `{report['dataset']}`, first {report['seconds_per_piece']:g} s of each piece, "
+        f"Split `{report['split']}` of `{report['dataset']}`"
+        f"{f' (its {corpus} pieces only)' if (corpus := report.get('corpus')) else ''}, first {report['seconds_per_piece']:g} s of each piece, "
         f"seed {report['seed']}, temperature {report.get('temperature', 1.0):g}, min-p {report.get('min_p', 0.0):g}. "
         f"Transcribers: {', '.join(report.get('transcribers', ['wavegen']))}; each score's ceiling is the same "
         "transcriber on the reference rendering. Sound: noise floor, power off the notes and the quietest second "
@@ -358,7 +370,7 @@ class Written:
 
 def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Path, split: str = "test",
                 pieces: int = 5, seconds: float = 15.0, seed: int = 0, temperature: float | None = None,
-                min_p: float | None = None, sketches: str | Path | None = None,
+                min_p: float | None = None, sketches: str | Path | None = None, corpus: str | None = None,
                 progress: Callable[[str], None] | None = None) -> Written:
     """`wavegen evaluate`: evaluate `model` (default the shipped one) on the dataset `data` with its own
     sampling unless given, and write REPORT.json, REPORT.md and REPORT-pieces/ (pictures, clips)."""
@@ -380,6 +392,6 @@ def evaluate_to(output: str | Path, *, model: str | None = None, data: str | Pat
     sampling = loaded.sampling(temperature, min_p)
     out_dir = report_path.with_name(report_path.stem + "-pieces")
     report = evaluate(loaded, dataset.load(data), out_dir, split=split, pieces=pieces, seconds=seconds, seed=seed,
-                      sketches=sketches, **sampling, progress=progress)
+                      sketches=sketches, corpus=corpus, **sampling, progress=progress)
     json_path, md_path = write_report(report, report_path)
     return Written(json_path, md_path, out_dir, md_path.read_text(), report["wall_seconds"])

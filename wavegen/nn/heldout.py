@@ -25,11 +25,13 @@ Batch = dict[str, torch.Tensor]
 
 
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
-          seed: int = 0) -> CropDataset:
-    """The crops of `split` in the shape a model of config `model` trains on."""
+          seed: int = 0, corpus: str | None = None) -> CropDataset:
+    """The crops of `split` (only its pieces of `corpus`, given one) in the shape a model of config `model`
+    trains on."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles,
-                       excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis)
+                       excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
+                       corpus=corpus)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
