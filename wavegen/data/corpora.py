@@ -349,7 +349,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
     Corpus("keyboard", "keyboard pieces: Joplin, Chopin, C. P. E. Bach, Mozart, Clara Schumann, Schoenberg",
            MUSIC21_LICENCE, None, _keyboard),
     Corpus("chamber", "string quartets (Haydn, Mozart, Beethoven, R. Schumann), Corelli, Weber, "
-           "Clara Schumann's trio", MUSIC21_LICENCE, None, _chamber),
+           "Clara Schumann's trio", MUSIC21_LICENCE, 16, _chamber),  # a quartet converts in about a minute
     Corpus("random", f"{RANDOM_PIECES} generated sketches over all 88 keys", RANDOM_LICENCE, None, _random),
 )}
 ALL = "all"
