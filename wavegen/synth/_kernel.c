@@ -3,9 +3,11 @@
  * and a batch of streams; fast.py's numba kernel is the same computation, for machines without a compiler.
  *
  * Built at install time (setup.py) with -O3 -march=native -ffast-math, loaded with ctypes; without a
- * compiler, wavegen uses the numba kernel instead. Matrix products are written with GCC vector types:
- * 16 floats per vector (one AVX-512 register, or two AVX2 ones), batches in blocks of 4 streams so a
- * loaded weight vector feeds 4 multiply-adds, and accumulators stay in registers across the inputs.
+ * compiler, wavegen uses the numba kernel instead. Matrix products are written with GCC vector types as
+ * wide as the target's registers (16 floats with AVX-512, 8 with AVX2, 4 with SSE or NEON), in tiles of
+ * streams x output vectors sized to the number of registers, so a loaded weight vector feeds every
+ * stream of a block and the accumulators stay in registers across the inputs. Nothing in it is
+ * specific to one instruction set: the same source builds for x86-64 (v2, v3, v4) and 64-bit ARM.
  *
  * Weights are input-major: w[i * n_out + o] multiplies input i into output o. They come in one
  * structure (wg_weights, built once per model) and each call's state and inputs in another (wg_block);
@@ -18,101 +20,107 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+/* The vector: as wide as the target's registers, so that no vector is split into halves the compiler
+ * then spills. NREG is how many such registers there are; the tiles below keep their accumulators,
+ * the loaded weights and one broadcast input inside that budget. */
+#if defined(__AVX512F__)
+#define VBYTES 64
+#define NREG 32
+#elif defined(__AVX__)
+#define VBYTES 32
+#define NREG 16
+#elif defined(__aarch64__)
+#define VBYTES 16
+#define NREG 32
+#else /* SSE2 (any x86-64), other 128-bit SIMD, or scalar code through GCC's lowering */
+#define VBYTES 16
+#define NREG 16
+#endif
+#define VL (VBYTES / 4)
 
-static inline v16 ld(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
-static inline void st(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-static inline v16 bc(float x) { return (v16){0} + x; }
+typedef float vf __attribute__((vector_size(VBYTES)));
+typedef float vf_u __attribute__((vector_size(VBYTES), aligned(4), may_alias));  /* for unaligned access */
 
-/* H[b, o] += sum_i X[b, i] * W[i, o] for b < B, o < n_out; H rows ldh apart, X rows ldx apart. */
+static inline vf ld(const float *p) { return *(const vf_u *)p; }
+static inline void st(float *p, vf v) { *(vf_u *)p = v; }
+static inline vf bc(float x) { return (vf){0} + x; }
+
+/* One tile of H[b, o] += sum_i X[b, i] * W[i, o]: SB streams x OV vectors of outputs, from output o.
+ * SB * OV accumulators + OV weight vectors + 1 broadcast must fit in NREG registers. */
+#define UNROLL _Pragma("GCC unroll 16")  /* the tile's loops unrolled whole: its arrays become registers */
+#define TILE_BODY(SB, OV)                                                                                 \
+    static inline void tile_##SB##x##OV(float *H, int ldh, const float *X, int ldx, const float *W,       \
+                                        int n_in, int n_out, int o)                                       \
+    {                                                                                                     \
+        vf a[SB][OV];                                                                                     \
+        UNROLL for (int s = 0; s < SB; s++)                                                               \
+            UNROLL for (int v = 0; v < OV; v++) a[s][v] = ld(H + s * ldh + o + v * VL);                   \
+        for (int i = 0; i < n_in; i++) {                                                                  \
+            const float *w = W + (int64_t)i * n_out + o;                                                  \
+            vf wv[OV];                                                                                    \
+            UNROLL for (int v = 0; v < OV; v++) wv[v] = ld(w + v * VL);                                   \
+            UNROLL for (int s = 0; s < SB; s++) {                                                         \
+                const vf xb = bc(X[s * ldx + i]);                                                         \
+                UNROLL for (int v = 0; v < OV; v++) a[s][v] += wv[v] * xb;                                \
+            }                                                                                             \
+        }                                                                                                 \
+        UNROLL for (int s = 0; s < SB; s++)                                                               \
+            UNROLL for (int v = 0; v < OV; v++) st(H + s * ldh + o + v * VL, a[s][v]);                    \
+    }
+
+/* the tiles per register budget: (streams x vectors) for blocks of 8, 4 and 1 streams */
+#if NREG >= 32
+#define OV8 2   /* 16 accumulators + 2 weights + 1 broadcast of 32 */
+#define OV4 4   /* 16 + 4 + 1 */
+#define OV1 8   /*  8 + 8 + 1 */
+#else
+#define OV8 1   /*  8 accumulators + 1 weight + 1 broadcast of 16 */
+#define OV4 2   /*  8 + 2 + 1 */
+#define OV1 6   /*  6 + 6 + 1 */
+#endif
+#define TILE(SB, OV) TILE_BODY(SB, OV)  /* (one more level, so that OV8 and the others are expanded) */
+TILE(8, OV8)
+TILE(4, OV4)
+TILE(1, OV1)
+#if OV8 > 1
+TILE(8, 1)
+#endif
+TILE(4, 1)
+TILE(1, 1)
+#define TILE_NAME(SB, OV) tile_##SB##x##OV
+#define CALL(SB, OV) TILE_NAME(SB, OV)
+
+/* the columns o .. n_out - 1 past the last whole vector, one stream at a time */
+static void tail_cols(float *H, int ldh, const float *X, int ldx, const float *W, int SB, int n_in, int n_out,
+                      int o)
+{
+    for (; o < n_out; o++)
+        for (int s = 0; s < SB; s++) {
+            float acc = H[s * ldh + o];
+            for (int i = 0; i < n_in; i++) acc += W[(int64_t)i * n_out + o] * X[s * ldx + i];
+            H[s * ldh + o] = acc;
+        }
+}
+
+/* H[b, o] += sum_i X[b, i] * W[i, o] for b < B, o < n_out; H rows ldh apart, X rows ldx apart.
+ * Streams in blocks of 8, then 4, then 1; outputs in tiles of the block's width, then single vectors,
+ * then single columns. Each loaded weight vector feeds a whole block of streams. */
 static void gemm_acc(float *H, int ldh, const float *X, int ldx, const float *W, int B, int n_in, int n_out)
 {
+#define ROWS(SB, OV)                                                                                      \
+    for (; b + SB <= B; b += SB) {                                                                        \
+        float *h = H + (int64_t)b * ldh;                                                                  \
+        const float *x = X + (int64_t)b * ldx;                                                            \
+        int o = 0;                                                                                        \
+        for (; o + OV * VL <= n_out; o += OV * VL) CALL(SB, OV)(h, ldh, x, ldx, W, n_in, n_out, o);       \
+        for (; o + VL <= n_out; o += VL) CALL(SB, 1)(h, ldh, x, ldx, W, n_in, n_out, o);                  \
+        tail_cols(h, ldh, x, ldx, W, SB, n_in, n_out, o);                                                 \
+    }
     int b = 0;
-    for (; b + 8 <= B; b += 8) {  /* 8 streams x 32 outputs: 16 accumulators, each weight load used 8 times */
-        int o = 0;
-        for (; o + 32 <= n_out; o += 32) {
-            v16 a[8][2];
-            for (int s = 0; s < 8; s++) {
-                a[s][0] = ld(H + (b + s) * ldh + o);
-                a[s][1] = ld(H + (b + s) * ldh + o + 16);
-            }
-            for (int i = 0; i < n_in; i++) {
-                const float *w = W + (int64_t)i * n_out + o;
-                v16 w0 = ld(w), w1 = ld(w + 16);
-                for (int s = 0; s < 8; s++) {
-                    v16 xb = bc(X[(b + s) * ldx + i]);
-                    a[s][0] += w0 * xb;
-                    a[s][1] += w1 * xb;
-                }
-            }
-            for (int s = 0; s < 8; s++) {
-                st(H + (b + s) * ldh + o, a[s][0]);
-                st(H + (b + s) * ldh + o + 16, a[s][1]);
-            }
-        }
-        for (; o < n_out; o++) {
-            for (int s = 0; s < 8; s++) {
-                float acc = H[(b + s) * ldh + o];
-                for (int i = 0; i < n_in; i++) acc += W[(int64_t)i * n_out + o] * X[(b + s) * ldx + i];
-                H[(b + s) * ldh + o] = acc;
-            }
-        }
-    }
-    for (; b + 4 <= B; b += 4) {
-        float *h0 = H + (b + 0) * ldh, *h1 = H + (b + 1) * ldh, *h2 = H + (b + 2) * ldh, *h3 = H + (b + 3) * ldh;
-        const float *x0 = X + (b + 0) * ldx, *x1 = X + (b + 1) * ldx, *x2 = X + (b + 2) * ldx, *x3 = X + (b + 3) * ldx;
-        int o = 0;
-        for (; o + 32 <= n_out; o += 32) {
-            v16 a00 = ld(h0 + o), a01 = ld(h0 + o + 16), a10 = ld(h1 + o), a11 = ld(h1 + o + 16);
-            v16 a20 = ld(h2 + o), a21 = ld(h2 + o + 16), a30 = ld(h3 + o), a31 = ld(h3 + o + 16);
-            for (int i = 0; i < n_in; i++) {
-                const float *w = W + (int64_t)i * n_out + o;
-                v16 w0 = ld(w), w1 = ld(w + 16);
-                v16 b0 = bc(x0[i]), b1 = bc(x1[i]), b2 = bc(x2[i]), b3 = bc(x3[i]);
-                a00 += w0 * b0; a01 += w1 * b0; a10 += w0 * b1; a11 += w1 * b1;
-                a20 += w0 * b2; a21 += w1 * b2; a30 += w0 * b3; a31 += w1 * b3;
-            }
-            st(h0 + o, a00); st(h0 + o + 16, a01); st(h1 + o, a10); st(h1 + o + 16, a11);
-            st(h2 + o, a20); st(h2 + o + 16, a21); st(h3 + o, a30); st(h3 + o + 16, a31);
-        }
-        for (; o < n_out; o++) {
-            float s0 = h0[o], s1 = h1[o], s2 = h2[o], s3 = h3[o];
-            for (int i = 0; i < n_in; i++) {
-                float w = W[(int64_t)i * n_out + o];
-                s0 += w * x0[i]; s1 += w * x1[i]; s2 += w * x2[i]; s3 += w * x3[i];
-            }
-            h0[o] = s0; h1[o] = s1; h2[o] = s2; h3[o] = s3;
-        }
-    }
-    for (; b < B; b++) {
-        float *h = H + b * ldh;
-        const float *x = X + b * ldx;
-        int o = 0;
-        for (; o + 128 <= n_out; o += 128) {
-            v16 a[8];
-            for (int k = 0; k < 8; k++) a[k] = ld(h + o + 16 * k);
-            for (int i = 0; i < n_in; i++) {
-                const float *w = W + (int64_t)i * n_out + o;
-                v16 xb = bc(x[i]);
-                for (int k = 0; k < 8; k++) a[k] += ld(w + 16 * k) * xb;
-            }
-            for (int k = 0; k < 8; k++) st(h + o + 16 * k, a[k]);
-        }
-        for (; o + 32 <= n_out; o += 32) {
-            v16 a0 = ld(h + o), a1 = ld(h + o + 16);
-            for (int i = 0; i < n_in; i++) {
-                const float *w = W + (int64_t)i * n_out + o;
-                v16 xb = bc(x[i]);
-                a0 += ld(w) * xb; a1 += ld(w + 16) * xb;
-            }
-            st(h + o, a0); st(h + o + 16, a1);
-        }
-        for (; o < n_out; o++) {
-            float s = h[o];
-            for (int i = 0; i < n_in; i++) s += W[(int64_t)i * n_out + o] * x[i];
-            h[o] = s;
-        }
-    }
+    ROWS(8, OV8)
+    ROWS(4, OV4)
+    ROWS(1, OV1)
+#undef ROWS
 }
 
 /* Eigen's rational approximation of tanh for float32 (max error about 1e-7 absolute). */
@@ -192,6 +200,14 @@ int wg_layout(int which, int64_t *out, int cap)
     else return -1;
     for (int i = 0; i < k && i < cap; i++) out[i] = v[i];
     return k;
+}
+
+/* What this build was compiled for: out[0] floats per vector, out[1] vector registers (for `wavegen
+ * doctor`: an AVX-512 build says 16 and 32, AVX2 8 and 16, SSE 4 and 16, NEON 4 and 32). */
+void wg_target(int32_t *out)
+{
+    out[0] = VL;
+    out[1] = NREG;
 }
 
 /* Returns 0, or -1 if scratch memory cannot be allocated. */

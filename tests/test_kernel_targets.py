@@ -1,0 +1,90 @@
+"""The C kernel builds, warning-free, for every target it claims (x86-64 baseline, v2, v3 = AVX2, v4 =
+AVX-512, and 64-bit ARM with Debian's cross compiler), and each build this CPU can run computes the
+PyTorch step's logits. Its vector width and tiles change with the target (see _kernel.c), so one
+native build passing test_fast.py says nothing about the others."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_fast import CASES, SKETCH, SMALL, SPT, SR, torch_logits
+
+from wavegen.nn.model import WaveNet
+from wavegen.synth import fast as F
+
+SOURCE = Path(F.__file__).with_name("_kernel.c")
+FLAGS = ["-O3", "-ffast-math", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]  # setup.py's, strict
+X86 = {  # -march level: the CPU flags it needs (Linux /proc/cpuinfo names)
+    "x86-64": set(),
+    "x86-64-v2": {"sse4_2", "ssse3", "popcnt"},
+    "x86-64-v3": {"avx2", "fma", "bmi2", "f16c", "movbe"},
+    "x86-64-v4": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"},
+}
+ORDER = list(X86)
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def runs_here(march: str) -> bool:
+    flags = cpu_flags()
+    return all(X86[m] <= flags for m in ORDER[: ORDER.index(march) + 1])
+
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+x86_only = pytest.mark.skipif(not cpu_flags() & {"sse2"}, reason="not an x86-64 machine")
+
+
+def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True) -> Path:
+    out = tmp / f"kernel-{march}.{'so' if shared else 'o'}"
+    cmd = [cc, *FLAGS, f"-march={march}", str(SOURCE), "-o", str(out)]
+    cmd += ["-shared", "-fPIC", "-lm"] if shared else ["-c"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not done.stderr.strip(), done.stderr  # no warning either
+    return out
+
+
+@needs_gcc
+@x86_only
+@pytest.mark.parametrize("march", ORDER)
+def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, tmp_path, monkeypatch):
+    lib_path = build(tmp_path, march)
+    if not runs_here(march):
+        pytest.skip(f"built; this CPU cannot run {march} code")
+    kernel = F._load_c_kernel(ctypes.CDLL(str(lib_path)))
+    monkeypatch.setattr(F, "_C_KERNEL", [kernel])
+    for case in ("k2 conditioned", "k4 wide"):
+        torch.manual_seed(1)
+        model = WaveNet(dataclasses.replace(SMALL, **CASES[case]), SPT).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(2.0)
+        n, batch = 2 * SPT + 3, 13  # 13 streams: a block of 8, one of 4 and a single one
+        teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+        want = torch_logits(model, teacher, SKETCH)
+        got = F.FastWaveNet(model, "c").run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
+                                            return_logits=True, batch=batch)
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (march, case)
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
+                    reason="no aarch64 cross compiler (apt install gcc-aarch64-linux-gnu; .ci/run does)")
+def test_it_builds_for_64_bit_arm(tmp_path):
+    obj = build(tmp_path, "armv8-a", cc="aarch64-linux-gnu-gcc", shared=False)
+    header = obj.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
