@@ -11,6 +11,9 @@ import pytest
 
 from wavegen.notes.text import Note
 
+# the kernel choice of the fast path (wavegen/synth/kernels.py) is cached per test session, not in ~/.cache
+os.environ.setdefault("WAVEGEN_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="wavegen-test-cache-"))
+
 
 def write_notes_midi(path: Path, notes: list[Note], *, tpq: int = 480, tempo: int = 500_000,
                      channel: int = 0) -> Path:

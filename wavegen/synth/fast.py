@@ -276,10 +276,11 @@ def c_library() -> ctypes.CDLL | None:
     return None
 
 
-def _load_c_kernel() -> Callable[..., int] | None:
-    """The C kernel's step, or None without a library. A library whose structs differ from the mirrors
-    here (built from another version of _kernel.c) is an error."""
-    lib = c_library()
+def _load_c_kernel(lib: ctypes.CDLL | None = None) -> Callable[..., int] | None:
+    """The C kernel's step from `lib` (default: the one built at install time), or None without a
+    library. A library whose structs differ from the mirrors here (built from another version of
+    _kernel.c) is an error."""
+    lib = lib or c_library()
     if lib is None:
         return None
     if not hasattr(lib, "wg_layout") or any(c_layout(lib, i) != ctypes_layout(m) for i, m in enumerate(MIRRORS)):
@@ -317,13 +318,15 @@ class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
     def __init__(self, model: WaveNet, backend: str | None = None):
-        """backend: "c" (the kernel built at install time, the fast path), "numba" (the fallback), or None
-        for the C kernel where it was built, else numba."""
+        """backend: "c" (the kernel built at install time), "numba" (its twin, also the fallback where no
+        compiler built the C one), or None for whichever plays this model faster here (kernels.py)."""
         reason = why_not(model)
         if reason:
             raise ValueError(reason)
-        if backend is None:
-            backend = "c" if c_kernel() is not None else "numba"
+        if backend is None:  # the faster kernel on this machine, measured once and cached (kernels.py)
+            from wavegen.synth.kernels import best_backend
+
+            backend = best_backend(model)
         if backend not in BACKENDS or (backend == "c" and c_kernel() is None):
             raise ValueError(f"backend {backend!r} is not available (built: {'c, ' if c_kernel() else ''}numba)")
         self.backend = backend

@@ -3,7 +3,8 @@
 `play` is the one entry point: it chooses the engine (`choose_engine`) and runs it.
 
 - "fast": the cached step compiled for CPUs (wavegen/synth/fast.py: the C kernel built at install
-  time, or its numba twin where no compiler was found); mu-law output only;
+  time or its numba twin, whichever plays the model faster on this machine, measured once and cached
+  by wavegen/synth/kernels.py); mu-law output only; "c" and "numba" force one of the two;
 - "torch": `WaveNet.step` in PyTorch, on the model's device (captured in a CUDA graph on a GPU); any
   model;
 - "auto": the fast engine for a model on the CPU that it can run, else the PyTorch step.
@@ -30,30 +31,34 @@ from wavegen.errors import WavegenError
 from wavegen.nn.checkpoint import check_sampling
 from wavegen.nn.model import WaveNet, sample
 from wavegen.notes.text import N_KEYS, KeyText
-from wavegen.synth.fast import FastWaveNet, why_not
+from wavegen.synth.fast import FastWaveNet, c_kernel, why_not
 from wavegen.synth.sketchcond import sketch_conditioning
 
-ENGINES = ("auto", "fast", "torch")
+ENGINES = ("auto", "fast", "c", "numba", "torch")
+KERNELS = ("c", "numba")  # engines that are the fast one with its kernel forced
 
 
 def choose_engine(model: WaveNet, engine: str = "auto") -> tuple[str, str | None]:
-    """The engine that plays `model`, "fast" or "torch", and a notice when "auto" falls back to the
-    slower PyTorch step (None otherwise). engine "fast" for a model it cannot run is an error, with
-    the reason."""
+    """The engine that plays `model`, "fast" (or a forced kernel, "c" or "numba") or "torch", and a notice
+    when "auto" falls back to the slower PyTorch step (None otherwise). engine "fast", "c" or "numba"
+    for a model it cannot run, or "c" where no C kernel was built, is an error, with the reason."""
     if engine not in ENGINES:
         raise WavegenError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if engine == "torch":
         return "torch", None
     device = next(model.parameters()).device
     if device.type != "cpu":
-        if engine == "fast":
-            raise WavegenError(f"--engine fast: the fast path runs on the CPU, and the model is on {device}")
+        if engine != "auto":
+            raise WavegenError(f"--engine {engine}: the fast path runs on the CPU, and the model is on {device}")
         return "torch", None  # on a GPU the PyTorch step is the fast one
+    if engine == "c" and c_kernel() is None:
+        raise WavegenError("--engine c: no C kernel was built here (no compiler at install time); use "
+                           "--engine numba, or reinstall with gcc present")
     reason = why_not(model)
     if reason is None:
-        return "fast", None
-    if engine == "fast":
-        raise WavegenError(f"--engine fast: {reason}")
+        return ("fast" if engine == "auto" else engine), None
+    if engine != "auto":
+        raise WavegenError(f"--engine {engine}: {reason}")
     return "torch", f"{reason}; generating with the PyTorch step instead (slower)"
 
 
@@ -84,9 +89,9 @@ def play(
     chosen, _ = choose_engine(model, engine)
     kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
                   batch=batch, style=style, progress=progress)
-    if chosen == "fast":
+    if chosen == "fast" or chosen in KERNELS:
         threads = threads or min(batch, os.cpu_count() or 1)
-        audio = FastWaveNet(model).generate(n_samples, threads=threads, **kwargs)
+        audio = FastWaveNet(model, chosen if chosen in KERNELS else None).generate(n_samples, threads=threads, **kwargs)
     else:
         audio = torch_generate(model, n_samples, **kwargs)
     a = model.cfg.pre_emphasis

@@ -1,0 +1,106 @@
+"""The fast path's kernel is chosen by measuring, once per machine and model shape, and cached."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_generate import make_checkpoint
+
+from wavegen.cli import main
+from wavegen.config import ModelConfig
+from wavegen.errors import WavegenError
+from wavegen.nn.model import WaveNet
+from wavegen.synth import fast, kernels
+from wavegen.synth import generate as G
+
+SMALL = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, head_channels=32,
+                    layers_per_cycle=4, cycles=2, cond_channels=8, n_classes=64)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAVEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("WAVEGEN_KERNEL", raising=False)
+    monkeypatch.setattr(kernels, "available", lambda: ["c", "numba"])
+    return tmp_path / "cache" / "kernels.json"
+
+
+def fake_speeds(monkeypatch, speeds: dict[str, float]) -> list[str]:
+    timed = []
+
+    def measure(model, backend, seconds=0.0):
+        timed.append(backend)
+        return speeds[backend]
+
+    monkeypatch.setattr(kernels, "measure", measure)
+    return timed
+
+
+def test_the_faster_kernel_is_chosen_measured_once_and_cached(cache, monkeypatch):
+    model = WaveNet(SMALL, 40)
+    timed = fake_speeds(monkeypatch, {"c": 1000.0, "numba": 3000.0})
+    first = kernels.choose(model)
+    assert (first.backend, first.source, sorted(timed)) == ("numba", "measured", ["c", "numba"])
+    stored = json.loads(cache.read_text())
+    assert [v["backend"] for v in stored.values()] == ["numba"]
+    timed.clear()
+    again = kernels.choose(model)
+    assert (again.backend, again.source, timed) == ("numba", "cache", [])  # read back, nothing timed
+    # another shape is timed anew, and there the C kernel wins
+    fake_speeds(monkeypatch, {"c": 5000.0, "numba": 3000.0})
+    wider = WaveNet(ModelConfig(**{**SMALL.__dict__, "residual_channels": 24}), 40)
+    assert kernels.choose(wider).backend == "c"
+    assert len(json.loads(cache.read_text())) == 2
+    # fresh (wavegen doctor) times again and rewrites the choice
+    fake_speeds(monkeypatch, {"c": 9000.0, "numba": 3000.0})
+    assert kernels.choose(model, fresh=True).backend == "c" and kernels.choose(model).source == "cache"
+    assert kernels.choose(model).backend == "c"
+
+
+def test_a_broken_cache_is_measured_again_and_an_environment_choice_wins(cache, monkeypatch):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    fake_speeds(monkeypatch, {"c": 1.0, "numba": 2.0})
+    model = WaveNet(SMALL, 40)
+    assert kernels.choose(model).backend == "numba"
+    monkeypatch.setenv("WAVEGEN_KERNEL", "c")
+    assert kernels.choose(model).backend == "c" and kernels.choose(model).source.startswith("forced")
+    monkeypatch.setenv("WAVEGEN_KERNEL", "cuda")
+    with pytest.raises(WavegenError, match="WAVEGEN_KERNEL=cuda: choose one of c, numba"):
+        kernels.choose(model)
+
+
+def test_fastwavenet_without_a_backend_takes_the_measured_one(cache, monkeypatch):
+    if fast.c_kernel() is None:
+        pytest.skip("no C kernel here")
+    fake_speeds(monkeypatch, {"c": 1.0, "numba": 2.0})
+    assert fast.FastWaveNet(WaveNet(SMALL, 40)).backend == "numba"
+    fake_speeds(monkeypatch, {"c": 3.0, "numba": 2.0})
+    assert fast.FastWaveNet(WaveNet(SMALL, 40), None).backend == "numba"  # cached: not timed again
+
+
+def test_real_measurement_gives_a_speed():
+    assert kernels.measure(WaveNet(SMALL, 40), "numba", seconds=0.01) > 0
+
+
+def test_engine_c_where_none_was_built_is_a_clear_error(monkeypatch):
+    model = WaveNet(SMALL, 40)
+    assert G.choose_engine(model, "numba") == ("numba", None)
+    monkeypatch.setattr(G, "c_kernel", lambda: None)
+    with pytest.raises(WavegenError, match="--engine c: no C kernel was built here"):
+        G.choose_engine(model, "c")
+
+
+def test_generate_with_a_forced_kernel_and_the_doctor(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WAVEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    ck = make_checkpoint(tmp_path / "ck")
+    out = tmp_path / "a.wav"
+    assert main(["generate", "--checkpoint", str(ck), "--seconds", "0.1", "--engine", "numba", "-o", str(out)]) == 0
+    assert out.is_file()
+    torch.manual_seed(0)
+    assert main(["doctor", "--checkpoint", str(ck)]) == 0
+    text = capsys.readouterr().out
+    assert "CPU: " in text and "numba" in text and "samples/s" in text and "wavegen generate runs: " in text
+    assert (tmp_path / "cache" / "kernels.json").is_file()

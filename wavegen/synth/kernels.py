@@ -1,0 +1,192 @@
+"""Which compiled kernel plays a model on this machine: measured, not assumed.
+
+The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
+vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
+So at the first use of a model shape on a machine, `best_backend` times each available kernel for a
+fraction of a second (batch 1, one thread: how `wavegen generate` plays) and keeps the faster; the
+choice is cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or $XDG_CACHE_HOME/wavegen)
+under the CPU's identity, the C library's digest and the model's shape, so later runs read it back.
+`WAVEGEN_KERNEL=c|numba` (or `wavegen generate --engine c|numba`) forces one; `wavegen doctor` shows
+the machine, each kernel's measured speed and the choice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+
+from wavegen.errors import WavegenError
+from wavegen.files import write_text_atomic
+from wavegen.synth import fast
+
+CACHE_VERSION = 1
+MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
+VECTOR_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "avx2", "fma", "sse4_2", "asimd", "neon")
+
+
+def cpu() -> tuple[str, list[str]]:
+    """The CPU's name and the vector extensions that matter to the kernels (Linux /proc/cpuinfo;
+    elsewhere the platform's words)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.processor(), platform.machine()):
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return name, [f for f in VECTOR_FLAGS if f in flags]
+
+
+def c_target() -> tuple[int, int] | None:
+    """(floats per vector, vector registers) the installed C kernel was built for, or None."""
+    lib = fast.c_library()
+    if lib is None or not hasattr(lib, "wg_target"):
+        return None
+    out = (ctypes.c_int32 * 2)()
+    lib.wg_target(out)
+    return int(out[0]), int(out[1])
+
+
+def _c_digest() -> str:
+    lib = fast.c_library()
+    return hashlib.sha256(Path(lib._name).read_bytes()).hexdigest()[:16] if lib is not None else "none"
+
+
+def shape(model) -> str:
+    c = model.cfg
+    return (f"L{len(model.layers)} K{c.kernel_size} R{c.residual_channels} G{c.gate_channels} S{c.skip_channels} "
+            f"H{c.head_channels} out{model.n_out} exc{int(model.uses_excitation)}")
+
+
+def cache_path() -> Path:
+    root = os.environ.get("WAVEGEN_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavegen"
+    return Path(root) / "kernels.json"
+
+
+def cache_key(model) -> str:
+    name, flags = cpu()
+    return f"v{CACHE_VERSION} | {platform.machine()} {name} [{' '.join(flags)}] | c {_c_digest()} | " \
+           f"numba {numba.__version__} | {shape(model)}"
+
+
+def available() -> list[str]:
+    return ["c", "numba"] if fast.c_kernel() is not None else ["numba"]
+
+
+def measure(model, backend: str, seconds: float = MEASURE_SECONDS) -> float:
+    """Samples per second of `backend` playing `model` at batch 1 on one thread (after a warm-up tick,
+    which also compiles numba's kernel or loads it from its cache)."""
+    from wavegen.notes import text as T
+
+    player = fast.FastWaveNet(model, backend)
+    spt = model.samples_per_tick
+    sr = spt * 20  # any rate: the speed does not depend on it
+    chord = T.parse("HLOS " * 400)  # four keys sounding, as in a chorale
+    player.run(spt, sample_rate_hz=sr, sketch=chord)
+    n, t0 = spt, time.perf_counter()
+    while True:
+        player.run(n, sample_rate_hz=sr, sketch=chord)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed
+        n, t0 = 2 * n, time.perf_counter()
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass
+class Choice:
+    backend: str
+    speeds: dict[str, float] = field(default_factory=dict)  # samples/s per kernel, as measured
+    source: str = "measured"  # "measured", "cache", "forced (WAVEGEN_KERNEL)", "only one built"
+
+
+def choose(model, *, fresh: bool = False) -> Choice:
+    """The kernel for `model` here (see the module's doc); fresh: measure again and update the cache."""
+    forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
+    if forced:
+        if forced not in available():
+            raise WavegenError(f"WAVEGEN_KERNEL={forced}: choose one of {', '.join(available())} (the C kernel "
+                               "is there only where a compiler built it at install)")
+        return Choice(forced, source="forced (WAVEGEN_KERNEL)")
+    options = available()
+    if len(options) == 1 and not fresh:
+        return Choice(options[0], source="only one built")
+    key = cache_key(model)
+    cache = _read_cache()
+    hit = cache.get(key)
+    if not fresh and isinstance(hit, dict) and hit.get("backend") in options:
+        return Choice(hit["backend"], dict(hit.get("speeds", {})), "cache")
+    speeds = {b: measure(model, b) for b in options}
+    best = max(speeds, key=speeds.get)
+    cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
+    try:
+        cache_path().parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cache_path(), json.dumps(cache, indent=1) + "\n")
+    except OSError:
+        pass  # a read-only home: measure again next time
+    return Choice(best, speeds, "measured")
+
+
+def best_backend(model) -> str:
+    return choose(model).backend
+
+
+@dataclass
+class Report:
+    lines: list[str]
+
+    def summary(self) -> str:
+        return "\n".join(self.lines)
+
+
+def doctor(model: str | None = None) -> Report:
+    """`wavegen doctor`: the CPU, the kernels built here and what they were built for, each one's measured
+    speed on `model` (default: the shipped one) and the one `wavegen generate` runs."""
+    from wavegen.nn import checkpoint
+
+    name, flags = cpu()
+    lines = [f"CPU: {name} ({platform.machine()}, {os.cpu_count()} cores); vector extensions: "
+             f"{' '.join(flags) or 'none found'}"]
+    target = c_target()
+    if target is None:
+        lines.append("C kernel: not built (no compiler at install time); the numba kernel plays")
+    else:
+        isa = {16: "AVX-512", 8: "AVX/AVX2"}.get(target[0], "SSE" if platform.machine() in ("x86_64", "AMD64")
+                                                 else "NEON" if platform.machine() in ("aarch64", "arm64") else "128-bit")
+        lines.append(f"C kernel: {fast.c_library()._name}, built for {isa}: vectors of {target[0]} floats, "
+                     f"tiles for {target[1]} registers")
+    lines.append(f"numba kernel: numba {numba.__version__}")
+    loaded = checkpoint.load(model)
+    reason = fast.why_not(loaded.model)
+    if reason:
+        lines.append(f"{loaded.path.name}: not for the compiled kernels ({reason}); the PyTorch step plays it")
+        return Report(lines)
+    chosen = choose(loaded.model, fresh=True)
+    sr = loaded.sample_rate_hz
+    for b, v in chosen.speeds.items():
+        lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
+                     f"{loaded.path.name})")
+    forced = os.environ.get("WAVEGEN_KERNEL")
+    lines.append(f"wavegen generate runs: {forced + ' (forced by WAVEGEN_KERNEL)' if forced else chosen.backend}"
+                 f"; choice cached in {cache_path()}")
+    return Report(lines)
