@@ -2,12 +2,16 @@
 
     .venv/bin/python scripts/bench_generate.py                 # the reference network, random weights
     .venv/bin/python scripts/bench_generate.py --checkpoint runs/cpu --json
+    .venv/bin/python scripts/bench_generate.py --march x86-64-v3 --march x86-64-v2   # other builds too
 
 Prints a table (and JSON with --json): samples per second, real-time factor at the model's sample rate,
 threads, and the ratio to the PyTorch baseline measured in the same run (these machines are shared and
 noisy: compare ratios, not absolute numbers across runs). Each row is the median of --repeats runs.
 Rows sample at temperature 1 without a min-p cut, except one that uses the shipped model's settings
 (temperature 0.9, min-p 0.05) to show what the cut costs.
+--march LEVEL also builds the C kernel for that target (setup.py's flags, -march=LEVEL) and measures it
+beside the installed build (native), so an AVX2 or SSE build is measured on this machine; the CPU and
+its vector extensions head the report.
 The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residual, 2 x 64 gate,
 128 skip, 256 classes, conditioned) unless --checkpoint is given; speed does not depend on the weights.
 """
@@ -15,10 +19,14 @@ The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residu
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
+import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +43,7 @@ from wavegen.config import load_config  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
 from wavegen.nn.model import WaveNet  # noqa: E402
 from wavegen.notes import text as T  # noqa: E402
+from wavegen.synth import fast as F  # noqa: E402
 from wavegen.synth.fast import FastWaveNet  # noqa: E402
 from wavegen.synth.generate import play  # noqa: E402
 
@@ -50,6 +59,33 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def cpu() -> dict:
+    """The CPU's name and the vector extensions that decide the kernel's width (Linux /proc/cpuinfo)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "avx2", "fma", "asimd") if f in flags]
+    return {"cpu": name, "cores": os.cpu_count(), "vector_extensions": isa}
+
+
+def build_kernel(march: str, out_dir: Path):
+    """_kernel.c built for `march` with setup.py's flags; its step function."""
+    lib = out_dir / f"kernel-{march}.so"
+    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-shared", "-fPIC",
+           str(ROOT / "wavegen" / "synth" / "_kernel.c"), "-o", str(lib), "-lm", "-lmvec"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"building the kernel for {march} failed:\n{done.stderr}")
+    return F._load_c_kernel(ctypes.CDLL(str(lib)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", help="a checkpoint or run folder (default: configs/cpu.toml, random weights)")
@@ -57,6 +93,8 @@ def main() -> int:
     ap.add_argument("--baseline-seconds", type=float, default=0.1, help="audio per PyTorch-loop run (default 0.1)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--march", action="append", default=[], metavar="LEVEL",
+                    help="also build and measure the C kernel for this -march (e.g. x86-64-v3); repeatable")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="wavegen-bench-"))
@@ -71,10 +109,20 @@ def main() -> int:
         ck = checkpoint.save(tmp / "reference", weights=model.state_dict(), config=cfg, meta=meta)
     sketch = T.read_file(SKETCH)
     engines = {"fast": FastWaveNet(model)}  # the C kernel when it was built, else numba
+    kernels = {"fast": F.c_kernel()}  # the C step each engine runs (the installed build unless --march)
     if engines["fast"].backend == "c":
         engines["numba"] = FastWaveNet(model, "numba")
-    for f in engines.values():
+        for march in args.march:
+            engines[march], kernels[march] = FastWaveNet(model, "c"), build_kernel(march, tmp)
+    installed = list(F._C_KERNEL)
+
+    def use(engine: str) -> None:
+        F._C_KERNEL[:] = [kernels[engine]] if kernels.get(engine) else installed
+
+    for e, f in engines.items():
+        use(e)
         f.run(model.samples_per_tick, sample_rate_hz=sr, sketch=sketch)  # compile (or load numba's cache)
+    use("fast")
 
     rows = []
 
@@ -84,16 +132,19 @@ def main() -> int:
         torch.set_num_threads(threads)
         if engine in engines:
             fast = engines[engine]
+            use(engine)
             fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads,  # noqa: E731
                                   temperature=0.9 if min_p else 1.0, min_p=min_p)
         else:
             fn = lambda: play(model, n, sample_rate_hz=sr, sketch=sketch, engine="torch", batch=batch)  # noqa: E731
         dt = timed(fn, args.repeats)
+        use("fast")
         rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads, "min_p": min_p,
                      "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,
                      "realtime_factor": n * batch / dt / sr})
 
-    label = {"fast": f"fast ({engines['fast'].backend})", "numba": "fast (numba)"}
+    label = {"fast": f"fast ({engines['fast'].backend}, installed)" if engines["fast"].backend == "c" else
+             "fast (numba)", "numba": "fast (numba)", **{m: f"fast (c, {m})" for m in args.march}}
     row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
     for e in engines:
         row(f"{label[e]}, batch 1", e, 1, 1, args.seconds)
@@ -128,6 +179,7 @@ def main() -> int:
                  "ratio_to_pytorch": cli_rate / rows[0]["samples_per_s"]})
 
     report = {
+        **cpu(),
         "model": "reference (configs/cpu.toml)" if not args.checkpoint else str(args.checkpoint),
         "receptive_field": model.receptive_field,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -139,11 +191,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
+        print(f"CPU: {report['cpu']}, {report['cores']} cores, {' '.join(report['vector_extensions'])}")
         print(f"model: {report['model']}, {report['parameters']:,} parameters, receptive field "
               f"{report['receptive_field']} samples; median of {args.repeats}; peak RSS {report['peak_rss_mib']:.0f} MiB")
-        print(f"{'run':<28}{'threads':>8}{'samples/s':>12}{'x real time':>13}{'x pytorch':>11}")
+        print(f"{'run':<36}{'threads':>8}{'samples/s':>12}{'x real time':>13}{'x pytorch':>11}")
         for r in rows:
-            print(f"{r['name']:<28}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['realtime_factor']:>13.3f}"
+            print(f"{r['name']:<36}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['realtime_factor']:>13.3f}"
                   f"{r['ratio_to_pytorch']:>11.1f}")
     return 0
 
