@@ -158,6 +158,19 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path,
                         show_progress=False, log=lambda m: None)
 
 
+@pytest.mark.parametrize(("flags", "want"), [
+    (("avx2", "fma"), "no"), (("avx512f", "avx512bw", "avx2"), "bf16"), (("avx512_bf16",), "bf16"),
+    (("amx_bf16",), "bf16"), (("asimd",), "no"), (("asimd", "bf16"), "bf16"),
+])
+def test_auto_precision_takes_bf16_only_where_the_cpu_runs_it_fast(flags, want, monkeypatch):
+    from wavegen import machine
+
+    monkeypatch.setattr(machine, "cpu", lambda: ("a CPU", flags))
+    p = train_mod.precision("auto", torch.device("cpu"))
+    assert p.name == want and (p.dtype is torch.bfloat16) == (want == "bf16")
+    assert p.notice.startswith(f"mixed precision auto: {'bf16' if want == 'bf16' else 'fp32'} (")
+
+
 def _cpu_fp16(init_scale: float):
     """What `loop.precision` gives fp16 on CUDA, on the CPU: fp16 autocast and a loss scaler (growing
     every 2 good steps, so that a few steps of the tiny model see it grow and overflow)."""

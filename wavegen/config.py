@@ -77,7 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     grad_accum: int = 1
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (fp16 scales the loss; CUDA only)
+    mixed_precision: str = "no"  # "no", "bf16", "fp16" (scales the loss; CUDA only), "auto" (bf16 where it is fast)
     ema_decay: float = 0.999  # EMA weights are what generation uses; 0 disables
     seed: int = 0
     log_every: int = 10
@@ -144,7 +144,7 @@ KINDS: dict[str, type[RunConfig]] = {c.kind: c for c in (WaveNetConfig, Composer
 CHOICES = {
     ("model", "output"): ("mulaw", "mol"),
     ("composer", "kind"): ("markov", "lstm"),
-    ("train", "mixed_precision"): ("no", "bf16", "fp16"),
+    ("train", "mixed_precision"): ("no", "bf16", "fp16", "auto"),
 }
 POSITIVE = [
     ("data", "crop_samples"), ("data", "batch_size"), ("model", "kernel_size"),

@@ -23,29 +23,18 @@ from pathlib import Path
 
 import numba
 
+from wavegen import machine
 from wavegen.errors import WavegenError
 from wavegen.files import write_text_atomic
 from wavegen.synth import fast
 
 CACHE_VERSION = 1
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
-VECTOR_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "avx2", "fma", "sse4_2", "asimd", "neon")
 
 
 def cpu() -> tuple[str, list[str]]:
-    """The CPU's name and the vector extensions that matter to the kernels (Linux /proc/cpuinfo;
-    elsewhere the platform's words)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.processor(), platform.machine()):
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return name, [f for f in VECTOR_FLAGS if f in flags]
+    name, flags = machine.cpu()
+    return name, list(flags)
 
 
 def c_target() -> tuple[int, int] | None:

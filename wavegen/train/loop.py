@@ -168,7 +168,19 @@ class Precision:
 
 
 def precision(mixed_precision: str, device: torch.device) -> Precision:
-    """train.mixed_precision on this device: bf16 anywhere; fp16 (with a loss scaler) on CUDA only."""
+    """train.mixed_precision on this device: bf16 anywhere; fp16 (with a loss scaler) on CUDA only; auto:
+    bf16 on a GPU that has it (else fp16), and on a CPU only where bf16 is fast (machine.fast_bf16),
+    else fp32. The notice says what auto took, and why."""
+    if mixed_precision == "auto":
+        if device.type == "cuda":
+            mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            p = precision(mixed_precision, device)
+            return dataclasses.replace(p, notice=f"mixed precision auto: {p.name} on this GPU")
+        from wavegen.machine import fast_bf16
+
+        fast, why = fast_bf16()
+        p = precision("bf16" if fast else "no", device)
+        return dataclasses.replace(p, notice=f"mixed precision auto: {'bf16' if fast else 'fp32'} ({why})")
     if mixed_precision == "bf16":
         return Precision("bf16", device.type, torch.bfloat16)
     if mixed_precision == "fp16" and device.type == "cuda":

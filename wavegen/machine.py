@@ -1,0 +1,40 @@
+"""What this machine's CPU can do fast: its name and the vector extensions the kernels and the
+training precision depend on (Linux /proc/cpuinfo; elsewhere only the platform's words)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+# the extensions that matter here, in the order they are reported
+VECTOR_FLAGS = ("avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "avx2", "fma", "sse4_2", "asimd", "bf16")
+
+
+@functools.cache
+def cpu() -> tuple[str, tuple[str, ...]]:
+    """The CPU's name and which of VECTOR_FLAGS it has."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not name:
+                name = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return name or platform.processor() or platform.machine(), tuple(f for f in VECTOR_FLAGS if f in flags)
+
+
+def fast_bf16() -> tuple[bool, str]:
+    """Whether bf16 autocast trains faster than fp32 on this CPU, and why: where the CPU has bf16
+    instructions (AVX512_BF16, AMX, ARM's BF16) or AVX-512 (measured 1.37x fp32 on the development
+    machine, BENCHMARKS.md); not with AVX2 alone, where PyTorch emulates it (measured 0.10x fp32)."""
+    _, flags = cpu()
+    for flag, what in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16"), ("bf16", "BF16 instructions"),
+                       ("avx512bw", "AVX-512")):
+        if flag in flags:
+            return True, f"the CPU has {what}"
+    return False, "the CPU has no bf16 instructions nor AVX-512, so bf16 would be emulated (about 10x slower)"
