@@ -37,4 +37,4 @@ def fast_bf16() -> tuple[bool, str]:
                        ("avx512bw", "AVX-512")):
         if flag in flags:
             return True, f"the CPU has {what}"
-    return False, "the CPU has no bf16 instructions nor AVX-512, so bf16 would be emulated (about 10x slower)"
+    return False, "the CPU has neither bf16 instructions nor AVX-512: bf16 would be emulated, about 10x slower"
