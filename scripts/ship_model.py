@@ -20,8 +20,55 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wavegen.config import load_config  # noqa: E402
 from wavegen.evaluate.report import markdown  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
+from wavegen.train.loop import differences  # noqa: E402
+
+BACH_DATA = (
+    "The Bach chorales in music21's corpus (410 scores), each rendered from its own 88-key text by FluidSynth "
+    "with the FluidR3_GM harpsichord (General MIDI program 6), transposed -3..+3 semitones (2,870 renderings, "
+    "27.7 h). Split by piece: 370 training, 22 validation, 18 test chorales; the model never saw the validation "
+    "or test chorales in any transposition. Licence of the data: the compositions are in the public domain; the "
+    "encodings come from the music21 corpus, licensed for use by their encoders (some not for commercial use; "
+    "see music21/corpus/license.txt). FluidR3_GM is MIT-licensed."
+)
+
+
+def data_section(meta: dict, data_dir: str | None) -> list[str]:
+    """The card's data: the dataset's record, and with --data its corpora (pieces, hours, licences)."""
+    ds_meta = meta.get("dataset") or {}
+    if ds_meta.get("styles") == ["bach"] and ds_meta.get("items") == 2870:
+        return [BACH_DATA]
+    from wavegen.data import dataset
+    from wavegen.data.corpora import CORPORA
+
+    lines = [f"The dataset `{ds_meta.get('name')}` (`wavegen data build --corpus {ds_meta.get('name')}`): "
+             f"{ds_meta.get('pieces'):,} pieces, {ds_meta.get('items'):,} renderings, {ds_meta.get('hours')} h, "
+             f"transpositions {ds_meta.get('transpositions')}; each piece rendered from its own 88-key text by "
+             f"FluidSynth with the {ds_meta.get('soundfont')} harpsichord (General MIDI program 6). Split by piece: "
+             "the model never saw a validation or test piece.", ""]
+    if data_dir:
+        ds = dataset.load(data_dir)
+        per = dataset.style_summary(ds.items())
+        tests = dataset.style_summary(ds.items("test"))
+        lines += ["| corpus | what | pieces | hours | test pieces | licence |", "|---|---|---|---|---|---|"]
+        for style, v in per.items():
+            c = CORPORA.get(style)
+            lines.append(f"| `{style}` | {c.holds if c else ''} | {v['pieces']} | {v['hours']:.2f} | "
+                         f"{tests.get(style, {}).get('pieces', 0)} | {'; '.join(v['licences'])} |")
+        lines.append("")
+    lines.append("FluidR3_GM is MIT-licensed.")
+    return lines
+
+
+def train_command(cfg, meta: dict, record: dict, name: str) -> str:
+    """The `wavegen train` command that made this run: configs/cpu.toml plus a --set per difference."""
+    base = load_config(ROOT / "configs" / "cpu.toml")
+    changed = differences(base, cfg, ("data", "model", "train"))
+    sets = " ".join(f"--set {k}={v}" for k, (_, v) in changed.items())
+    data = (meta.get("dataset") or {}).get("name", "DATA")
+    return f"wavegen train --config configs/cpu.toml --data data/build/{data} --out runs/{name} {sets}".strip()
 
 
 def main() -> int:
@@ -32,6 +79,7 @@ def main() -> int:
     ap.add_argument("--name", default=checkpoint.DEFAULT_MODEL)
     ap.add_argument("--temperature", type=float, default=1.0, help="the sampling temperature to ship with")
     ap.add_argument("--min-p", type=float, default=0.0, help="the min-p cut to ship with (0 = none)")
+    ap.add_argument("--data", help="the dataset folder it trained on: its corpora, hours and licences go in the card")
     ap.add_argument("--notes", help="a Markdown file appended to the card (what the numbers cannot say: the "
                     "run's history, the targets)")
     args = ap.parse_args()
@@ -62,13 +110,16 @@ def main() -> int:
                 segments.append(0.0)
             segments[-1] = last = r["wall_s"]
     evals = [r for r in log if "valid_bits" in r]
+    record = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    styles = (meta.get("dataset") or {}).get("styles") or ["bach"]
+    trained_on = "Bach chorales" if styles == ["bach"] else f"{len(styles)} corpora ({', '.join(styles)})"
     m = cfg.model
     rf = m.receptive_field()
     n_params = sum(p.numel() for p in loaded.model.parameters())
     lines = [
         f"# Model card: {args.name}",
         "",
-        f"A WaveNet that plays harpsichord from 88-key text, trained on Bach chorales; shipped with wavegen and "
+        f"A WaveNet that plays harpsichord from 88-key text, trained on {trained_on}; shipped with wavegen and "
         f"loaded by `--checkpoint {args.name}`" + (" (the default)." if args.name == checkpoint.DEFAULT_MODEL else "."),
         "",
         "## Network",
@@ -85,26 +136,23 @@ def main() -> int:
         "",
         "## Data",
         "",
-        "The Bach chorales in music21's corpus (410 scores), each rendered from its own 88-key text by FluidSynth "
-        "with the FluidR3_GM harpsichord (General MIDI program 6), transposed -3..+3 semitones (2,870 renderings, "
-        "27.7 h). Split by piece: 370 training, 22 validation, 18 test chorales; the model never saw the validation "
-        "or test chorales in any transposition. Licence of the data: the compositions are in the public domain; the "
-        "encodings come from the music21 corpus, licensed for use by their encoders (some not for commercial use; "
-        "see music21/corpus/license.txt). FluidR3_GM is MIT-licensed.",
+        *data_section(meta, args.data),
         "",
         "## Training",
         "",
-        f"`wavegen data build --corpus bach --out data/build/bach --transpose -3..3`, then `wavegen train --config "
-        f"configs/cpu.toml --data data/build/bach --out runs/{args.name} --set train.steps={cfg.train.steps}`: "
+        (f"Started from the weights of {record['init']} (`train.init`), with a fresh optimizer and schedule. "
+         if record.get("init") else "") +
+        f"`{train_command(cfg, meta, record, args.name)}`: "
         f"batch {cfg.data.batch_size} x {cfg.data.crop_samples} samples, AdamW lr {cfg.train.lr:g} with "
         f"{cfg.train.warmup_steps} warm-up steps and cosine decay over {cfg.train.steps} steps, "
-        f"{cfg.train.mixed_precision} autocast, on the 2-core CPU of the development machine. This checkpoint: "
+        f"mixed precision {cfg.train.mixed_precision}, on a 2-core CPU of the project's machines. This checkpoint: "
         f"step {meta.get('step')}" + (f", {sum(segments) / 3600:.2f} h of wall time in {len(segments)} sessions "
                                       "(resumed from its checkpoint each time)" if segments else "") + ".",
         "",
         "### Learning curve",
         "",
-        "Validation bits per sample and the shuffled-notes gap on 16 fixed crops of the validation chorales "
+        f"Validation bits per sample and the shuffled-notes gap on {cfg.data.valid_crops} fixed crops of the "
+        f"validation {'chorales' if styles == ['bach'] else 'split (every corpus)'} "
         "(from the run's log); note F1 as a fraction of the reference ceiling where it was measured "
         "(`wavegen evaluate`" + (f": {'; '.join(protocols)}" if protocols else ", test split") + ").",
         "",
@@ -117,9 +165,10 @@ def main() -> int:
         ff = f"{c['frame_f1_of_ceiling']:.2f}" if c else ""
         lines.append(f"| {r['step']} | {r['valid_bits']:.3f} | {r['gap_bits']:.3f} | {of} | {ff} |")
     lines += ["", "## Evaluation", "", markdown(report).split("\n", 1)[1].strip(), "",
-              "Reproduce: `wavegen evaluate --checkpoint " + args.name + " --data data/build/bach --pieces "
+              "Reproduce: `wavegen evaluate --checkpoint " + args.name + f" --data {report['dataset']}"
+              + (f" --corpus {report['corpus']}" if report.get("corpus") else "") + f" --pieces "
               f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}` (the model's own temperature and "
-              "min-p unless given).", ""]
+              "min-p unless given; the sketch suite in data/sketches/ too).", ""]
     if notes:
         lines += [notes, ""]
     (dest / "MODEL_CARD.md").write_text("\n".join(lines))
