@@ -78,9 +78,13 @@ def cpu() -> dict:
 def build_kernel(march: str, out_dir: Path):
     """_kernel.c built for `march` with setup.py's flags; its step function."""
     lib = out_dir / f"kernel-{march}.so"
-    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-shared", "-fPIC",
-           str(ROOT / "wavegen" / "synth" / "_kernel.c"), "-o", str(lib), "-lm", "-lmvec"]
+    obj = lib.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
+    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c",
+           str(ROOT / "wavegen" / "synth" / "_kernel.c"), "-o", str(obj)]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode == 0:
+        done = subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], capture_output=True,
+                              text=True)
     if done.returncode != 0:
         raise SystemExit(f"building the kernel for {march} failed:\n{done.stderr}")
     return F._load_c_kernel(ctypes.CDLL(str(lib)))

@@ -43,8 +43,10 @@ def build(rev: str, march: str, out: Path):
         src.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{SOURCE}"], check=True,
                                        capture_output=True).stdout)
     lib = src.with_suffix(".so")
-    subprocess.run(["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-shared", "-fPIC", str(src),
-                    "-o", str(lib), "-lm", "-lmvec"], check=True, capture_output=True)
+    obj = src.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
+    subprocess.run(["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c", str(src),
+                    "-o", str(obj)], check=True, capture_output=True)
+    subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], check=True, capture_output=True)
     return F._load_c_kernel(ctypes.CDLL(str(lib)))
 
 
