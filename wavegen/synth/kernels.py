@@ -3,7 +3,8 @@
 The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
 vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
 So at the first use of a model shape on a machine, `best_backend` times each available kernel for a
-fraction of a second (batch 1, one thread: how `wavegen generate` plays) and keeps the faster; the
+fraction of a second (batch 1, one thread: how `wavegen generate` plays; the very first time numba
+also compiles its kernel, some seconds, which it caches for every later run) and keeps the faster; the
 choice is cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or $XDG_CACHE_HOME/wavegen)
 under the CPU's identity, the C library's digest and the model's shape, so later runs read it back.
 `WAVEGEN_KERNEL=c|numba` (or `wavegen generate --engine c|numba`) forces one; `wavegen doctor` shows
