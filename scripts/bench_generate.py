@@ -22,7 +22,6 @@ import argparse
 import ctypes
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -38,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wavegen import machine  # noqa: E402
 from wavegen.cli.main import main as cli_main  # noqa: E402
 from wavegen.config import load_config  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
@@ -60,27 +60,17 @@ def timed(fn, repeats: int) -> float:
 
 
 def cpu() -> dict:
-    """The CPU's name and the vector extensions that decide the kernel's width (Linux /proc/cpuinfo)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "avx2", "fma", "asimd") if f in flags]
-    return {"cpu": name, "cores": os.cpu_count(), "vector_extensions": isa}
+    """The CPU's name and the vector extensions that decide the kernel's width (wavegen.machine)."""
+    name, flags = machine.cpu()
+    return {"cpu": name, "cores": os.cpu_count(), "vector_extensions": list(flags)}
 
 
-def build_kernel(march: str, out_dir: Path):
-    """_kernel.c built for `march` with setup.py's flags; its step function."""
-    lib = out_dir / f"kernel-{march}.so"
+def build_kernel(march: str, out_dir: Path, source: Path = ROOT / "wavegen" / "synth" / "_kernel.c",
+                 name: str | None = None):
+    """`source` (default: this checkout's _kernel.c) built for `march` with setup.py's flags; its step function."""
+    lib = out_dir / f"kernel-{name or march}.so"
     obj = lib.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
-    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c",
-           str(ROOT / "wavegen" / "synth" / "_kernel.c"), "-o", str(obj)]
+    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c", str(source), "-o", str(obj)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode == 0:
         done = subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], capture_output=True,

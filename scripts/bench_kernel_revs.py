@@ -14,7 +14,6 @@ be loaded and is reported as such.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_generate import build_kernel  # noqa: E402  (scripts/ is on the path when a script runs)
 
 from wavegen.errors import WavegenError  # noqa: E402
 from wavegen.machine import cpu  # noqa: E402
@@ -42,12 +43,7 @@ def build(rev: str, march: str, out: Path):
     else:
         src.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{SOURCE}"], check=True,
                                        capture_output=True).stdout)
-    lib = src.with_suffix(".so")
-    obj = src.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
-    subprocess.run(["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c", str(src),
-                    "-o", str(obj)], check=True, capture_output=True)
-    subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], check=True, capture_output=True)
-    return F._load_c_kernel(ctypes.CDLL(str(lib)))
+    return build_kernel(march, out, source=src, name=src.stem)
 
 
 def main() -> int:

@@ -62,7 +62,7 @@ def data_section(meta: dict, data_dir: str | None) -> list[str]:
     return lines
 
 
-def train_command(cfg, meta: dict, record: dict, name: str) -> str:
+def train_command(cfg, meta: dict, name: str) -> str:
     """The `wavegen train` command that made this run: configs/cpu.toml plus a --set per difference."""
     base = load_config(ROOT / "configs" / "cpu.toml")
     changed = differences(base, cfg, ("data", "model", "train"))
@@ -142,7 +142,7 @@ def main() -> int:
         "",
         (f"Started from the weights of {record['init']} (`train.init`), with a fresh optimizer and schedule. "
          if record.get("init") else "") +
-        f"`{train_command(cfg, meta, record, args.name)}`: "
+        f"`{train_command(cfg, meta, args.name)}`: "
         f"batch {cfg.data.batch_size} x {cfg.data.crop_samples} samples, AdamW lr {cfg.train.lr:g} with "
         f"{cfg.train.warmup_steps} warm-up steps and cosine decay over {cfg.train.steps} steps, "
         f"mixed precision {cfg.train.mixed_precision}, on a 2-core CPU of the project's machines. This checkpoint: "

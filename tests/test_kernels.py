@@ -67,6 +67,9 @@ def test_a_broken_cache_is_measured_again_and_an_environment_choice_wins(cache, 
     assert kernels.choose(model).backend == "numba"
     monkeypatch.setenv("WAVEGEN_KERNEL", "c")
     assert kernels.choose(model).backend == "c" and kernels.choose(model).source.startswith("forced")
+    # measuring afresh (wavegen doctor) still times both, and still says the forced one plays
+    fresh = kernels.choose(model, fresh=True)
+    assert (fresh.backend, fresh.speeds, fresh.source) == ("c", {"c": 1.0, "numba": 2.0}, "forced (WAVEGEN_KERNEL)")
     monkeypatch.setenv("WAVEGEN_KERNEL", "cuda")
     with pytest.raises(WavegenError, match="WAVEGEN_KERNEL=cuda: choose one of c, numba"):
         kernels.choose(model)

@@ -33,11 +33,6 @@ CACHE_VERSION = 1
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
 
 
-def cpu() -> tuple[str, list[str]]:
-    name, flags = machine.cpu()
-    return name, list(flags)
-
-
 def c_target() -> tuple[int, int] | None:
     """(floats per vector, vector registers) the installed C kernel was built for, or None."""
     lib = fast.c_library()
@@ -67,7 +62,7 @@ def cache_path() -> Path:
 
 
 def cache_key(model) -> str:
-    name, flags = cpu()
+    name, flags = machine.cpu()
     return f"v{CACHE_VERSION} | {platform.machine()} {name} [{' '.join(flags)}] | c {_c_digest()} | " \
            f"numba {numba.__version__} | {shape(model)}"
 
@@ -112,13 +107,13 @@ class Choice:
 
 def choose(model, *, fresh: bool = False) -> Choice:
     """The kernel for `model` here (see the module's doc); fresh: measure again and update the cache."""
-    forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
-    if forced:
-        if forced not in available():
-            raise WavegenError(f"WAVEGEN_KERNEL={forced}: choose one of {', '.join(available())} (the C kernel "
-                               "is there only where a compiler built it at install)")
-        return Choice(forced, source="forced (WAVEGEN_KERNEL)")
     options = available()
+    forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
+    if forced and forced not in options:
+        raise WavegenError(f"WAVEGEN_KERNEL={forced}: choose one of {', '.join(options)} (the C kernel "
+                           "is there only where a compiler built it at install)")
+    if forced and not fresh:
+        return Choice(forced, source="forced (WAVEGEN_KERNEL)")
     if len(options) == 1 and not fresh:
         return Choice(options[0], source="only one built")
     key = cache_key(model)
@@ -134,7 +129,7 @@ def choose(model, *, fresh: bool = False) -> Choice:
         write_text_atomic(cache_path(), json.dumps(cache, indent=1) + "\n")
     except OSError:
         pass  # a read-only home: measure again next time
-    return Choice(best, speeds, "measured")
+    return Choice(forced, speeds, "forced (WAVEGEN_KERNEL)") if forced else Choice(best, speeds, "measured")
 
 
 def best_backend(model) -> str:
@@ -154,7 +149,7 @@ def doctor(model: str | None = None) -> Report:
     speed on `model` (default: the shipped one) and the one `wavegen generate` runs."""
     from wavegen.nn import checkpoint
 
-    name, flags = cpu()
+    name, flags = machine.cpu()
     lines = [f"CPU: {name} ({platform.machine()}, {os.cpu_count()} cores); vector extensions: "
              f"{' '.join(flags) or 'none found'}"]
     target = c_target()
@@ -176,7 +171,7 @@ def doctor(model: str | None = None) -> Report:
     for b, v in chosen.speeds.items():
         lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
                      f"{loaded.path.name})")
-    forced = os.environ.get("WAVEGEN_KERNEL")
-    lines.append(f"wavegen generate runs: {forced + ' (forced by WAVEGEN_KERNEL)' if forced else chosen.backend}"
-                 f"; choice cached in {cache_path()}")
+    lines.append(f"wavegen generate runs: {chosen.backend}"
+                 f"{' (forced by WAVEGEN_KERNEL)' if chosen.source.startswith('forced') else ''}; choice cached in "
+                 f"{cache_path()}")
     return Report(lines)
