@@ -1,12 +1,21 @@
-"""Benchmark a training step of `configs/cpu.toml`: fp32 against bf16 autocast (and torch.compile).
+"""Benchmark a training step of `configs/cpu.toml`: per precision (fp32, bf16, and what "auto" takes on
+this CPU), with torch.compile, and against a peer WaveNet of the same size.
 
-    .venv/bin/python scripts/bench_train.py                      # synthetic crops, batch 4 x 8000
-    .venv/bin/python scripts/bench_train.py --compile --json
+    .venv/bin/python scripts/bench_train.py                      # batch 4 x 8000, 3 rounds
+    .venv/bin/python scripts/bench_train.py --compile --peer --json
 
 Each variant runs in its own process (so peak memory is its own): forward, loss in fp32, backward,
-gradient clipping and an AdamW step, on crops with the shapes the loader makes (mu-law codes, tick
-features, excitation). Prints samples per second (median over --steps after --warmup), the ratio to
-fp32 eager measured in the same run, and peak resident memory.
+gradient clipping and an AdamW step, on a crop batch with the shapes and the sparsity the loader makes:
+mu-law codes, tick features and excitation of a generated four-voice piece (the excitation is zero on
+keys that do not sound, as in real data). The variants run in turn, --rounds times; a variant's figure
+is the median over rounds of its median step. Ratios are to fp32 eager, the baseline of the same run.
+
+--peer also measures r9y9's wavenet_vocoder 0.1.1 (a popular PyTorch WaveNet), installed with
+`--no-deps` into a throwaway venv that sees this venv's torch through a .pth file, with our shape: 20
+layers in 2 cycles, 64 residual, 128 gate (2 x 64), 128 skip channels, 256 one-hot mu-law classes, the
+88-key roll as 88 conditioning channels at audio rate; once with our kernel size 2 and once with its
+default 3 (its other defaults kept: weight normalisation, dropout 0.05), and once plain (kernel 2, no
+weight normalisation, no dropout: its fastest form). It needs the package index.
 """
 
 from __future__ import annotations
@@ -14,96 +23,187 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+PEER = "wavenet_vocoder==0.1.1"
 
 
-def run_variant(precision: str, compiled: bool, steps: int, warmup: int, batch: int, crop: int) -> dict:
-    import torch
+def four_voice_batch(batch: int, crop: int, spt: int, sample_rate: int, margin: int, seed: int = 0):
+    """Codes, tick features, offsets, excitation and the 88-key roll at audio rate of `batch` crops of a
+    generated four-voice piece (notes of 2 to 8 ticks in four registers)."""
+    import numpy as np
 
-    from wavegen.config import load_config
-    from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
-    from wavegen.nn.model import WaveNet, loss_fn
+    from wavegen.data.conditioning import crop_ticks, crop_window, excitation, tick_features, tick_window
 
-    cfg = load_config(ROOT / "configs" / "cpu.toml")
-    torch.manual_seed(0)
-    model = WaveNet(cfg.model, 800)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    step_model = torch.compile(model) if compiled else model
-    g = torch.Generator().manual_seed(0)
-    n_ticks = crop_ticks(crop, 800, cfg.model.cond_lookahead_ticks)
-    batch_data = {
-        "inputs": torch.randint(0, 256, (batch, crop), generator=g),
-        "targets": torch.randint(0, 256, (batch, crop), generator=g),
-        "ticks": (torch.rand(batch, N_TICK_FEATURES, n_ticks, generator=g) > 0.9).float(),
-        "offset": torch.randint(0, 1600, (batch,), generator=g),
-        "exc": torch.randn(batch, N_EXCITATION, crop, generator=g) * 0.1,
-    }
-    dtype = torch.bfloat16 if precision == "bf16" else None
+    rng = np.random.default_rng(seed)
+    n = crop // spt * 40
+    roll = np.zeros((n, 88), dtype=bool)
+    for low in (20, 32, 40, 48):
+        t = 0
+        while t < n:
+            length, key = int(rng.integers(2, 9)), low + int(rng.integers(0, 14))
+            roll[t : t + length - 1, key] = True
+            t += length
+    feats = tick_features(roll)
+    n_ticks = crop_ticks(crop, spt, margin)
+    ticks, offsets, exc, roll_up = [], [], [], []
+    for _ in range(batch):
+        start = int(rng.integers(0, (n - crop // spt - 2) * spt))
+        first, off = crop_window(start, spt, margin)
+        ticks.append(tick_window(feats, first, n_ticks))
+        offsets.append(off)
+        exc.append(excitation(roll, start, crop, spt, sample_rate))
+        roll_up.append(roll[(start + np.arange(crop)) // spt].T)
+    codes = rng.integers(0, 256, (batch, crop + 1))
+    return {"inputs": codes[:, :-1], "targets": codes[:, 1:], "ticks": np.stack(ticks),
+            "offset": np.array(offsets), "exc": np.stack(exc), "roll": np.stack(roll_up).astype(np.float32)}
+
+
+def timed_steps(step, steps: int, warmup: int) -> float:
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_variant(variant: str, steps: int, warmup: int, batch: int, crop: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from wavegen.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "cpu.toml")
+    data = {k: torch.from_numpy(v) for k, v in four_voice_batch(
+        batch, crop, 800, 16000, cfg.model.cond_lookahead_ticks).items()}
+    torch.manual_seed(0)
+    row: dict = {"variant": variant}
+    if variant.startswith("peer"):
+        from wavenet_vocoder import WaveNet as PeerWaveNet
+
+        kernel, plain = int(variant[6]), variant.endswith("plain")
+        model = PeerWaveNet(out_channels=256, layers=20, stacks=2, residual_channels=64, gate_channels=128,
+                            skip_out_channels=128, kernel_size=kernel, cin_channels=88, scalar_input=False,
+                            weight_normalization=not plain, dropout=0.0 if plain else 0.05)
+        x = F.one_hot(data["inputs"], 256).transpose(1, 2).float()
+
+        def forward():
+            return model(x, data["roll"])
+        dtype = None
+    else:
+        from wavegen.nn.model import WaveNet
+        from wavegen.train.loop import precision
+
+        precision_name, compiled = variant.split(":")
+        amp = precision(precision_name, torch.device("cpu"))
+        row.update(precision=amp.name, notice=amp.notice)
+        dtype = amp.dtype
+        model = WaveNet(cfg.model, 800)
+        step_model = torch.compile(model) if compiled == "compiled" else model
+
+        def forward():
+            return step_model(data["inputs"], data["ticks"], data["offset"], data["exc"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            out = step_model(batch_data["inputs"], batch_data["ticks"], batch_data["offset"], batch_data["exc"])
-        loss = loss_fn("mulaw", out, batch_data["targets"])
-        loss.backward()
+            out = forward()
+        F.cross_entropy(out.float(), data["targets"]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    dt = statistics.median(times)
-    return {"precision": precision, "compiled": compiled, "threads": torch.get_num_threads(),
-            "batch": batch, "crop_samples": crop, "step_seconds": dt, "samples_per_s": batch * crop / dt,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    dt = timed_steps(step, steps, warmup)
+    row.update(threads=torch.get_num_threads(), step_seconds=dt, samples_per_s=batch * crop / dt,
+               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return row
+
+
+def peer_python(venv: Path) -> Path:
+    """A venv with the peer in it and this venv's packages (torch) visible through a .pth file."""
+    import site
+
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    peer_site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    Path(peer_site, "wavegen-bench.pth").write_text(site.getsitepackages()[0] + "\n")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", PEER], check=True)
+    return py
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="times each variant runs, in turn with the others")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--crop", type=int, default=8000)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    ap.add_argument("--peer", action="store_true", help=f"also measure {PEER} (installs it in a throwaway venv)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = ap.parse_args()
 
     if args.variant:
-        precision, compiled = args.variant.split(":")
-        print(json.dumps(run_variant(precision, compiled == "1", args.steps, args.warmup, args.batch, args.crop)))
+        print(json.dumps(run_variant(args.variant, args.steps, args.warmup, args.batch, args.crop)))
         return 0
 
-    variants = [("fp32", False), ("bf16", False)]
-    if args.compile:
-        variants += [("fp32", True), ("bf16", True)]
+    names = ["fp32:eager", "bf16:eager", "auto:eager"] + (["fp32:compiled", "bf16:compiled"] if args.compile else [])
+    variants = dict.fromkeys(names, sys.executable)
+    tmp = Path(tempfile.mkdtemp(prefix="wavegen-peer-")) if args.peer else None
+    try:
+        if tmp is not None:
+            py = str(peer_python(tmp / "venv"))
+            variants.update({"peer-k2": py, "peer-k3": py, "peer-k2-plain": py})
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for variant, py in variants.items():
+                cmd = [py, __file__, "--variant", variant.replace("fp32", "no"), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--batch", str(args.batch), "--crop", str(args.crop)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                runs[variant].append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     rows = []
-    for precision, compiled in variants:
-        cmd = [sys.executable, __file__, "--variant", f"{precision}:{int(compiled)}", "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--batch", str(args.batch), "--crop", str(args.crop)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        rows.append(json.loads(out))
+    for variant, got in runs.items():
+        row = dict(got[0])
+        row["variant"] = variant
+        row["samples_per_s"] = statistics.median(r["samples_per_s"] for r in got)
+        row["samples_per_s_rounds"] = [round(r["samples_per_s"]) for r in got]
+        row["peak_rss_mib"] = max(r["peak_rss_mib"] for r in got)
+        rows.append(row)
     base = rows[0]["samples_per_s"]
     for r in rows:
         r["ratio_to_fp32_eager"] = r["samples_per_s"] / base
-    report = {"config": "configs/cpu.toml", "batch": args.batch, "crop_samples": args.crop,
-              "steps": args.steps, "rows": rows}
+    report = {"config": "configs/cpu.toml", "batch": args.batch, "crop_samples": args.crop, "steps": args.steps,
+              "rounds": args.rounds, "rows": rows}
     if args.json:
         print(json.dumps(report, indent=1))
-    else:
-        print(f"configs/cpu.toml, batch {args.batch} x {args.crop} samples, median of {args.steps} steps "
-              f"after {args.warmup} warm-up")
-        print(f"{'variant':<18}{'threads':>8}{'samples/s':>12}{'x fp32':>8}{'peak MiB':>10}")
-        for r in rows:
-            name = f"{r['precision']}{' compiled' if r['compiled'] else ''}"
-            print(f"{name:<18}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['ratio_to_fp32_eager']:>8.2f}"
-                  f"{r['peak_rss_mib']:>10,.0f}")
+        return 0
+    print(f"configs/cpu.toml, batch {args.batch} x {args.crop} samples; median over {args.rounds} rounds of the "
+          f"median of {args.steps} steps after {args.warmup} warm-up")
+    print(f"{'variant':<26}{'threads':>8}{'samples/s':>12}{'x fp32':>8}{'peak MiB':>10}")
+    for r in rows:
+        name = {"fp32:eager": "fp32", "bf16:eager": "bf16", "fp32:compiled": "fp32 compiled",
+                "bf16:compiled": "bf16 compiled", "peer-k2": "peer, kernel 2",
+                "peer-k3": "peer, kernel 3 (its default)", "peer-k2-plain": "peer, k2, no wnorm/dropout"}.get(r["variant"])
+        if r["variant"] == "auto:eager":
+            name = f"auto (took {r['precision'].replace('no', 'fp32')})"
+        print(f"{name:<26}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['ratio_to_fp32_eager']:>8.2f}"
+              f"{r['peak_rss_mib']:>10,.0f}")
+    print(next(r["notice"] for r in rows if r["variant"] == "auto:eager"))
     return 0
 
 

@@ -180,3 +180,56 @@ def test_cuda_graph_generation_equals_the_plain_step():
         want = model.step(inputs[:, t], plain, cond[:, :, t], exc[:, :, t])
         got = graphed(inputs[:, t], None, cond[:, :, t], exc[:, :, t])
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _some_keys_silent(exc: Tensor, keys: list[int]) -> Tensor:
+    out = torch.zeros_like(exc)
+    for k in keys:  # key k: its sine (k) and cosine (88 + k) channels
+        out[:, k], out[:, 88 + k] = exc[:, k], exc[:, 88 + k]
+    return out
+
+
+def test_forward_with_silent_keys_equals_the_step_and_the_dense_gradients(monkeypatch):
+    # on the CPU the forward pass projects only the excitation channels that are nonzero somewhere in
+    # the batch; the step (and a dense forward) project all 176: the same numbers, the same gradients
+    import wavegen.nn.model as model_module
+
+    model = make().train()
+    B, T = 2, 50
+    inputs, ticks, offset, exc, _ = random_batch(model, B, T, seed=6)
+    exc = _some_keys_silent(exc, [3, 40, 87])
+    full = model(inputs, ticks, offset, exc)
+    cond = model.upsample(model.tick_conditioning(ticks), offset, T)
+    state = model.init_state(B)
+    for t in range(T):
+        out = model.step(inputs[:, t], state, cond=cond[:, :, t], exc=exc[:, :, t])
+        torch.testing.assert_close(out, full[:, :, t], rtol=1e-4, atol=1e-5)
+
+    def grads(m):
+        m.zero_grad()
+        m(inputs, ticks, offset, exc).square().mean().backward()
+        return {n: p.grad.clone() for n, p in m.named_parameters()}
+    sparse = grads(model)
+    monkeypatch.setattr(model_module, "sounding_channels", lambda e: (e, None))
+    dense = grads(model)
+    for name in dense:
+        torch.testing.assert_close(sparse[name], dense[name], rtol=1e-5, atol=1e-7)
+    w = sparse["layers.0.exc.weight"][:, :, 0]
+    assert w[:, [3, 40, 87, 91, 128, 175]].abs().amax() > 0
+    assert w[:, [0, 1, 88, 89]].abs().amax() == 0
+
+
+def test_silent_batch_still_gives_every_weight_a_gradient():
+    model = make().train()
+    inputs, ticks, offset, exc, _ = random_batch(model, 2, 30, seed=7)
+    model(inputs, ticks, offset, torch.zeros_like(exc)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+
+
+def test_upsample_repeats_each_tick_from_the_offset():
+    model = make()
+    ticks = torch.tensor([[[10.0, 11.0, 12.0, 13.0]]])  # (1, 1, 4): tick i holds 10 + i
+    up = model.upsample(ticks.expand(2, 1, 4), torch.tensor([3, 8]), 12)  # SPT = 8
+    assert up[0, 0].tolist() == [10.0] * 5 + [11.0] * 7  # samples 3..14 of the window
+    assert up[1, 0].tolist() == [11.0] * 8 + [12.0] * 4  # samples 8..19
