@@ -53,16 +53,16 @@ class ResidualLayer(nn.Module):
         return torch.tanh(a) * torch.sigmoid(b)
 
     def forward(self, x: Tensor, cond: Tensor | None, exc: Tensor | None, style: Tensor | None,
-                tick_index: Tensor | None = None, exc_keys: Tensor | None = None):
-        """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with tick_index (B, T) the tick of
-        each sample, or (B, cond_channels, T) with tick_index None; exc (B, 2*88, T), or only its
-        channels `exc_keys` (the others being zero); style (B,)."""
+                ticks_to_samples: Tensor | None = None, exc_keys: Tensor | None = None):
+        """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with ticks_to_samples (B, n_ticks,
+        T) the one-hot map of each sample's tick, or (B, cond_channels, T) with it None; exc (B, 2*88,
+        T), or only its channels `exc_keys` (the others being zero); style (B,)."""
         h = self.dilated(F.pad(x, (self.history, 0)))  # left padding only: causal
         if self.cond is not None and cond is not None:
             c = self.cond(cond)  # a 1x1 conv commutes with repeating a tick: project, then repeat
-            if tick_index is not None:
-                c = torch.gather(c, 2, tick_index[:, None, :].expand(-1, c.shape[1], -1))
-            h = h + c
+            # the repeat as a matmul with the one-hot map, added in the same call: a dense GEMM both
+            # ways, where a gather's backward is a slow scatter-add
+            h = h + c if ticks_to_samples is None else torch.baddbmm(h, c, ticks_to_samples.to(c.dtype))
         if self.exc is not None and exc is not None:
             w = self.exc.weight if exc_keys is None else self.exc.weight.index_select(1, exc_keys)
             h = h + F.conv1d(exc, w)
@@ -202,12 +202,13 @@ class WaveNet(nn.Module):
         Returns (B, n_out, T): out[..., t] predicts the sample after inputs[..., t]."""
         x = self.embed_inputs(inputs)
         T = x.shape[-1]
-        cond = tick_index = None
+        cond = ticks_to_samples = None
         if self.cond_net is not None and ticks is not None:
             if offset is None:
                 offset = torch.zeros(x.shape[0], dtype=torch.long)
             cond = self.tick_conditioning(ticks)  # each layer projects it at tick rate
-            tick_index = self.tick_index(offset.to(x.device), T)
+            index = self.tick_index(offset.to(x.device), T)
+            ticks_to_samples = F.one_hot(index, cond.shape[-1]).transpose(1, 2).to(x.dtype)  # (B, n_ticks, T)
         exc_keys = None
         if self.uses_excitation and exc is not None:
             exc, exc_keys = sounding_channels(exc)
@@ -215,7 +216,7 @@ class WaveNet(nn.Module):
             exc = None
         skips = None
         for layer in self.layers:
-            x, s = layer(x, cond, exc, style, tick_index, exc_keys)
+            x, s = layer(x, cond, exc, style, ticks_to_samples, exc_keys)
             skips = s if skips is None else skips + s
         return self.head(skips)
 
