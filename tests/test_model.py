@@ -233,3 +233,15 @@ def test_upsample_repeats_each_tick_from_the_offset():
     up = model.upsample(ticks.expand(2, 1, 4), torch.tensor([3, 8]), 12)  # SPT = 8
     assert up[0, 0].tolist() == [10.0] * 5 + [11.0] * 7  # samples 3..14 of the window
     assert up[1, 0].tolist() == [11.0] * 8 + [12.0] * 4  # samples 8..19
+
+
+def test_long_windows_gather_the_conditioning_and_agree_with_the_one_hot_map(monkeypatch):
+    import wavegen.nn.model as model_module
+
+    model = make()
+    inputs, ticks, offset, exc, _ = random_batch(model, 2, 60, seed=8)
+    one_hot = model(inputs, ticks, offset, exc)
+    monkeypatch.setattr(model_module, "ONE_HOT_MAX_TICKS", 0)
+    gathered = model(inputs, ticks, offset, exc)
+    torch.testing.assert_close(gathered, one_hot, rtol=1e-5, atol=1e-6)
+    assert (gathered - model(inputs, ticks, offset + 5, exc)).abs().amax() > 1e-4  # the offset matters

@@ -25,6 +25,9 @@ from wavegen.config import ModelConfig
 from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES
 
 MOL_BITS = 16  # the mixture of logistics models 16-bit audio
+# up to this many ticks in a window, layers repeat the tick conditioning by a matmul with the one-hot
+# tick map (n_ticks multiply-adds per value: fast, both ways); longer windows gather (memory stays linear)
+ONE_HOT_MAX_TICKS = 32
 
 
 class ResidualLayer(nn.Module):
@@ -54,15 +57,21 @@ class ResidualLayer(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor | None, exc: Tensor | None, style: Tensor | None,
                 ticks_to_samples: Tensor | None = None, exc_keys: Tensor | None = None):
-        """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with ticks_to_samples (B, n_ticks,
-        T) the one-hot map of each sample's tick, or (B, cond_channels, T) with it None; exc (B, 2*88,
+        """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with ticks_to_samples either the
+        one-hot map (B, n_ticks, T) of each sample's tick or its tick index (B, T), or cond (B,
+        cond_channels, T) with ticks_to_samples None; exc (B, 2*88,
         T), or only its channels `exc_keys` (the others being zero); style (B,)."""
         h = self.dilated(F.pad(x, (self.history, 0)))  # left padding only: causal
         if self.cond is not None and cond is not None:
             c = self.cond(cond)  # a 1x1 conv commutes with repeating a tick: project, then repeat
             # the repeat as a matmul with the one-hot map, added in the same call: a dense GEMM both
             # ways, where a gather's backward is a slow scatter-add
-            h = h + c if ticks_to_samples is None else torch.baddbmm(h, c, ticks_to_samples.to(c.dtype))
+            if ticks_to_samples is None:
+                h = h + c
+            elif ticks_to_samples.dim() == 2:  # (B, T) the tick index of each sample
+                h = h + torch.gather(c, 2, ticks_to_samples[:, None, :].expand(-1, c.shape[1], -1))
+            else:
+                h = torch.baddbmm(h, c, ticks_to_samples.to(c.dtype))
         if self.exc is not None and exc is not None:
             w = self.exc.weight if exc_keys is None else self.exc.weight.index_select(1, exc_keys)
             h = h + F.conv1d(exc, w)
@@ -207,8 +216,9 @@ class WaveNet(nn.Module):
             if offset is None:
                 offset = torch.zeros(x.shape[0], dtype=torch.long)
             cond = self.tick_conditioning(ticks)  # each layer projects it at tick rate
-            index = self.tick_index(offset.to(x.device), T)
-            ticks_to_samples = F.one_hot(index, cond.shape[-1]).transpose(1, 2).to(x.dtype)  # (B, n_ticks, T)
+            ticks_to_samples = self.tick_index(offset.to(x.device), T)
+            if cond.shape[-1] <= ONE_HOT_MAX_TICKS:  # a crop: the one-hot map, small (B, n_ticks, T)
+                ticks_to_samples = F.one_hot(ticks_to_samples, cond.shape[-1]).transpose(1, 2).to(x.dtype)
         exc_keys = None
         if self.uses_excitation and exc is not None:
             exc, exc_keys = sounding_channels(exc)
