@@ -59,19 +59,17 @@ class ResidualLayer(nn.Module):
                 ticks_to_samples: Tensor | None = None, exc_keys: Tensor | None = None):
         """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with ticks_to_samples either the
         one-hot map (B, n_ticks, T) of each sample's tick or its tick index (B, T), or cond (B,
-        cond_channels, T) with ticks_to_samples None; exc (B, 2*88,
-        T), or only its channels `exc_keys` (the others being zero); style (B,)."""
+        cond_channels, T) with ticks_to_samples None; exc (B, 2*88, T), or only its channels
+        `exc_keys` (the others being zero); style (B,)."""
         h = self.dilated(F.pad(x, (self.history, 0)))  # left padding only: causal
         if self.cond is not None and cond is not None:
             c = self.cond(cond)  # a 1x1 conv commutes with repeating a tick: project, then repeat
-            # the repeat as a matmul with the one-hot map, added in the same call: a dense GEMM both
-            # ways, where a gather's backward is a slow scatter-add
             if ticks_to_samples is None:
                 h = h + c
-            elif ticks_to_samples.dim() == 2:  # (B, T) the tick index of each sample
-                h = h + torch.gather(c, 2, ticks_to_samples[:, None, :].expand(-1, c.shape[1], -1))
-            else:
-                h = torch.baddbmm(h, c, ticks_to_samples.to(c.dtype))
+            elif ticks_to_samples.dim() == 2:
+                h = h + gather_ticks(c, ticks_to_samples)
+            else:  # the repeat as a matmul with the one-hot map, added in the same call: a dense GEMM
+                h = torch.baddbmm(h, c, ticks_to_samples)  # both ways (a gather's backward scatter-adds)
         if self.exc is not None and exc is not None:
             w = self.exc.weight if exc_keys is None else self.exc.weight.index_select(1, exc_keys)
             h = h + F.conv1d(exc, w)
@@ -111,6 +109,11 @@ class ResidualLayer(nn.Module):
         z = self.gate(h)
         residual = x if self.res is None else x + F.linear(z, self.res.weight[:, :, 0], self.res.bias)
         return residual, F.linear(z, self.skip.weight[:, :, 0], self.skip.bias)
+
+
+def gather_ticks(values: Tensor, tick_index: Tensor) -> Tensor:
+    """(B, C, n_ticks) at tick rate -> (B, C, T): sample t of row b takes tick tick_index[b, t]."""
+    return torch.gather(values, 2, tick_index[:, None, :].expand(-1, values.shape[1], -1))
 
 
 @torch.compiler.disable  # its output's width depends on the data: compiled graphs take it as an input
@@ -201,8 +204,7 @@ class WaveNet(nn.Module):
     def upsample(self, cond_ticks: Tensor, offset: Tensor, n_samples: int) -> Tensor:
         """(B, C, n_ticks) -> (B, C, n_samples): each tick repeated samples_per_tick times, then the
         samples [offset_b, offset_b + n_samples) of each row b."""
-        idx = self.tick_index(offset.to(cond_ticks.device), n_samples)
-        return torch.gather(cond_ticks, 2, idx[:, None, :].expand(-1, cond_ticks.shape[1], -1))
+        return gather_ticks(cond_ticks, self.tick_index(offset.to(cond_ticks.device), n_samples))
 
     def forward(self, inputs: Tensor, ticks: Tensor | None = None, offset: Tensor | None = None,
                 exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
