@@ -10,7 +10,7 @@ from wavegen.notes.text import KEY_CHARS
 from wavegen.synth.fast import FastWaveNet
 from wavegen.synth.generate import play
 from wavegen.synth.sketchcond import sketch_samples
-from wavegen.synth.stream import HISTORY_TICKS, StreamPlayer
+from wavegen.synth.stream import HISTORY_TICKS, StreamPlayer, stream_take
 
 TICKS = ["".join(KEY_CHARS[k] for k in np.nonzero(row)[0]) for row in SKETCH.roll]
 
@@ -29,6 +29,17 @@ def test_the_stream_equals_the_offline_take(chunk):
     whole = play(model, sketch_samples(SKETCH, SR), sample_rate_hz=SR, sketch=SKETCH, engine="fast",
                  temperature=0.9, min_p=0.05, seed=4)[0]  # the sketch and its release tail
     assert np.array_equal(whole[: len(streamed)], streamed)
+
+
+@pytest.mark.parametrize("pre_emphasis", [0.0, 0.5])
+def test_a_whole_sketch_streamed_a_tick_at_a_time_is_the_take_play_makes(pre_emphasis):
+    model = small_model(pre_emphasis=pre_emphasis)
+    n = sketch_samples(SKETCH, SR) - 5  # a last tick cut short
+    chunks = list(stream_take(FastWaveNet(model), n, sample_rate_hz=SR, sketch=SKETCH, temperature=0.9, min_p=0.05,
+                              seed=4))
+    assert [len(c) for c in chunks[:-1]] == [SPT] * (len(chunks) - 1) and 0 < len(chunks[-1]) < SPT
+    offline = play(model, n, sample_rate_hz=SR, sketch=SKETCH, engine="fast", temperature=0.9, min_p=0.05, seed=4)[0]
+    assert np.allclose(np.concatenate(chunks), offline, atol=1e-6)
 
 
 def test_a_growing_wav_is_valid_after_every_chunk(tmp_path):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import importlib.machinery
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -429,22 +429,9 @@ class FastWaveNet:
     def _run_streams(self, streams, n_samples, rows, onsets, sample_rate_hz, sampling,
                      rng_all, teacher, out_codes, logits, done, gi, progress) -> None:
         """Streams `streams` of the batch, all ticks; rows: per-tick conditioning (see tick_rows)."""
-        spt = self.spt
-        B = len(streams)
-        n_out = self.w2.shape[1]
-        codes_in, buf, _ = self.new_state(B, 0)  # silence before the first sample
         rng = rng_all[streams].copy()
-        no_logits = np.zeros((0, 0, 0), dtype=np.float32)
-        for t0 in range(0, n_samples, spt):
-            n = min(spt, n_samples - t0)
-            tick = t0 // spt
-            row = rows[min(tick, rows.shape[0] - 1)]
-            keys, key_onsets = self.tick_keys(onsets, tick)
-            tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else None
-            oc = np.zeros((B, n), dtype=np.int64)
-            ol = np.zeros((B, n, n_out), dtype=np.float32) if logits is not None else no_logits
-            self.block(codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, sampling, rng, oc,
-                       ol if logits is not None else None, tf if teacher is not None else None)
+        for t0, n, oc, ol in self._blocks(streams, n_samples, rows, onsets, sample_rate_hz, sampling, rng, teacher,
+                                          logits is not None):
             out_codes[streams, t0 : t0 + n] = oc
             if logits is not None:
                 logits[streams, t0 : t0 + n] = ol
@@ -453,6 +440,39 @@ class FastWaveNet:
                 progress(int(done.min()))
         if progress and gi == 0:
             progress(n_samples)
+
+    def _blocks(self, streams, n_samples, rows, onsets, sample_rate_hz, sampling, rng, teacher=None,
+                want_logits=False):
+        """Play streams `streams` from silence a tick at a time: yields (t0, n, codes (B, n), logits
+        (B, n, n_out) or None) for samples t0 .. t0 + n - 1. rng: their generators, advanced in place."""
+        spt = self.spt
+        B = len(streams)
+        n_out = self.w2.shape[1]
+        codes_in, buf, _ = self.new_state(B, 0)  # silence before the first sample
+        for t0 in range(0, n_samples, spt):
+            n = min(spt, n_samples - t0)
+            tick = t0 // spt
+            row = rows[min(tick, rows.shape[0] - 1)]
+            keys, key_onsets = self.tick_keys(onsets, tick)
+            tf = np.ascontiguousarray(teacher[streams, t0 : t0 + n]) if teacher is not None else None
+            oc = np.zeros((B, n), dtype=np.int64)
+            ol = np.zeros((B, n, n_out), dtype=np.float32) if want_logits else None
+            self.block(codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, sampling, rng, oc, ol, tf)
+            yield t0, n, oc, ol
+
+    def stream(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
+               temperature: float = 1.0, min_p: float = 0.0, seed: int = 0,
+               style: int | None = None) -> Iterator[np.ndarray]:
+        """The take `generate` plays at batch 1, a tick at a time: yields float32 audio (as the network
+        played it: `play` de-emphasizes), sample for sample the same as `generate`'s with the same seed."""
+        cond = onsets = None
+        if self.model.uses_notes:
+            cond, onsets = sketch_conditioning(self.model, sketch)
+        rows = self.tick_rows(cond, style)
+        rng = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64) | np.uint64(1)
+        for _, _, oc, _ in self._blocks(np.arange(1), n_samples, rows, onsets, sample_rate_hz,
+                                        (temperature, min_p), rng):
+            yield mu_law_decode(oc[0], self.emb.shape[0])
 
     def new_state(self, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(codes_in, buffers, rng) of `batch` streams before their first sample."""

@@ -11,13 +11,13 @@ plays what the offline fast engine plays for the whole sketch with the same seed
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from wavegen.audio import GrowingWav, deemphasize, mu_law_decode
-from wavegen.notes.text import KEY_CHARS, N_KEYS
+from wavegen.notes.text import KEY_CHARS, N_KEYS, KeyText
 from wavegen.synth.fast import FastWaveNet
 from wavegen.synth.sketchcond import roll_conditioning
 
@@ -82,32 +82,61 @@ class StreamPlayer:
         return audio
 
 
+def stream_take(fast: FastWaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
+                temperature: float = 1.0, min_p: float = 0.0, seed: int = 0,
+                style: int | None = None) -> Iterator[np.ndarray]:
+    """The take `play` makes of a whole sketch with the fast engine at batch 1, a tick of float32 audio
+    at a time: joined, the chunks are `play`'s take sample for sample (de-emphasis carried across)."""
+    a, last = fast.model.cfg.pre_emphasis, 0.0
+    for audio in fast.stream(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature,
+                             min_p=min_p, seed=seed, style=style):
+        if a:
+            audio = deemphasize(audio, a, last)
+            last = float(audio[-1])
+        yield audio
+
+
 STREAM_CHUNK_TICKS = 20  # one second at 50 ms ticks
+
+
+def composed_chunks(composer, player: StreamPlayer, prime: Sequence[str], rng: np.random.Generator, *,
+                    temperature: float = 1.0, limit: int | None = None,
+                    style: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Compose a second at a time (an LSTM composer in `style`) and play it: yields (the new ticks, the
+    audio that can now be played), without end or until `limit` ticks are composed, then the rest of
+    the audio with no new ticks. The prime's audio comes first, with the prime as its ticks."""
+    kw = {"style": style} if style and getattr(composer, "kind", None) == "lstm" else {}
+    history, done = list(prime), 0
+    if prime:
+        yield [], player.play(prime)
+    while limit is None or done < limit:
+        k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
+        new = composer.sample(k, temperature=temperature, rng=rng, prime=history[-composer.order :], **kw)
+        history = (history + new)[-composer.order :]
+        yield new, player.play(new)
+        done += k
+    yield [], player.play([], flush=True)
 
 
 def stream_compose(composer, player: StreamPlayer, wav: GrowingWav, prime: Sequence[str], rng: np.random.Generator,
                    *, temperature: float = 1.0, limit: int | None = None, style: str | None = None) -> tuple[int, bool]:
-    """Compose a second at a time (an LSTM composer in `style`) and play it into `wav` until SIGINT or
-    SIGTERM (or `limit` ticks). Returns (ticks composed, whether a signal stopped it). The WAV is closed
-    in every case."""
-    kw = {"style": style} if style and getattr(composer, "kind", None) == "lstm" else {}
+    """`composed_chunks` played into `wav` until SIGINT or SIGTERM (or `limit` ticks). Returns (ticks
+    composed, whether a signal stopped it). The WAV is closed in every case."""
     stop = {"now": False}
 
     def on_signal(signum, frame) -> None:
         stop["now"] = True
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    history, done = list(prime), 0
+    done = 0
     try:
-        if prime:
-            wav.write(player.play(prime))
-        while not stop["now"] and (limit is None or done < limit):
-            k = STREAM_CHUNK_TICKS if limit is None else min(STREAM_CHUNK_TICKS, limit - done)
-            new = composer.sample(k, temperature=temperature, rng=rng, prime=history[-composer.order :], **kw)
-            history = (history + new)[-composer.order :]
-            wav.write(player.play(new))
-            done += k
-        wav.write(player.play([], flush=True))
+        for new, audio in composed_chunks(composer, player, prime, rng, temperature=temperature, limit=limit,
+                                          style=style):
+            wav.write(audio)
+            done += len(new)
+            if stop["now"]:
+                wav.write(player.play([], flush=True))
+                break
     finally:
         wav.close()
         for sig, handler in old.items():
