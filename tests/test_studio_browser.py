@@ -1,0 +1,114 @@
+"""The studio's page in a real browser: draw three notes on the roll, play them through the WaveNet over
+the WebSocket, and get the take back as audio and a spectrogram.
+
+Runs the real server (uvicorn, the shipped model) on a free port in a thread and drives headless Chromium
+with Playwright. Skips where Playwright or a Chromium is missing (Playwright's own browser download is not
+used: set WAVEGEN_CHROMIUM to a browser's path, default the system's chromium). A screenshot of the page
+goes to WAVEGEN_TEST_ARTIFACTS (default: the test's tmp folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CLICKED_KEYS = (39, 43, 46)  # C4, E4, G4: the characters H, L, O
+CLICKED_TICKS = (1, 4, 7)
+
+
+def chromium_path() -> str | None:
+    path = os.environ.get("WAVEGEN_CHROMIUM")
+    if path:
+        return path if Path(path).exists() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    """The studio served by uvicorn in a thread, as in `wavegen studio` (one job at once)."""
+    import uvicorn
+
+    from wavegen.studio.server import Studio, create_app
+
+    studio = Studio(tmp_path_factory.mktemp("studio-work"), jobs=1)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the studio server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(request):
+    """The studio's page in headless Chromium, and the list of the page's uncaught errors."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    browser_path = chromium_path()
+    if not browser_path:
+        pytest.skip("no chromium to drive (install Debian's chromium or set WAVEGEN_CHROMIUM)")
+    url = request.getfixturevalue("studio_url")  # only now: the server loads the models
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True,
+                                    args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        yield page, errors
+        browser.close()
+
+
+def key_characters(text: str) -> str:
+    """The keys of an 88-key text: every character after the header line but spaces and newlines."""
+    body = text.split("\n", 1)[1] if text.startswith("{") else text
+    return "".join(c for c in body if c not in " \r\n")
+
+
+def test_three_notes_drawn_on_the_roll_play_as_a_take_with_its_spectrogram(page, tmp_path):
+    page, errors = page
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')", timeout=20_000)
+    # the roll: key k is the row (87 - k) * 7 px from the top, tick t the column t * 12 px (the default zoom)
+    rows, px_per_tick = 7, page.evaluate("window.studio.state.view.pxPerTick")
+    for key, tick in zip(CLICKED_KEYS, CLICKED_TICKS, strict=True):
+        page.click("#roll", position={"x": tick * px_per_tick + 3, "y": (87 - key) * rows + 3})
+    page.wait_for_function(
+        "(document.getElementById('text').value.split('\\n').slice(1).join('').match(/[^ ]/g) || []).length === 3",
+        timeout=10_000)
+    text = page.input_value("#text")
+    assert key_characters(text) == "HLO", text
+
+    page.click("#play")
+    page.wait_for_function("window.studio.done", timeout=60_000)
+    page.wait_for_function("isFinite(document.getElementById('take').duration)", timeout=10_000)
+    studio = page.evaluate("({firstSoundMs: studio.firstSoundMs, stalls: studio.stalls, nSamples: studio.nSamples,"
+                           " sampleRate: studio.sampleRate, samplesReceived: studio.samplesReceived})")
+    # the sketch sounds to one tick after its last run (7..8 -> 0.45 s), then the 0.5 s release tail
+    expected_s = (CLICKED_TICKS[-1] + 2) * 0.05 + 0.5
+    assert abs(studio["nSamples"] / studio["sampleRate"] - expected_s) < 0.05, studio
+    assert studio["samplesReceived"] == studio["nSamples"], studio
+    assert studio["firstSoundMs"] is not None, studio
+    duration = page.evaluate("document.getElementById('take').duration")
+    assert abs(duration - studio["nSamples"] / studio["sampleRate"]) < 0.05, (duration, studio)
+
+    page.wait_for_function("document.getElementById('spectrogram').dataset.drawn === '1'", timeout=20_000)
+    page.wait_for_function("!window.studio.playing", timeout=20_000)
+    artifacts = Path(os.environ.get("WAVEGEN_TEST_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "studio-three-notes.png"))
+    assert not errors, errors
