@@ -528,13 +528,12 @@ function onRollPointerUp(e) {
     addNoteAt(pointerPos(e));
   } else if (d.kind === "move" || d.kind === "resize") {
     if (d.moved) {
-      if (d.kind === "resize") state.lastLength = d.note.end - d.note.start;
       pushUndo(d.before);
       commitRoll();
     } else if (d.wasSelected) {
       selectOnly(d.note);     // a plain click on a selected note selects it alone
     }
-    if (!d.moved) state.lastLength = d.note.end - d.note.start;
+    state.lastLength = d.note.end - d.note.start;   // the next click adds a note this long
   }
   updateRollInfo();
   redraw();
@@ -616,6 +615,8 @@ function sketchRequest(notes = state.notes, nTicks = state.nTicks) {
   };
 }
 
+// The roll's notes are already what the server makes of them (normalizeNotes merges runs as the text
+// does), so only the text and its length come back: the note objects a drag holds stay the same.
 async function syncTextFromRoll() {
   const seq = ++state.syncSeq;
   clearTimeout(state.textTimer);
@@ -623,18 +624,18 @@ async function syncTextFromRoll() {
     const res = await api("/api/text", { json: sketchRequest() });
     if (seq !== state.syncSeq) return;
     $("text").value = res.text;
-    adoptSketch(res, { keepSelection: true });
+    state.nTicks = res.n_ticks;
+    updateRollInfo();
     showTextError(null);
   } catch (err) {
     if (seq === state.syncSeq) setStatus(`could not write the text: ${err.message}`, true);
   }
 }
 
-// Take the server's sketch as the roll's content. Selection survives by (key, start).
-function adoptSketch(sk, { keepSelection = false } = {}) {
-  const keep = new Set(keepSelection ? [...state.selected].map((n) => `${n.key}:${n.start}`) : []);
+// Take the server's sketch (parsed text, opened file) as the roll's content.
+function adoptSketch(sk) {
   state.notes = sk.notes.map(({ key, start, end }) => ({ key, start, end }));
-  state.selected = new Set(state.notes.filter((n) => keep.has(`${n.key}:${n.start}`)));
+  state.selected.clear();
   state.nTicks = sk.n_ticks;
   state.tickMs = sk.tick_ms || state.tickMs;
   state.meta = sk.meta || {};
@@ -651,13 +652,14 @@ function onTextInput() {
   state.textTimer = setTimeout(parseText, TEXT_DEBOUNCE_MS);
 }
 
-async function parseText() {
+// The text into the roll. A text edit can be undone from the roll (Ctrl+Z) like a roll edit.
+async function parseText({ undoable = true } = {}) {
   const seq = ++state.syncSeq;
   const text = $("text").value;
   try {
     const res = await api("/api/parse", { json: { text } });
     if (seq !== state.syncSeq) return;
-    state.undo.push(snapshot());
+    if (undoable) pushUndo(snapshot());
     adoptSketch(res);
     showTextError(null);
   } catch (err) {
@@ -667,12 +669,13 @@ async function parseText() {
   }
 }
 
-// Load a whole text (opened, composed): into the textarea, then parse it for the roll.
+// Load a whole new text (composed): into the textarea, then parse it for the roll. A new piece starts
+// a new undo history.
 async function loadText(text) {
   $("text").value = text;
   state.selected.clear();
   state.undo = [];
-  await parseText();
+  await parseText({ undoable: false });
 }
 
 // Show (or clear, with null) the text's error line, and mark its character in the backdrop.
@@ -712,10 +715,10 @@ function markErrorPosition() {
   if (!e || !e.line) return;
   const text = $("text").value;
   const at = offsetOf(text, e.line, e.column);
+  const onChar = at < text.length && text[at] !== "\n";
   const mark = document.createElement("mark");
-  // past the end, or a newline: mark a space so something shows
-  mark.textContent = at < text.length && text[at] !== "\n" ? text[at] : " ";
-  back.append(text.slice(0, at), mark, text.slice(at + (mark.textContent === " " && text[at] !== " " ? 0 : 1)));
+  mark.textContent = onChar ? text[at] : " ";   // at the end of the text or of a line: mark a space there
+  back.append(text.slice(0, at), mark, text.slice(onChar ? at + 1 : at));
   syncBackdropScroll();
 }
 
@@ -828,8 +831,7 @@ function audioContext(sampleRate) {
 
 // The keyboard's short tone: not the WaveNet, an oscillator with a quick decay.
 function tone(key) {
-  const ctx = audioContext(state.info ? state.info.sample_rate_hz : undefined);
-  if (ctx.state === "suspended") ctx.resume();
+  const ctx = wakeAudio();
   const osc = ctx.createOscillator(), gain = ctx.createGain();
   const t = ctx.currentTime;
   osc.type = "triangle";
@@ -961,22 +963,25 @@ async function onAbChange() {
   redraw();
 }
 
+const somethingPlays = () => Boolean((state.live && state.live.playing) || !$("take").paused);
+
 // The cursor: from the live session's audio clock, else from the <audio> element.
-function cursorTick() {
+function updateCursor() {
   const live = state.live;
+  const audio = $("take");
   if (live && live.playing) {
     state.cursorS = livePositionS(live);
-  } else {
-    const audio = $("take");
-    const take = state.takes[state.source];
-    if (take && audio.src && (!audio.paused || audio.currentTime > 0)) {
-      state.cursorS = audio.currentTime;
-    }
+  } else if (state.takes[state.source] && audio.src && (!audio.paused || audio.currentTime > 0)) {
+    state.cursorS = audio.currentTime;
   }
-  if ((live && live.playing) || !$("take").paused) followCursor();
+  if (somethingPlays()) followCursor();
   redraw();
-  const again = (live && live.playing) || !$("take").paused;
-  if (again) requestAnimationFrame(cursorTick);
+}
+
+// One loop of animation frames while anything plays.
+function cursorTick() {
+  updateCursor();
+  if (somethingPlays()) requestAnimationFrame(cursorTick);
   else state.cursorLoop = false;
 }
 
@@ -1008,7 +1013,16 @@ function playMessage(mode) {
   };
 }
 
+// The AudioContext is made (or resumed) in the click itself, before any await: browsers let a page
+// sound only from a user's gesture.
+function wakeAudio() {
+  const ctx = audioContext(state.info ? state.info.sample_rate_hz : undefined);
+  if (ctx.state === "suspended") ctx.resume();
+  return ctx;
+}
+
 async function onPlay() {
+  wakeAudio();
   if (state.live) stopLive();
   $("take").pause();
   if (state.source === "soundfont") {
@@ -1030,6 +1044,7 @@ async function onRadio() {
     stopLive();
     return;
   }
+  wakeAudio();
   if (state.live) stopLive();
   $("take").pause();
   const message = playMessage("radio");
@@ -1049,8 +1064,7 @@ async function onRadio() {
 
 function startLive(message) {
   const sr = state.info ? state.info.sample_rate_hz : 16000;
-  const ctx = audioContext(sr);   // made on the click, so the browser lets it sound
-  if (ctx.state === "suspended") ctx.resume();
+  const ctx = wakeAudio();
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/api/play`);
   ws.binaryType = "arraybuffer";
@@ -1058,7 +1072,7 @@ function startLive(message) {
     ws, mode: message.mode, text: message.text, pressedAt: performance.now(), sr, nSamples: null,
     received: 0, chunks: [], pending: [], pendingSamples: 0, scheduledSamples: 0, leftover: null,
     firstChunkAt: null, firstChunkSamples: 0, playing: false, started: false, done: false, stopped: false,
-    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null, openRuns: new Map(),
+    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null,
     gain: ctx.createGain(),
   };
   live.gain.connect(ctx.destination);
@@ -1093,13 +1107,12 @@ function onLiveMessage(live, msg) {
       live.queued = null;
       live.sr = msg.sample_rate_hz;
       live.nSamples = msg.n_samples;
-      if (msg.tick_ms) live.tickMs = msg.tick_ms;
       window.studio.nSamples = msg.n_samples;
       window.studio.sampleRate = msg.sample_rate_hz;
       updateLiveStatus(live);
       break;
     case "ticks":
-      appendTicks(live, msg.start, msg.text);
+      appendTicks(msg.start, msg.text);
       break;
     case "done":
       onLiveDone(live, msg);
@@ -1307,23 +1320,24 @@ function updateLiveStatus(live) {
 }
 
 // Radio: the new ticks, as 88-key text without header, go into the roll. Each tick is the keys up to
-// a space; newlines are layout. A key sounding in consecutive ticks continues its run, also across
-// messages (live.openRuns holds each key's last run).
-function appendTicks(live, start, text) {
+// a space (key = character code - 33); newlines are layout. A key sounding in consecutive ticks
+// continues its run, also a run that ends where these ticks begin (the previous message, the prime).
+function appendTicks(start, text) {
   const ticks = text.replace(/\r?\n/g, "").split(" ");
   ticks.pop();                      // the text ends with a tick's space: nothing after it
+  const open = new Map(state.notes.filter((n) => n.end === start).map((n) => [n.key, n]));
   ticks.forEach((chars, i) => {
     const t = start + i;
     for (const ch of chars) {
       const key = ch.charCodeAt(0) - 33;
       if (key < 0 || key >= N_KEYS) continue;
-      const run = live.openRuns.get(key);
+      const run = open.get(key);
       if (run && run.end === t) {
         run.end = t + 1;
       } else {
         const note = { key, start: t, end: t + 1 };
         state.notes.push(note);
-        live.openRuns.set(key, note);
+        open.set(key, note);
       }
     }
   });
@@ -1332,7 +1346,17 @@ function appendTicks(live, start, text) {
   updateScrollExtent();
   updateRollInfo();
   redraw();
-  syncTextFromRoll();
+  radioText();
+}
+
+// The text follows the radio while it is within what the server writes (limits.max_seconds).
+function radioText() {
+  const max = state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
+  if (secondsOfTicks(state.nTicks) <= max) {
+    syncTextFromRoll();
+  } else if (!$("text-error").textContent) {
+    $("text-error").textContent = `the radio has played more than ${max} s: the text stops here, the roll goes on`;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1610,7 +1634,7 @@ function bindControls() {
     updateButtons();
   });
   audio.addEventListener("pause", updateButtons);
-  audio.addEventListener("seeked", () => { if (audio.paused) { cursorTick(); } });
+  audio.addEventListener("seeked", updateCursor);
 
   document.addEventListener("keydown", onKeyDown);
   setupDrop();
