@@ -38,6 +38,7 @@ const MIN_BUFFER_S = 0.15;       // never start with less than this buffered
 const RADIO_FAST_BUFFER_S = 1;   // radio, generation at least real time
 const RADIO_SLOW_BUFFER_S = 3;   // radio, generation slower than real time
 const SCHEDULE_LEAD_S = 0.05;    // the first chunk is scheduled this far ahead of the audio clock
+const RECENT_S = 2;              // the window of the recent generation rate, see planningRate()
 
 const state = {
   info: null,                    // GET /api/info
@@ -1072,7 +1073,7 @@ function startLive(message) {
     ws, mode: message.mode, text: message.text, pressedAt: performance.now(), sr, nSamples: null,
     received: 0, chunks: [], pending: [], pendingSamples: 0, scheduledSamples: 0, leftover: null,
     firstChunkAt: null, firstChunkSamples: 0, playing: false, started: false, done: false, stopped: false,
-    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null,
+    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null, arrivals: [],
     gain: ctx.createGain(),
   };
   live.gain.connect(ctx.destination);
@@ -1156,6 +1157,8 @@ function onLiveChunk(live, data) {
   }
   live.chunks.push(samples);
   live.received += samples.length;
+  live.arrivals.push({ at: now, received: live.received });
+  if (live.arrivals.length > 400) live.arrivals.splice(0, 200);
   window.studio.samplesReceived = live.received;
   if (live.playing) {
     schedule(live, samples);
@@ -1175,6 +1178,17 @@ function generationRate(live) {
   return (live.received - live.firstChunkSamples) / elapsed;
 }
 
+// The rate to plan with: the slower of the whole take's and the last RECENT_S seconds' (a machine
+// that gets busier slows the generation down after playback has started).
+function planningRate(live) {
+  const overall = generationRate(live);
+  if (overall === null) return null;
+  const now = performance.now();
+  const since = live.arrivals.find((a) => a.at >= now - RECENT_S * 1000);
+  if (!since || now - since.at < RECENT_S * 500) return overall;
+  return Math.min(overall, (live.received - since.received) / ((now - since.at) / 1000));
+}
+
 // Start (or resume after a stall) only when playback will not have to wait again:
 // with a known length, when the samples still to come arrive before they are needed,
 //   (n_samples - received) / rate <= (n_samples - scheduled) / sr - margin;
@@ -1183,7 +1197,7 @@ function shouldStart(live) {
   if (live.done) return live.pendingSamples > 0;
   const buffered = live.pendingSamples / live.sr;
   if (buffered < MIN_BUFFER_S) return false;
-  const rate = generationRate(live);
+  const rate = planningRate(live);
   if (rate === null) return false;
   if (live.nSamples !== null && live.nSamples !== undefined) {
     const arrive = Math.max(0, live.nSamples - live.received) / Math.max(rate, 1);
