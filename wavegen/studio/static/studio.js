@@ -1102,7 +1102,7 @@ function onLiveMessage(live, msg) {
   switch (msg.type) {
     case "queued":
       live.queued = msg.position;
-      setStatus(`waiting for a free core: ${msg.position} ahead`);
+      setStatus(`waiting for a free core: ${msg.position} ahead in the queue`);
       break;
     case "start":
       live.queued = null;
