@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Sequence
 
 from wavegen import __version__
-from wavegen.cli import compose, data, notes, wavenet  # noqa: F401  (each registers its commands)
+from wavegen.cli import compose, data, notes, studio, wavenet  # noqa: F401  (each registers its commands)
 from wavegen.cli.common import COMMANDS, PROG, Parser, add_options
 from wavegen.errors import WavegenError
 from wavegen.files import os_error_line

@@ -1442,14 +1442,6 @@ async function primeText() {
   return { text: res.text, notes, nTicks: end };
 }
 
-// The composer's sections, placed so that the last one ends with the sketch: with a prime, the server
-// counts them from the first new tick (not from tick 0 of the text it returns).
-function placeSections(sections, nTicks) {
-  const end = sections.reduce((m, s) => Math.max(m, s[2]), 0);
-  const shift = Math.max(0, nTicks - end);
-  return sections.map(([letter, start, stop]) => [letter, start + shift, stop + shift]);
-}
-
 function composeRequest(prime) {
   const req = {
     seconds: Number($("compose-seconds").value) || 10,
@@ -1478,7 +1470,7 @@ async function compose(continueSelection) {
     stopLive();
     forgetTakes();
     await loadText(res.text);
-    state.sections = placeSections(res.sections || [], state.nTicks);
+    state.sections = res.sections || [];  // in ticks of the whole text, the prime's included
     if (!continueSelection) setScroll(0);
     const secs = fmt((performance.now() - started) / 1000, 1);
     setStatus(`composed ${fmt(secondsOfTicks(state.nTicks), 1)} s in ${secs} s` +
