@@ -71,6 +71,7 @@ const state = {
 window.studio = {
   firstSoundMs: null, stalls: 0, samplesReceived: 0, playing: false, done: false,
   nSamples: null, sampleRate: null, state,
+  firstChunkMs: null, doneMs: null,  // from pressing play: the first audio received, the last (benchmarks)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,6 +1081,7 @@ function startLive(message) {
   state.live = live;
   Object.assign(window.studio, {
     firstSoundMs: null, stalls: 0, samplesReceived: 0, playing: false, done: false, nSamples: null, sampleRate: null,
+    firstChunkMs: null, doneMs: null,
   });
   ws.onopen = () => ws.send(JSON.stringify(message));
   ws.onmessage = (ev) => {
@@ -1154,6 +1156,7 @@ function onLiveChunk(live, data) {
   if (live.firstChunkAt === null) {
     live.firstChunkAt = now;
     live.firstChunkSamples = samples.length;
+    window.studio.firstChunkMs = Math.round(now - live.pressedAt);
   }
   live.chunks.push(samples);
   live.received += samples.length;
@@ -1273,6 +1276,7 @@ function livePositionS(live) {
 function onLiveDone(live, msg) {
   live.done = true;
   live.wallS = msg.wall_s;
+  window.studio.doneMs = Math.round(performance.now() - live.pressedAt);
   if (!live.playing) maybeStart(live);
   saveLiveTake(live);
   window.studio.done = true;
