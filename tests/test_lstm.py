@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from wavegen.cli import main
 from wavegen.compose.lstm import LSTMComposer, encode
@@ -109,3 +110,36 @@ def test_train_composer_refuses_wavenet_settings(capsys, tiny_dataset, tmp_path)
     err = capsys.readouterr().err
     assert code == 2 and "model.cycles=3: [model] holds WaveNet settings: they go in `wavegen train`'s config" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
+
+
+def two_style_composer() -> LSTMComposer:
+    from wavegen.compose.lstm import CharLSTM
+
+    torch.manual_seed(0)
+    model = CharLSTM(2, embed=8, style_embed=4, hidden=16, layers=1, dropout=0.0)
+    with torch.no_grad():
+        model.style.weight.mul_(20.0)  # styles far apart, so that a blend is heard
+    return LSTMComposer(model, ["bach", "folk"], 50.0)
+
+
+def test_a_blend_of_two_styles_runs_from_one_to_the_other():
+    comp = two_style_composer()
+
+    def sample(**kw):
+        return comp.sample(40, rng=np.random.default_rng(1), **kw)
+
+    bach, folk = sample(style="bach"), sample(style="folk")
+    assert bach != folk
+    assert sample(style="bach", blend=("folk", 0.0)) == bach and sample(style="bach", blend=("folk", 1.0)) == folk
+    assert sample(style="bach", blend=("folk", 0.5)) not in (bach, folk)
+
+
+def test_compose_checks_a_blend_and_heads_the_text_with_the_heavier_style():
+    from wavegen.compose import piece
+
+    comp = two_style_composer()
+    assert piece.compose(comp, 8, style="bach", blend=("folk", 0.7)).keytext.meta["style"] == "folk"
+    assert piece.compose(comp, 8, style="bach", blend=("folk", 0.3), form="AB").keytext.meta["style"] == "bach"
+    for bad in (("jazz", 0.5), ("folk", 1.5)):
+        with pytest.raises(WavegenError):
+            piece.compose(comp, 8, style="bach", blend=bad)

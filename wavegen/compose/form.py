@@ -35,13 +35,15 @@ def parse_form(form: str) -> str:
 
 def compose_form(model: MarkovComposer | LSTMComposer, form: str, n_ticks: int, *, temperature: float = 1.0,
                  rng: np.random.Generator | None = None, prime: Sequence[str] = (),
-                 cadence_tries: int = 20, style: str | None = None) -> tuple[list[str], list[tuple[str, int, int]]]:
+                 cadence_tries: int = 20, style: str | None = None,
+                 blend: tuple[str, float] | None = None) -> tuple[list[str], list[tuple[str, int, int]]]:
     """One section per new letter, repeated verbatim where the letter recurs. Each new section ends,
     where the model allows, on a tick whose notes form a major or minor triad (its last ticks are
-    sampled again up to `cadence_tries` times); the LSTM writes in `style`. Returns the ticks and
+    sampled again up to `cadence_tries` times); the LSTM writes in `style` (and `blend`, see
+    LSTMComposer.sample). Returns the ticks and
     (letter, start, end) sections."""
     rng = rng or np.random.default_rng(0)
-    kw = {"style": style} if style and model.kind == "lstm" else {}
+    kw = {"style": style, "blend": blend} if model.kind == "lstm" and (style or blend) else {}
     form = parse_form(form)
     length = max(4, n_ticks // len(form))
     tail = min(8, length // 2)

@@ -51,8 +51,10 @@ class CharLSTM(nn.Module):
         self.out = nn.Linear(hidden, len(VOCAB))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, state: Any = None):
-        """x: (B, T) symbols; style: (B,). Returns logits (B, T, 89) for the next symbol, and the state."""
-        e = torch.cat([self.embed(x), self.style(style)[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
+        """x: (B, T) symbols; style: (B,) style ids, or (B, style_embed) style vectors (a blend of the
+        learned ones). Returns logits (B, T, 89) for the next symbol, and the state."""
+        s = style if style.is_floating_point() else self.style(style)
+        e = torch.cat([self.embed(x), s[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
         h, state = self.lstm(e, state)
         return self.out(h), state
 
@@ -104,15 +106,24 @@ class LSTMComposer:
         loaded = checkpoint.read(path, KIND, build)
         return cls(loaded.model, loaded.styles, loaded.tick_ms)
 
-    def _style(self, style: str | None) -> torch.Tensor:
-        return torch.tensor([self.styles.index(style) if style in self.styles else 0])
+    def _style(self, style: str | None, blend: tuple[str, float] | None = None) -> torch.Tensor:
+        """The style vector (1, style_embed) of `style` (else the first learned), moved the fraction w of
+        the way to the style `other` of blend=(other, w): 0 is `style`, 1 is `other`."""
+        learned = self.model.style.weight.detach()
+        v = learned[self.styles.index(style) if style in self.styles else 0]
+        if blend:
+            other, w = blend
+            v = (1 - w) * v + w * learned[self.styles.index(other)]
+        return v[None]
 
     @torch.no_grad()
     def sample(self, n_ticks: int, *, temperature: float = 1.0, rng: np.random.Generator | None = None,
-               prime: Sequence[str] = (), style: str | None = None) -> list[str]:
-        """n_ticks new ticks after `prime`; the format's grammar masks impossible symbols."""
+               prime: Sequence[str] = (), style: str | None = None,
+               blend: tuple[str, float] | None = None) -> list[str]:
+        """n_ticks new ticks after `prime` in `style` (blended with another, see `_style`); the format's
+        grammar masks impossible symbols."""
         rng = rng or np.random.default_rng(0)
-        s = self._style(style)
+        s = self._style(style, blend)
         history = np.concatenate([[BOS], encode(prime)]) if prime else np.array([BOS])
         logits, state = self.model(torch.from_numpy(history)[None], s)
         last = logits[0, -1]

@@ -43,9 +43,14 @@ def length_in_ticks(tick_ms: float, *, ticks: int | None = None, seconds: float 
     return max(1, int(round(seconds * 1000 / tick_ms)))
 
 
-def check_style(model: MarkovComposer | LSTMComposer, style: str | None) -> None:
-    if style and style not in model.styles:
-        raise WavegenError(f"--style {style}: the composer learned only: {', '.join(model.styles) or 'none'}")
+def check_style(model: MarkovComposer | LSTMComposer, style: str | None,
+                blend: tuple[str, float] | None = None) -> None:
+    """`style` and the style of `blend` (other, weight 0..1) are styles the composer learned."""
+    for name, option in ((style, "--style"), (blend[0] if blend else None, "the blend's style")):
+        if name and name not in model.styles:
+            raise WavegenError(f"{option} {name}: the composer learned only: {', '.join(model.styles) or 'none'}")
+    if blend and (model.kind != "lstm" or not 0 <= blend[1] <= 1):
+        raise WavegenError("a blend of styles needs the LSTM composer and a weight from 0 to 1")
 
 
 def read_prime(path: str | os.PathLike, tick_ms: float) -> list[str]:
@@ -58,18 +63,22 @@ def read_prime(path: str | os.PathLike, tick_ms: float) -> list[str]:
 
 def compose(model: MarkovComposer | LSTMComposer, n_ticks: int, *, temperature: float = 1.0,
             rng: np.random.Generator | None = None, prime: Sequence[str] = (), form: str | None = None,
-            style: str | None = None) -> Composed:
+            style: str | None = None, blend: tuple[str, float] | None = None) -> Composed:
     """n_ticks new ticks after `prime` (with a form: rounded down to equal sections, see compose_form).
-    The LSTM writes in `style`; the header's style is `style`, else the first the composer learned."""
-    check_style(model, style)
+    The LSTM writes in `style`, moved toward another by blend=(other, weight); the header's style is
+    `style` (or the blend's when it weighs more), else the first the composer learned."""
+    check_style(model, style, blend)
     form = parse_form(form) if form else None
     rng = rng or np.random.default_rng(0)
     if form:
-        new, sections = compose_form(model, form, n_ticks, temperature=temperature, rng=rng, prime=prime, style=style)
+        new, sections = compose_form(model, form, n_ticks, temperature=temperature, rng=rng, prime=prime, style=style,
+                                     blend=blend)
     else:
-        style_kw = {"style": style} if model.kind == "lstm" else {}
+        style_kw = {"style": style, **({"blend": blend} if blend else {})} if model.kind == "lstm" else {}
         new, sections = model.sample(n_ticks, temperature=temperature, rng=rng, prime=prime, **style_kw), []
     meta = {"style": style or (model.styles[0] if model.styles else UNNAMED_STYLE)}
+    if blend and blend[1] > 0.5:
+        meta["style"] = blend[0]
     if form:
         meta["form"] = form
     return Composed(keytext_of(list(prime) + new, model.tick_ms, meta), sections)
