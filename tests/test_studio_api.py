@@ -50,8 +50,10 @@ def test_info_names_the_model_the_composer_and_the_limits(client):
 def test_the_page_and_its_files_are_served_and_nothing_beside_them(client):
     assert client.get("/").status_code == 200 and "<html" in client.get("/").text.lower()
     assert client.get("/static/studio.js").status_code == 200
-    for path in ("/static/../server.py", "/static/%2e%2e/server.py", "/static/nothing.js"):
-        assert client.get(path).status_code == 404
+    for path in ("/static/../server.py", "/static/%2e%2e/server.py", "/static/nothing.js", "/api/nothing"):
+        refused(client.get(path), 404, "Not Found")
+    assert "<html" in client.get("/listen").text.lower()
+    assert client.get("/api/listening").json() == {"tests": []}  # the listening test's router is in
 
 
 def test_parse_gives_the_runs_of_ticks_of_each_key(client):
@@ -151,6 +153,8 @@ def test_compose_writes_a_new_sketch_or_continues_the_prime(client):
     unseeded = client.post("/api/compose", json={"seconds": 1, "seed": None}).json()
     assert unseeded["text"] == client.post("/api/compose", json={"seconds": 1, "seed": 0}).json()["text"]
     refused(client.post("/api/compose", json={"style": "jazz"}), 400, "jazz")
+    refused(client.post("/api/compose", json={"style_b": "jazz", "blend": 0.5}), 400, "jazz")
+    refused(client.post("/api/compose", json={"style_b": "bach", "blend": 2}), 400, "blend")
     refused(client.post("/api/compose", json={"form": "A1"}), 400, "A1")
     refused(client.post("/api/compose", json={"seconds": -1}), 400, "seconds")
     refused(client.post("/api/compose", json={"prime": "{tick_ms=20}\nH "}), 400, "20 ms")

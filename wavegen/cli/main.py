@@ -8,12 +8,13 @@ import traceback
 from collections.abc import Sequence
 
 from wavegen import __version__
-from wavegen.cli import compose, data, notes, studio, wavenet  # noqa: F401  (each registers its commands)
+from wavegen.cli import compose, data, listening, notes, studio, wavenet  # noqa: F401  (each registers its commands)
 from wavegen.cli.common import COMMANDS, PROG, Parser, add_options
 from wavegen.errors import WavegenError
 from wavegen.files import os_error_line
 
-GROUPS = {"data": "build or inspect a dataset of aligned text and audio"}
+GROUPS = {"data": "build or inspect a dataset of aligned text and audio",
+          "listening-test": "build a listening test from an evaluation, or sum up its answers"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -345,12 +345,14 @@ class Studio:
         prime_text = _string(body, "prime")
         prime = ticks_of(parse_sketch(prime_text, c.tick_ms, "the prime")) if prime_text else []
         form, style = _string(body, "form", 64), _string(body, "style", 100)
+        other, weight = _string(body, "style_b", 100), _number(body, "blend", 0.0, 0.0, 1.0)
+        blend = (other, weight) if other and weight else None
         n_ticks = piece.length_in_ticks(c.tick_ms, seconds=seconds)
         if (len(prime) + n_ticks) * c.tick_ms / 1000 > MAX_SECONDS:
             raise BadRequest(f"the prime and {seconds:g} s more are longer than the {MAX_SECONDS:.0f} s the studio "
                              "composes")
         composed = piece.compose(c, n_ticks, temperature=temperature, rng=np.random.default_rng(seed), prime=prime,
-                                 form=form, style=style)
+                                 form=form, style=style, blend=blend)
         return {**sketch_json(composed.keytext),  # sections in ticks of the whole text, the prime's included
                 "sections": [[letter, a + len(prime), b + len(prime)] for letter, a, b in composed.sections]}
 
@@ -511,6 +513,7 @@ def create_app(studio: Studio):
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="wavegen studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = studio
@@ -522,6 +525,10 @@ def create_app(studio: Studio):
     @app.exception_handler(WavegenError)
     async def wavegen_error(request: Request, e: WavegenError):
         return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)  # 404 and 405 too: {"error": ...} like every refusal
+    async def http_error(request: Request, e: StarletteHTTPException):
+        return JSONResponse({"error": f"{request.url.path}: {e.detail}"}, status_code=e.status_code)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception):
@@ -580,10 +587,9 @@ def create_app(studio: Studio):
     async def play(ws: WebSocket):
         await studio.play(ws)
 
-    with contextlib.suppress(ImportError):
-        from wavegen.studio.listening import router
+    from wavegen.studio.listening import router
 
-        app.include_router(router(studio.work))
+    app.include_router(router(studio.work))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
