@@ -1,4 +1,6 @@
-"""Builds the optional C kernel of the fast generation path (wavegen/synth/_kernel.c).
+"""Builds the optional C kernel of the fast generation path (wavegen/synth/_kernel.c), twice: with float
+weights (wavegen.synth._kernel, the "c" backend) and with IEEE half weights (wavegen.synth._kernel_f16,
+from _kernel_f16.c: the same source with WG_WEIGHT_F16; the "c16" backend).
 
 Everything else about the package is in pyproject.toml. The kernel is compiled for the machine it is
 installed on (-march=native; set WAVEGEN_MARCH, e.g. x86-64-v3, to build for other machines). If it
@@ -18,5 +20,6 @@ if sys.platform != "win32":
 # glibc: libmvec holds the vectorized expf that -ffast-math loops call
 LIBS = ["m", "mvec"] if sys.platform.startswith("linux") else ([] if sys.platform == "win32" else ["m"])
 
-setup(ext_modules=[Extension("wavegen.synth._kernel", sources=["wavegen/synth/_kernel.c"], extra_compile_args=args,
-                             libraries=LIBS, optional=True)])
+setup(ext_modules=[Extension(f"wavegen.synth.{name}", sources=[f"wavegen/synth/{name}.c"], extra_compile_args=args,
+                             libraries=LIBS, depends=["wavegen/synth/_kernel.c"], optional=True)
+                   for name in ("_kernel", "_kernel_f16")])

@@ -6,12 +6,14 @@
 
 Prints a table (and JSON with --json): samples per second, real-time factor at the model's sample rate,
 threads, and the ratio to the PyTorch baseline measured in the same run (these machines are shared and
-noisy: compare ratios, not absolute numbers across runs). Each row is the median of --repeats runs.
+noisy: compare ratios, not absolute numbers across runs). Each row is the median of --repeats runs,
+taken in interleaved rounds (every row once, then every row again), so a busier minute slows all rows.
 Rows sample at temperature 1 without a min-p cut, except one that uses the shipped model's settings
 (temperature 0.9, min-p 0.05) to show what the cut costs.
---march LEVEL also builds the C kernel for that target (setup.py's flags, -march=LEVEL) and measures it
-beside the installed build (native), so an AVX2 or SSE build is measured on this machine; the CPU and
-its vector extensions head the report.
+Every kernel built here is measured: c (float weights), c16 (fp16 weights) and numba.
+--march LEVEL also builds the C kernel (both variants) for that target (setup.py's flags, -march=LEVEL)
+and measures it beside the installed build (native), so an AVX2 or SSE build is measured on this
+machine; the CPU and its vector extensions head the report.
 The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residual, 2 x 64 gate,
 128 skip, 256 classes, conditioned) unless --checkpoint is given; speed does not depend on the weights.
 """
@@ -66,18 +68,20 @@ def cpu() -> dict:
 
 
 def build_kernel(march: str, out_dir: Path, source: Path = ROOT / "wavegen" / "synth" / "_kernel.c",
-                 name: str | None = None):
-    """`source` (default: this checkout's _kernel.c) built for `march` with setup.py's flags; its step function."""
-    lib = out_dir / f"kernel-{name or march}.so"
+                 name: str | None = None, backend: str = "c"):
+    """`source` (default: this checkout's _kernel.c) built for `march` with setup.py's flags, with float
+    weights (backend "c") or fp16 ones ("c16": -DWG_WEIGHT_F16, as setup.py's _kernel_f16); its step function."""
+    f16 = ["-DWG_WEIGHT_F16"] if backend == "c16" else []
+    lib = out_dir / f"kernel-{name or march}{'-f16' if f16 else ''}.so"
     obj = lib.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
-    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", "-fPIC", "-c", str(source), "-o", str(obj)]
+    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", *f16, "-fPIC", "-c", str(source), "-o", str(obj)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode == 0:
         done = subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], capture_output=True,
                               text=True)
     if done.returncode != 0:
         raise SystemExit(f"building the kernel for {march} failed:\n{done.stderr}")
-    return F._load_c_kernel(ctypes.CDLL(str(lib)))
+    return F._load_c_kernel(ctypes.CDLL(str(lib)), backend)
 
 
 def main() -> int:
@@ -102,18 +106,21 @@ def main() -> int:
         meta = {"sample_rate_hz": sr, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
         ck = checkpoint.save(tmp / "reference", weights=model.state_dict(), config=cfg, meta=meta)
     sketch = T.read_file(SKETCH)
-    # every kernel, whichever `wavegen generate` would choose (its row at the end shows the choice)
-    engines = {"c": FastWaveNet(model, "c")} if F.c_kernel() is not None else {}
-    engines["numba"] = FastWaveNet(model, "numba")
-    kernels = {"c": F.c_kernel()}  # the C step each engine runs (the installed build unless --march)
-    if "c" in engines:
-        for march in args.march:
-            engines[march], kernels[march] = FastWaveNet(model, "c"), build_kernel(march, tmp)
-    installed = list(F._C_KERNEL)
+    # every kernel built here, whichever `wavegen generate` would choose (its row at the end shows the choice)
+    engines = {b: FastWaveNet(model, b) for b in F.built()}
+    kernels = {}  # engine -> the C step it runs instead of the installed one (the --march builds)
+    for march in args.march:
+        for b in ("c", "c16"):
+            if b in engines:
+                e = march if b == "c" else f"{march} c16"
+                engines[e], kernels[e] = FastWaveNet(model, b), build_kernel(march, tmp, backend=b)
+    installed = dict(F._C_KERNELS)
     first = next(iter(engines))
 
     def use(engine: str) -> None:
-        F._C_KERNEL[:] = [kernels[engine]] if kernels.get(engine) else installed
+        F._C_KERNELS.update(installed)
+        if engine in kernels:
+            F._C_KERNELS[engines[engine].backend] = kernels[engine]
 
     for e, f in engines.items():
         use(e)
@@ -123,23 +130,25 @@ def main() -> int:
     rows = []
 
     def row(name: str, engine: str, batch: int, threads: int, seconds: float, min_p: float = 0.0) -> None:
-        n = int(seconds * sr)
+        rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads, "min_p": min_p,
+                     "samples": int(seconds * sr) * batch, "times": []})
+
+    def run_once(r: dict) -> None:
+        n, batch, threads, min_p = r["samples"] // r["batch"], r["batch"], r["threads"], r["min_p"]
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
-        if engine in engines:
-            fast = engines[engine]
-            use(engine)
+        if r["engine"] in engines:
+            fast = engines[r["engine"]]
+            use(r["engine"])
             fn = lambda: fast.run(n, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads,  # noqa: E731
                                   temperature=0.9 if min_p else 1.0, min_p=min_p)
         else:
             fn = lambda: play(model, n, sample_rate_hz=sr, sketch=sketch, engine="torch", batch=batch)  # noqa: E731
-        dt = timed(fn, args.repeats)
+        r["times"].append(timed(fn, 1))
         use(first)
-        rows.append({"name": name, "engine": engine, "batch": batch, "threads": threads, "min_p": min_p,
-                     "samples": n * batch, "seconds": dt, "samples_per_s": n * batch / dt,
-                     "realtime_factor": n * batch / dt / sr})
 
-    label = {"c": "fast (c, installed)", "numba": "fast (numba)", **{m: f"fast (c, {m})" for m in args.march}}
+    label = {"c": "fast (c, installed)", "c16": "fast (c16, installed)", "numba": "fast (numba)",
+             **{m: f"fast (c, {m})" for m in args.march}, **{f"{m} c16": f"fast (c16, {m})" for m in args.march}}
     row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
     for e in engines:
         row(f"{label[e]}, batch 1", e, 1, 1, args.seconds)
@@ -147,6 +156,13 @@ def main() -> int:
     row("pytorch step, batch 16", "torch", 16, 2, args.baseline_seconds / 4)
     for e in engines:
         row(f"{label[e]}, batch 16", e, 16, 2, args.seconds / 4)
+    for _ in range(args.repeats):  # interleaved rounds: every row once per round
+        for r in rows:
+            run_once(r)
+    for r in rows:
+        r["seconds"] = statistics.median(r["times"])
+        r["samples_per_s"] = r["samples"] / r["seconds"]
+        r["realtime_factor"] = r["samples_per_s"] / sr
     for r in rows:
         base = next(b for b in rows if b["engine"] == "torch" and b["batch"] == r["batch"])
         r["ratio_to_pytorch"] = r["samples_per_s"] / base["samples_per_s"]
@@ -191,9 +207,9 @@ def main() -> int:
         print(f"CPU: {report['cpu']}, {report['cores']} cores, {' '.join(report['vector_extensions'])}")
         print(f"model: {report['model']}, {report['parameters']:,} parameters, receptive field "
               f"{report['receptive_field']} samples; median of {args.repeats}; peak RSS {report['peak_rss_mib']:.0f} MiB")
-        print(f"{'run':<36}{'threads':>8}{'samples/s':>12}{'x real time':>13}{'x pytorch':>11}")
+        print(f"{'run':<38}{'threads':>8}{'samples/s':>12}{'x real time':>13}{'x pytorch':>11}")
         for r in rows:
-            print(f"{r['name']:<36}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['realtime_factor']:>13.3f}"
+            print(f"{r['name']:<38}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['realtime_factor']:>13.3f}"
                   f"{r['ratio_to_pytorch']:>11.1f}")
     return 0
 

@@ -69,7 +69,7 @@ def main() -> int:
     for _ in range(args.repeats):
         for name in [*kernels, "numba"]:
             if name != "numba":
-                F._C_KERNEL[:] = [kernels[name]]
+                F._C_KERNELS["c"] = kernels[name]
             player = F.FastWaveNet(loaded.model, "numba" if name == "numba" else "c")
             for batch, threads, seconds in cases:
                 n = int(seconds * sr)

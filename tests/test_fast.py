@@ -1,9 +1,12 @@
-"""The compiled fast path computes the same function as the PyTorch step."""
+"""The compiled fast path computes the same function as the PyTorch step; its fp16-weight variant (c16)
+computes the same function for the model with its per-sample weights rounded to half."""
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import torch
 
 from wavegen.config import ModelConfig
 from wavegen.data.conditioning import excitation
+from wavegen.errors import WavegenError
 from wavegen.nn.model import WaveNet
 from wavegen.notes import text as T
 from wavegen.synth import fast as F
@@ -53,25 +57,109 @@ CASES = {
 }
 
 
-BACKENDS = ["numba"] + (["c"] if c_kernel() is not None else [])
+BACKENDS = ["numba"] + (["c"] if c_kernel() is not None else [])  # the float kernels: the PyTorch step's logits
+ALL = BACKENDS + (["c16"] if c_kernel("c16") is not None else [])  # and the fp16-weight one
 
 
-def test_the_c_kernel_is_built_here():
-    # setup.py compiles it at install time; CI installs with a compiler, so it must be there
-    assert c_kernel() is not None
+def test_the_c_kernels_are_built_here():
+    # setup.py compiles both at install time; CI installs with a compiler, so they must be there
+    assert c_kernel() is not None and c_kernel("c16") is not None
+    assert F.built() == ["c", "c16", "numba"]
 
 
-def test_the_ctypes_mirrors_match_the_c_structs():
+@pytest.mark.parametrize("backend", ["c", "c16"])
+def test_the_ctypes_mirrors_match_the_c_structs(backend):
     # the loader refuses a library whose structs differ; here the comparison itself is checked
-    lib = F.c_library()
+    lib = F.c_library(backend)
     for which, mirror in enumerate(F.MIRRORS):
         assert F.c_layout(lib, which) == F.ctypes_layout(mirror)
         assert len(F.c_layout(lib, which)) == 1 + len(mirror._fields_)
 
-    class Short(ctypes.Structure):  # a mirror that lost a field
-        _fields_ = [f for f in F.WgWeights._fields_ if f[0] != "total_hist"]
+    for lost in ("total_hist", "wbytes"):
+        class Short(ctypes.Structure):  # a mirror that lost a field
+            _fields_ = [f for f in F.WgWeights._fields_ if f[0] != lost]
 
-    assert F.c_layout(lib, 0) != F.ctypes_layout(Short)
+        assert F.c_layout(lib, 0) != F.ctypes_layout(Short), lost
+    assert F.c_target(lib)[2] == F.WEIGHT_BYTES[backend]  # bytes per weight (test_kernel_targets: the conversion)
+
+
+def test_a_library_of_the_other_weight_type_is_refused():
+    # at load time (by what wg_target says) ...
+    with pytest.raises(WavegenError, match="weights have 4 bytes, and the 'c16' backend lays out 2"):
+        F._load_c_kernel(F.c_library("c"), "c16")
+    with pytest.raises(WavegenError, match="weights have 2 bytes, and the 'c' backend lays out 4"):
+        F._load_c_kernel(F.c_library("c16"), "c")
+    # ... and by the kernel itself, if a float library is put in the fp16 one's place anyway
+    torch.manual_seed(0)
+    fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), "c16")
+    F.c_kernel("c16")
+    saved = F._C_KERNELS["c16"]
+    F._C_KERNELS["c16"] = F.c_kernel("c")
+    try:
+        with pytest.raises(WavegenError, match="was given weights of 2 bytes and was built for another size"):
+            fast.run(10, sample_rate_hz=SR, sketch=SKETCH)
+    finally:
+        F._C_KERNELS["c16"] = saved
+
+
+def half_rounded(model: WaveNet) -> WaveNet:
+    """A copy of `model` with the weights c16 stores in half rounded to half (torch's .half(): to nearest,
+    ties to even): every weight of the per-sample path. Not the biases, nor what is computed once per tick
+    in float (the conditioning network, each layer's conditioning projection and style embedding)."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            if re.fullmatch(r"embed\.weight|head\.\d+\.weight|layers\.\d+\.(dilated|exc|res|skip)\.weight", name):
+                p.copy_(p.half().float())
+    return out
+
+
+def loud(case: str) -> WaveNet:
+    torch.manual_seed(1)
+    model = WaveNet(dataclasses.replace(SMALL, **CASES[case]), SPT).eval()
+    with torch.no_grad():  # as in the agreement test below
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+@pytest.mark.skipif(c_kernel("c16") is None, reason="no fp16-weight C kernel here")
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("batch", [1, 13])
+def test_the_fp16_kernel_is_the_float_kernel_of_half_rounded_weights(case, batch):
+    # sharp: the conversion is exact, so the two differ only in how the compiler ordered float sums (under
+    # 5e-7 here); 1e-5 is 50 times under what rounding the weights moves (5e-4 to 8e-4, test below), where
+    # the agreement tests' 1e-4 would be only 5 times under
+    model = loud(case)
+    n = 3 * SPT + 7
+    teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+    style = 1 if model.cfg.n_styles else None
+    kw = dict(sample_rate_hz=SR, sketch=SKETCH, teacher=teacher, return_logits=True, batch=batch, style=style)
+    want = FastWaveNet(half_rounded(model), "c").run(n, **kw)
+    got = FastWaveNet(model, "c16").run(n, **kw)
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 1e-5 * scale, np.abs(got - want).max() / scale
+
+
+@pytest.mark.skipif(c_kernel("c16") is None, reason="no fp16-weight C kernel here")
+def test_the_fp16_kernel_really_plays_half_weights():
+    # on the model's own weights it is not the float kernel: the logits move by about rounding's 5e-4
+    model = loud("k2 conditioned")
+    n, batch = 3 * SPT + 7, 3
+    teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+    kw = dict(sample_rate_hz=SR, sketch=SKETCH, teacher=teacher, return_logits=True, batch=batch)
+    exact = FastWaveNet(model, "c").run(n, **kw)
+    moved = np.abs(FastWaveNet(model, "c16").run(n, **kw) - exact).max() / np.abs(exact).max()
+    assert 1e-4 < moved < 1e-2, moved
+
+
+def test_weights_beyond_half_range_are_refused():
+    model = WaveNet(SMALL, SPT).eval()
+    with torch.no_grad():
+        model.head[3].weight[0, 0, 0] = 70000.0
+    FastWaveNet(model, "c")  # fine in float
+    with pytest.raises(ValueError, match="a weight of 70000 does not fit in fp16"):
+        FastWaveNet(model, "c16")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -94,7 +182,7 @@ def test_fast_logits_match_the_pytorch_step(case, batch, backend):
     assert np.abs(got - want).max() <= 1e-4 * scale, np.abs(got - want).max() / scale
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL)
 def test_same_seed_same_codes_and_batch_rows_differ(backend):
     torch.manual_seed(0)
     fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), backend)
@@ -115,7 +203,7 @@ def test_unusual_configs_are_refused_with_a_reason():
         FastWaveNet(model)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL)
 def test_threads_do_not_change_the_takes(backend):
     torch.manual_seed(0)
     fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), backend)
@@ -124,7 +212,7 @@ def test_threads_do_not_change_the_takes(backend):
     assert np.array_equal(one, two)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL)
 def test_min_p_never_draws_the_unlikely_tail(backend):
     torch.manual_seed(0)
     model = WaveNet(SMALL, SPT).eval()

@@ -162,7 +162,7 @@ def small_model(**changes) -> WaveNet:
     return model
 
 
-@pytest.mark.parametrize("engine", ["c", "numba", "torch"])
+@pytest.mark.parametrize("engine", ["c", "c16", "numba", "torch"])
 def test_a_longer_take_starts_with_the_shorter_one(engine):
     # the conditioning looks cond_lookahead_ticks ahead: it must not end where the request ends
     model = small_model()

@@ -1,7 +1,9 @@
 """The C kernel builds, warning-free, for every target it claims (x86-64 baseline, v2, v3 = AVX2, v4 =
-AVX-512, and 64-bit ARM with Debian's cross compiler), and each build this CPU can run computes the
-PyTorch step's logits. Its vector width and tiles change with the target (see _kernel.c), so one
-native build passing test_fast.py says nothing about the others."""
+AVX-512, and 64-bit ARM with Debian's cross compiler), with float weights and with fp16 ones
+(WG_WEIGHT_F16), and each build this CPU can run computes the PyTorch step's logits (the fp16 build: of
+the model with its weights rounded to half). Its vector width, tiles and half conversion (F16C, NEON or
+portable C) change with the target (see _kernel.c), so one native build passing test_fast.py says
+nothing about the others."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_fast import CASES, SKETCH, SMALL, SPT, SR, torch_logits
+from test_fast import CASES, SKETCH, SMALL, SPT, SR, half_rounded, torch_logits
 
 from wavegen.nn.model import WaveNet
 from wavegen.synth import fast as F
@@ -49,12 +51,14 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
 x86_only = pytest.mark.skipif(not cpu_flags() & {"sse2"}, reason="not an x86-64 machine")
 
 
-def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True) -> Path:
+def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True, backend: str = "c") -> Path:
     """Compiled with the flags, linked without them, as setuptools does: linking a shared library with
     -ffast-math (GCC 12) adds crtfastmath.o, which turns on flush-to-zero for the whole process that
-    loads it (and breaks every later test that needs subnormal floats)."""
-    obj = tmp / f"kernel-{march}.o"
-    done = subprocess.run([cc, *FLAGS, f"-march={march}", "-fPIC", "-c", str(SOURCE), "-o", str(obj)],
+    loads it (and breaks every later test that needs subnormal floats). backend "c16": with fp16 weights
+    (-DWG_WEIGHT_F16, as setup.py builds _kernel_f16.c)."""
+    f16 = ["-DWG_WEIGHT_F16"] if backend == "c16" else []
+    obj = tmp / f"kernel-{march}-{backend}.o"
+    done = subprocess.run([cc, *FLAGS, *f16, f"-march={march}", "-fPIC", "-c", str(SOURCE), "-o", str(obj)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not done.stderr.strip(), done.stderr  # no warning either
@@ -67,13 +71,16 @@ def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True) -> Path:
 
 @needs_gcc
 @x86_only
+@pytest.mark.parametrize("backend", ["c", "c16"])
 @pytest.mark.parametrize("march", ORDER)
-def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, tmp_path, monkeypatch):
-    lib_path = build(tmp_path, march)
+def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, backend, tmp_path, monkeypatch):
+    lib_path = build(tmp_path, march, backend=backend)
     if not runs_here(march):
         pytest.skip(f"built; this CPU cannot run {march} code")
-    kernel = F._load_c_kernel(ctypes.CDLL(str(lib_path)))
-    monkeypatch.setattr(F, "_C_KERNEL", [kernel])
+    lib = ctypes.CDLL(str(lib_path))
+    # F16C from x86-64-v3 on; below it the portable conversion (which these builds test)
+    assert F.c_target(lib)[2:] == (F.WEIGHT_BYTES[backend], backend == "c" or ORDER.index(march) >= 2)
+    monkeypatch.setitem(F._C_KERNELS, backend, F._load_c_kernel(lib, backend))
     for case in ("k2 conditioned", "k4 wide"):
         torch.manual_seed(1)
         model = WaveNet(dataclasses.replace(SMALL, **CASES[case]), SPT).eval()
@@ -82,15 +89,16 @@ def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, tm
                 p.mul_(2.0)
         n, batch = 2 * SPT + 3, 13  # 13 streams: a block of 8, one of 4 and a single one
         teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
-        want = torch_logits(model, teacher, SKETCH)
-        got = F.FastWaveNet(model, "c").run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
-                                            return_logits=True, batch=batch)
+        want = torch_logits(model if backend == "c" else half_rounded(model), teacher, SKETCH)
+        got = F.FastWaveNet(model, backend).run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
+                                                return_logits=True, batch=batch)
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (march, case)
 
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
                     reason="no aarch64 cross compiler (apt install gcc-aarch64-linux-gnu; .ci/run does)")
-def test_it_builds_for_64_bit_arm(tmp_path):
-    obj = build(tmp_path, "armv8-a", cc="aarch64-linux-gnu-gcc", shared=False)
+@pytest.mark.parametrize("backend", ["c", "c16"])
+def test_it_builds_for_64_bit_arm(tmp_path, backend):
+    obj = build(tmp_path, "armv8-a", cc="aarch64-linux-gnu-gcc", shared=False, backend=backend)
     header = obj.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64

@@ -1,4 +1,5 @@
-"""The fast path's kernel is chosen by measuring, once per machine and model shape, and cached."""
+"""The fast path's kernel is chosen by measuring, once per machine and model shape, and cached; the
+fp16-weight kernel only where kernels.AUTO lets it be chosen."""
 
 from __future__ import annotations
 
@@ -75,6 +76,33 @@ def test_a_broken_cache_is_measured_again_and_an_environment_choice_wins(cache, 
         kernels.choose(model)
 
 
+def test_auto_takes_the_fp16_kernel_only_where_auto_lets_it(cache, monkeypatch):
+    monkeypatch.setattr(kernels, "available", lambda: ["c", "c16", "numba"])
+    monkeypatch.setattr(kernels, "AUTO", ("c", "numba"))  # not measured accurate enough
+    model = WaveNet(SMALL, 40)
+    timed = fake_speeds(monkeypatch, {"c": 2000.0, "c16": 4000.0, "numba": 1000.0})
+    first = kernels.choose(model)
+    assert (first.backend, sorted(timed)) == ("c", ["c", "numba"])  # the faster c16 is not even timed
+    # the doctor times it and shows its speed, and still does not choose it
+    fresh = kernels.choose(model, fresh=True)
+    assert (fresh.backend, fresh.speeds) == ("c", {"c": 2000.0, "c16": 4000.0, "numba": 1000.0})
+    assert kernels.choose(model).backend == "c"
+    # forced, it plays
+    monkeypatch.setenv("WAVEGEN_KERNEL", "c16")
+    assert kernels.choose(model).backend == "c16"
+    monkeypatch.delenv("WAVEGEN_KERNEL")
+    # where AUTO holds it, the fastest wins, and never a slower one
+    monkeypatch.setattr(kernels, "AUTO", ("c", "c16", "numba"))
+    assert kernels.choose(model, fresh=True).backend == "c16"
+    fake_speeds(monkeypatch, {"c": 2000.0, "c16": 1500.0, "numba": 1000.0})
+    assert kernels.choose(model, fresh=True).backend == "c"
+    # a cached c16 from where AUTO held it is not taken where it does not
+    fake_speeds(monkeypatch, {"c": 2000.0, "c16": 4000.0, "numba": 1000.0})
+    assert kernels.choose(model, fresh=True).backend == "c16"
+    monkeypatch.setattr(kernels, "AUTO", ("c", "numba"))
+    assert kernels.choose(model).backend == "c"
+
+
 def test_fastwavenet_without_a_backend_takes_the_measured_one(cache, monkeypatch):
     if fast.c_kernel() is None:
         pytest.skip("no C kernel here")
@@ -91,9 +119,11 @@ def test_real_measurement_gives_a_speed():
 def test_engine_c_where_none_was_built_is_a_clear_error(monkeypatch):
     model = WaveNet(SMALL, 40)
     assert G.choose_engine(model, "numba") == ("numba", None)
-    monkeypatch.setattr(G, "c_kernel", lambda: None)
+    monkeypatch.setattr(G, "c_kernel", lambda backend="c": None)
     with pytest.raises(WavegenError, match="--engine c: no C kernel was built here"):
         G.choose_engine(model, "c")
+    with pytest.raises(WavegenError, match="--engine c16: no fp16-weight C kernel was built here"):
+        G.choose_engine(model, "c16")
 
 
 def test_generate_with_a_forced_kernel_and_the_doctor(tmp_path, capsys, monkeypatch):
@@ -102,8 +132,12 @@ def test_generate_with_a_forced_kernel_and_the_doctor(tmp_path, capsys, monkeypa
     out = tmp_path / "a.wav"
     assert main(["generate", "--checkpoint", str(ck), "--seconds", "0.1", "--engine", "numba", "-o", str(out)]) == 0
     assert out.is_file()
+    assert main(["generate", "--checkpoint", str(ck), "--seconds", "0.1", "--engine", "c16", "-o", str(out)]) == 0
     torch.manual_seed(0)
     assert main(["doctor", "--checkpoint", str(ck)]) == 0
     text = capsys.readouterr().out
     assert "CPU: " in text and "numba" in text and "samples/s" in text and "wavegen generate runs: " in text
+    assert "C kernel, fp16 weights (c16): " in text and "widened by " in text
+    c16 = next(line for line in text.splitlines() if line.strip().startswith("c16 "))
+    assert ("--engine only" in c16) == ("c16" not in kernels.AUTO)
     assert (tmp_path / "cache" / "kernels.json").is_file()

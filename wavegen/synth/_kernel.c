@@ -9,7 +9,10 @@
  * stream of a block and the accumulators stay in registers across the inputs. Nothing in it is
  * specific to one instruction set: the same source builds for x86-64 (v2, v3, v4) and 64-bit ARM.
  *
- * Weights are input-major: w[i * n_out + o] multiplies input i into output o. They come in one
+ * Weights are input-major: w[i * n_out + o] multiplies input i into output o. Built with WG_WEIGHT_F16
+ * (setup.py's second library, _kernel_f16, through _kernel_f16.c), the same source stores the weights in
+ * IEEE half precision and widens each vector to float as it loads it (see `wt` below); the sums, the
+ * state, the biases and the tick's conditioning row stay float. They come in one
  * structure (wg_weights, built once per model) and each call's state and inputs in another (wg_block);
  * fast.py mirrors both with ctypes.Structure, field for field, and checks the mirrors against
  * wg_layout() when it loads the library.
@@ -45,20 +48,65 @@ static inline vf ld(const float *p) { return *(const vf_u *)p; }
 static inline void st(float *p, vf v) { *(vf_u *)p = v; }
 static inline vf bc(float x) { return (vf){0} + x; }
 
+/* The weights' element type `wt`, and ldw(p), the VL weights at p as a float vector; w2f, one weight.
+ * float, or with WG_WEIGHT_F16 IEEE half held as its 16 bits: at batch 1 the step reads every weight once
+ * per sample from L3 (about 2.7 MB of floats for the reference network), so half the bytes is what can
+ * make it faster. The conversion is exact: F16C's vcvtph2ps (x86-64-v3 and AVX-512), NEON's fcvtl (64-bit
+ * ARM), else (x86-64-v2 and older, other targets) a portable bit conversion, correct but slow. */
+#ifdef WG_WEIGHT_F16
+typedef uint16_t wt;
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+static inline float w2f(wt h) { return _cvtsh_ss(h); }
+#if VL == 16
+static inline vf ldw(const wt *p) { return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+#else
+static inline vf ldw(const wt *p) { return (vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+#endif
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+static inline float w2f(wt h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
+static inline vf ldw(const wt *p) { return (vf)vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+#else
+static inline float w2f(wt h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0) {  /* zero or subnormal: m * 2^-24, exact in float */
+        const float f = (float)m * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    const uint32_t bits = sign | (e == 0x1f ? 0x7f800000u : (e + 112) << 23) | m << 13;  /* inf/nan, normal */
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static inline vf ldw(const wt *p)
+{
+    vf v;
+    for (int k = 0; k < VL; k++) v[k] = w2f(p[k]);
+    return v;
+}
+#endif
+#else
+typedef float wt;
+static inline float w2f(wt w) { return w; }
+static inline vf ldw(const wt *p) { return ld(p); }
+#endif
+
 /* One tile of H[b, o] += sum_i X[b, i] * W[i, o]: SB streams x OV vectors of outputs, from output o.
  * SB * OV accumulators + OV weight vectors + 1 broadcast must fit in NREG registers. */
 #define UNROLL _Pragma("GCC unroll 16")  /* the tile's loops unrolled whole: its arrays become registers */
 #define TILE_BODY(SB, OV)                                                                                 \
-    static inline void tile_##SB##x##OV(float *H, int ldh, const float *X, int ldx, const float *W,       \
+    static inline void tile_##SB##x##OV(float *H, int ldh, const float *X, int ldx, const wt *W,          \
                                         int n_in, int n_out, int o)                                       \
     {                                                                                                     \
         vf a[SB][OV];                                                                                     \
         UNROLL for (int s = 0; s < SB; s++)                                                               \
             UNROLL for (int v = 0; v < OV; v++) a[s][v] = ld(H + s * ldh + o + v * VL);                   \
         for (int i = 0; i < n_in; i++) {                                                                  \
-            const float *w = W + (int64_t)i * n_out + o;                                                  \
+            const wt *w = W + (int64_t)i * n_out + o;                                                     \
             vf wv[OV];                                                                                    \
-            UNROLL for (int v = 0; v < OV; v++) wv[v] = ld(w + v * VL);                                   \
+            UNROLL for (int v = 0; v < OV; v++) wv[v] = ldw(w + v * VL);                                  \
             UNROLL for (int s = 0; s < SB; s++) {                                                         \
                 const vf xb = bc(X[s * ldx + i]);                                                         \
                 UNROLL for (int v = 0; v < OV; v++) a[s][v] += wv[v] * xb;                                \
@@ -91,13 +139,13 @@ TILE(1, 1)
 #define CALL(SB, OV) TILE_NAME(SB, OV)
 
 /* the columns o .. n_out - 1 past the last whole vector, one stream at a time */
-static void tail_cols(float *H, int ldh, const float *X, int ldx, const float *W, int SB, int n_in, int n_out,
+static void tail_cols(float *H, int ldh, const float *X, int ldx, const wt *W, int SB, int n_in, int n_out,
                       int o)
 {
     for (; o < n_out; o++)
         for (int s = 0; s < SB; s++) {
             float acc = H[s * ldh + o];
-            for (int i = 0; i < n_in; i++) acc += W[(int64_t)i * n_out + o] * X[s * ldx + i];
+            for (int i = 0; i < n_in; i++) acc += w2f(W[(int64_t)i * n_out + o]) * X[s * ldx + i];
             H[s * ldh + o] = acc;
         }
 }
@@ -105,7 +153,7 @@ static void tail_cols(float *H, int ldh, const float *X, int ldx, const float *W
 /* H[b, o] += sum_i X[b, i] * W[i, o] for b < B, o < n_out; H rows ldh apart, X rows ldx apart.
  * Streams in blocks of 8, then 4, then 1; outputs in tiles of the block's width, then single vectors,
  * then single columns. Each loaded weight vector feeds a whole block of streams. */
-static void gemm_acc(float *H, int ldh, const float *X, int ldx, const float *W, int B, int n_in, int n_out)
+static void gemm_acc(float *H, int ldh, const float *X, int ldx, const wt *W, int B, int n_in, int n_out)
 {
 #define ROWS(SB, OV)                                                                                      \
     for (; b + SB <= B; b += SB) {                                                                        \
@@ -121,6 +169,23 @@ static void gemm_acc(float *H, int ldh, const float *X, int ldx, const float *W,
     ROWS(4, OV4)
     ROWS(1, OV1)
 #undef ROWS
+}
+
+/* dst[o] = src[o] (widened to float), for o < n */
+static void widen_row(float *dst, const wt *src, int n)
+{
+    int o = 0;
+    for (; o + VL <= n; o += VL) st(dst + o, ldw(src + o));
+    for (; o < n; o++) dst[o] = w2f(src[o]);
+}
+
+/* dst[o] += s * a[o] + c * b[o], for o < n */
+static void add_sin_cos_rows(float *dst, float s, const wt *a, float c, const wt *b, int n)
+{
+    const vf vs = bc(s), vc = bc(c);
+    int o = 0;
+    for (; o + VL <= n; o += VL) st(dst + o, ld(dst + o) + (vs * ldw(a + o) + vc * ldw(b + o)));
+    for (; o < n; o++) dst[o] += s * w2f(a[o]) + c * w2f(b[o]);
 }
 
 /* Eigen's rational approximation of tanh for float32 (max error about 1e-7 absolute). */
@@ -153,16 +218,19 @@ static inline double next_uniform(uint64_t *s)
 
 #define TWO_PI 6.283185307179586
 
-/* A model's sizes and weights. fast.py's WgWeights mirrors it: change both together. */
+/* A model's sizes and weights. fast.py's WgWeights mirrors it: change both together. The weights (wt)
+ * are float or, in the WG_WEIGHT_F16 build, half; the biases are float in both. */
 typedef struct {
     int32_t L, K, R, G, S, H, n_out, n_keys, total_hist;  /* layers, taps, channels, keys, buffer rows */
-    const float *emb;                           /* (n_classes, R) */
-    const float *w_dil;                         /* (L, K, R, 2G): tap j reads the input (K - 1 - j) * dil back */
+    int32_t wbytes;                             /* sizeof(wt) the caller laid the weights out in: 4 or 2 */
+    const wt *emb;                              /* (n_classes, R) */
+    const wt *w_dil;                            /* (L, K, R, 2G): tap j reads the input (K - 1 - j) * dil back */
     const int64_t *dil, *hist_off, *hist_len;   /* (L,) dilation; each layer's rows of the buffer */
-    const float *w_exc;                         /* (2 * n_keys, L, 2G): sine rows, then cosine rows */
-    const float *w_res, *b_res;                 /* (L, G, R), (L, R) */
-    const float *w_skip, *b_skip;               /* (L, G, S), (S,): the layers' skip biases summed */
-    const float *w1, *b1, *w2, *b2;             /* head: (S, H), (H,), (H, n_out), (n_out,) */
+    const wt *w_exc;                            /* (2 * n_keys, L, 2G): sine rows, then cosine rows */
+    const wt *w_res; const float *b_res;        /* (L, G, R), (L, R) */
+    const wt *w_skip; const float *b_skip;      /* (L, G, S), (S,): the layers' skip biases summed */
+    const wt *w1; const float *b1;              /* head: (S, H), (H,) */
+    const wt *w2; const float *b2;              /* (H, n_out), (n_out,) */
     const double *key_hz;                       /* (n_keys,) fundamental of each key */
 } wg_weights;
 
@@ -182,7 +250,7 @@ typedef struct {
     const int64_t *teacher;                     /* (B, n) codes fed instead of the sampled ones, or NULL */
 } wg_block;
 
-#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(emb) X(w_dil) \
+#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(wbytes) X(emb) X(w_dil) \
     X(dil) X(hist_off) X(hist_len) X(w_exc) X(w_res) X(b_res) X(w_skip) X(b_skip) X(w1) X(b1) X(w2) X(b2) X(key_hz)
 #define WG_BLOCK_FIELDS(X) X(B) X(n) X(n_exc) X(t0) X(sr) X(temperature) X(min_p) X(cond_row) X(exc_keys) \
     X(exc_onsets) X(codes_in) X(buf) X(rng) X(out_codes) X(out_logits) X(teacher)
@@ -203,25 +271,34 @@ int wg_layout(int which, int64_t *out, int cap)
 }
 
 /* What this build was compiled for: out[0] floats per vector, out[1] vector registers (for `wavegen
- * doctor`: an AVX-512 build says 16 and 32, AVX2 8 and 16, SSE 4 and 16, NEON 4 and 32). */
+ * doctor`: an AVX-512 build says 16 and 32, AVX2 8 and 16, SSE 4 and 16, NEON 4 and 32), out[2] bytes
+ * per weight (4, or 2 with WG_WEIGHT_F16), out[3] 1 where half weights widen in hardware (F16C, NEON). */
 void wg_target(int32_t *out)
 {
     out[0] = VL;
     out[1] = NREG;
+    out[2] = (int32_t)sizeof(wt);
+#if defined(WG_WEIGHT_F16) && !(defined(__F16C__) || defined(__AVX512F__) || defined(__aarch64__))
+    out[3] = 0;
+#else
+    out[3] = 1;
+#endif
 }
 
-/* Returns 0, or -1 if scratch memory cannot be allocated. */
+/* Returns 0, -1 if scratch memory cannot be allocated, or -2 if the weights are not laid out in this
+ * build's element type (model->wbytes). */
 int wg_step_block(const wg_weights *model, const wg_block *blk)
 {
+    if (model->wbytes != (int32_t)sizeof(wt)) return -2;
     const int L = model->L, K = model->K, R = model->R, G = model->G, S = model->S, H = model->H;
     const int n_out = model->n_out, n_keys = model->n_keys, total_hist = model->total_hist;
     const int B = blk->B, n = blk->n, n_exc = blk->n_exc;
     const int64_t t0 = blk->t0;
     const double sr = blk->sr;
     const float temperature = blk->temperature, min_p = blk->min_p;
-    const float *emb = model->emb, *w_dil = model->w_dil, *w_exc = model->w_exc;
-    const float *w_res = model->w_res, *b_res = model->b_res, *w_skip = model->w_skip, *b_skip = model->b_skip;
-    const float *w1 = model->w1, *b1 = model->b1, *w2 = model->w2, *b2 = model->b2;
+    const wt *emb = model->emb, *w_dil = model->w_dil, *w_exc = model->w_exc;
+    const wt *w_res = model->w_res, *w_skip = model->w_skip, *w1 = model->w1, *w2 = model->w2;
+    const float *b_res = model->b_res, *b_skip = model->b_skip, *b1 = model->b1, *b2 = model->b2;
     const int64_t *dil = model->dil, *hist_off = model->hist_off, *hist_len = model->hist_len;
     const double *key_hz = model->key_hz;
     const float *cond_row = blk->cond_row;
@@ -248,11 +325,10 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
             const int64_t k = exc_keys[j];
             const double phase = TWO_PI * key_hz[k] * (double)(t - exc_onsets[j]) / sr;
             const float s = (float)sin(phase), c = (float)cos(phase);
-            const float *ws = w_exc + k * (int64_t)L * G2, *wc = w_exc + (n_keys + k) * (int64_t)L * G2;
-            for (int o = 0; o < L * G2; o++) exc[o] += s * ws[o] + c * wc[o];
+            add_sin_cos_rows(exc, s, w_exc + k * (int64_t)L * G2, c, w_exc + (n_keys + k) * (int64_t)L * G2, L * G2);
         }
         for (int b = 0; b < B; b++) {
-            memcpy(x + b * R, emb + codes_in[b] * R, sizeof(float) * R);
+            widen_row(x + b * R, emb + codes_in[b] * R, R);
             memcpy(skip + b * S, b_skip, sizeof(float) * S);
         }
         for (int l = 0; l < L; l++) {

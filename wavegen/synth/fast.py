@@ -2,7 +2,11 @@
 
 Two kernels compute the same function as `WaveNet.step` (tested to 1e-4 relative on the logits), faster:
 the C kernel (_kernel.c, built at install time by setup.py, loaded with ctypes) is the fast path; the
-numba kernel below is the declared fallback for machines where no compiler built the C one. Both:
+numba kernel below is the declared fallback for machines where no compiler built the C one. A third
+backend, "c16", is the same C source built with its weights stored in IEEE half precision
+(_kernel_f16; sums, state and biases stay float): it computes the step of the model with its weights
+rounded to fp16 (tested to 1e-5 against the float kernel on such a copy), not the model itself, so it
+is chosen automatically only where kernels.py says its accuracy was measured to hold. All:
 
 - lay weights out input-major, so every matrix-vector product is a run of contiguous `axpy`s that
   the compiler vectorizes, and a batch of streams shares each weight row while it sits in L1;
@@ -13,7 +17,8 @@ numba kernel below is the declared fallback for machines where no compiler built
 
 The C kernel takes its weights as one structure (`WgWeights`, built once per model) and each call's
 state and inputs as another (`WgBlock`); both mirror structs of _kernel.c field for field, and the
-loader checks the mirrors against the library's own layout (`wg_layout`) before it uses it.
+loader checks the mirrors against the library's own layout (`wg_layout`), and the library's weight
+element against its backend's (`wg_target`), before it uses it.
 
 Unusual configs (the mixture-of-logistics output) are not compiled: `why_not(model)` says why;
 wavegen/synth/generate.py then plays the model with the PyTorch step.
@@ -230,9 +235,11 @@ _P = ctypes.c_void_p
 
 
 class WgWeights(ctypes.Structure):
-    """A model's sizes and weights for the C kernel: the mirror of _kernel.c's wg_weights."""
+    """A model's sizes and weights for the C kernel: the mirror of _kernel.c's wg_weights (wbytes: the bytes
+    of each weight the pointers hold, 4 for "c", 2 for "c16"; the kernel refuses another)."""
 
-    _fields_ = ([(f, ctypes.c_int32) for f in ("L", "K", "R", "G", "S", "H", "n_out", "n_keys", "total_hist")]
+    _fields_ = ([(f, ctypes.c_int32) for f in ("L", "K", "R", "G", "S", "H", "n_out", "n_keys", "total_hist",
+                                                "wbytes")]
                 + [(f, _P) for f in ("emb", "w_dil", "dil", "hist_off", "hist_len", "w_exc", "w_res", "b_res",
                                      "w_skip", "b_skip", "w1", "b1", "w2", "b2", "key_hz")])
 
@@ -264,10 +271,15 @@ def c_layout(lib: ctypes.CDLL, which: int) -> list[int]:
     return list(out[:n])
 
 
-def c_library() -> ctypes.CDLL | None:
-    """The C kernel's library as built at install time (setup.py), or None if there is none."""
+C_LIBRARIES = {"c": "_kernel", "c16": "_kernel_f16"}  # backend -> the library setup.py builds for it
+WEIGHT_BYTES = {"c": 4, "c16": 2}  # backend -> bytes per stored weight (float32, IEEE half)
+
+
+def c_library(backend: str = "c") -> ctypes.CDLL | None:
+    """The library of C backend `backend` ("c" or "c16") as built at install time (setup.py), or None if
+    there is none."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = Path(__file__).parent / f"_kernel{suffix}"
+        path = Path(__file__).parent / f"{C_LIBRARIES[backend]}{suffix}"
         if path.is_file():
             try:
                 return ctypes.CDLL(str(path))
@@ -276,30 +288,53 @@ def c_library() -> ctypes.CDLL | None:
     return None
 
 
-def _load_c_kernel(lib: ctypes.CDLL | None = None) -> Callable[..., int] | None:
-    """The C kernel's step from `lib` (default: the one built at install time), or None without a
-    library. A library whose structs differ from the mirrors here (built from another version of
-    _kernel.c) is an error."""
-    lib = lib or c_library()
+def c_target(lib: ctypes.CDLL) -> tuple[int, int, int, bool]:
+    """What `lib` was built for (wg_target): floats per vector, vector registers, bytes per weight, and
+    whether half weights widen in hardware (F16C, NEON; True for a float build)."""
+    out = (ctypes.c_int32 * 4)()
+    lib.wg_target(out)
+    return int(out[0]), int(out[1]), int(out[2]), bool(out[3])
+
+
+def _load_c_kernel(lib: ctypes.CDLL | None = None, backend: str = "c") -> Callable[..., int] | None:
+    """The step of C backend `backend` from `lib` (default: the library built for it at install time), or
+    None without a library. A library whose structs differ from the mirrors here (built from another
+    version of _kernel.c), or whose weights are not the backend's (a float build loaded as "c16"), is an
+    error."""
+    lib = lib or c_library(backend)
     if lib is None:
         return None
     if not hasattr(lib, "wg_layout") or any(c_layout(lib, i) != ctypes_layout(m) for i, m in enumerate(MIRRORS)):
         raise WavegenError(f"{lib._name}: built from another version of _kernel.c (its structs differ); "
                            "rebuild it with `python setup.py build_ext --inplace`")
+    if c_target(lib)[2] != WEIGHT_BYTES[backend]:
+        raise WavegenError(f"{lib._name}: its weights have {c_target(lib)[2]} bytes, and the {backend!r} backend "
+                           f"lays out {WEIGHT_BYTES[backend]} (built with{'out' if backend == 'c16' else ''} "
+                           "WG_WEIGHT_F16)")
     fn = lib.wg_step_block
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.POINTER(WgWeights), ctypes.POINTER(WgBlock)]
     return fn
 
 
-_C_KERNEL: list = []  # [function or None], loaded once
+_C_KERNELS: dict[str, Callable[..., int] | None] = {}  # backend -> its step (None: not built), loaded once
 
 
-def c_kernel() -> Callable[..., int] | None:
-    """The C kernel's step (loaded once), or None where no compiler built it: then numba's runs."""
-    if not _C_KERNEL:
-        _C_KERNEL.append(_load_c_kernel())
-    return _C_KERNEL[0]
+def c_kernel(backend: str = "c") -> Callable[..., int] | None:
+    """The step of C backend `backend`, "c" (float weights) or "c16" (half weights), loaded once; None where
+    no compiler built it (then numba's kernel runs)."""
+    if backend not in _C_KERNELS:
+        _C_KERNELS[backend] = _load_c_kernel(backend=backend)
+    return _C_KERNELS[backend]
+
+
+def half(a: np.ndarray) -> np.ndarray:
+    """`a` rounded to IEEE half (to nearest, ties to even, as torch's .half()), for the "c16" backend; a
+    weight beyond half's range (65504) is an error, not an infinity."""
+    big = float(np.abs(a).max(initial=0.0))
+    if not np.isfinite(big) or big > float(np.finfo(np.float16).max):
+        raise ValueError(f"a weight of {big:g} does not fit in fp16 (at most 65504): use the float kernel")
+    return np.ascontiguousarray(a.astype(np.float16))
 
 
 def _ptr(a: np.ndarray | None, dtype: type) -> int | None:
@@ -311,15 +346,22 @@ def _ptr(a: np.ndarray | None, dtype: type) -> int | None:
     return a.ctypes.data
 
 
-BACKENDS = ("c", "numba")
+BACKENDS = ("c", "c16", "numba")
+
+
+def built() -> list[str]:
+    """The backends that run here: the C ones a compiler built at install time, and numba."""
+    return [b for b in C_LIBRARIES if c_kernel(b) is not None] + ["numba"]
 
 
 class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
     def __init__(self, model: WaveNet, backend: str | None = None):
-        """backend: "c" (the kernel built at install time), "numba" (its twin, also the fallback where no
-        compiler built the C one), or None for whichever plays this model faster here (kernels.py)."""
+        """backend: "c" (the kernel built at install time), "c16" (the same with its weights in fp16: the
+        step of the model with its weights rounded to half), "numba" (the float kernel's twin, also the
+        fallback where no compiler built the C one), or None for the fastest here that kernels.py lets
+        play by itself (measured once and cached)."""
         reason = why_not(model)
         if reason:
             raise ValueError(reason)
@@ -327,8 +369,8 @@ class FastWaveNet:
             from wavegen.synth.kernels import best_backend
 
             backend = best_backend(model)
-        if backend not in BACKENDS or (backend == "c" and c_kernel() is None):
-            raise ValueError(f"backend {backend!r} is not available (built: {'c, ' if c_kernel() else ''}numba)")
+        if backend not in BACKENDS or (backend in C_LIBRARIES and c_kernel(backend) is None):
+            raise ValueError(f"backend {backend!r} is not available (built: {', '.join(built())})")
         self.backend = backend
         self.model = model.eval()
         cfg = model.cfg
@@ -362,14 +404,19 @@ class FastWaveNet:
         self.b1 = f32(model.head[1].bias)
         self.w2 = f32(model.head[3].weight[:, :, 0]).T.copy()  # (H, n_out)
         self.b2 = f32(model.head[3].bias)
-        if backend == "c":  # points into the arrays above, which live as long as this object
+        if backend in C_LIBRARIES:  # points into the arrays above (or their half copies), kept by this object
             F32, I64 = np.float32, np.int64
+            weights = (self.emb, self.w_dil, self.w_exc, self.w_res, self.w_skip, self.w1, self.w2)
+            if backend == "c16":  # the per-sample weights in half; biases and conditioning stay float
+                weights = tuple(half(w) for w in weights)
+            self.c_arrays = weights
+            WT = weights[0].dtype.type
+            emb, w_dil, w_exc, w_res, w_skip, w1, w2 = (_ptr(w, WT) for w in weights)
             self.c_weights = WgWeights(
                 self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS, self.total_hist,
-                _ptr(self.emb, F32), _ptr(self.w_dil, F32), _ptr(self.dil, I64), _ptr(self.hist_off, I64),
-                _ptr(self.hist_len, I64), _ptr(self.w_exc, F32), _ptr(self.w_res, F32), _ptr(self.b_res, F32),
-                _ptr(self.w_skip, F32), _ptr(self.b_skip, F32), _ptr(self.w1, F32), _ptr(self.b1, F32),
-                _ptr(self.w2, F32), _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
+                WEIGHT_BYTES[backend], emb, w_dil, _ptr(self.dil, I64), _ptr(self.hist_off, I64),
+                _ptr(self.hist_len, I64), w_exc, w_res, _ptr(self.b_res, F32), w_skip, _ptr(self.b_skip, F32),
+                w1, _ptr(self.b1, F32), w2, _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
 
     # ------------------------------------------------------------------------------------------
     def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None) -> np.ndarray:
@@ -486,7 +533,7 @@ class FastWaveNet:
         """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel;
         sampling: (temperature, min_p)."""
         temperature, min_p = sampling
-        if self.backend == "c":
+        if self.backend in C_LIBRARIES:
             self._c_block(len(codes_in), codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf,
                           temperature, min_p, rng, out_codes, out_logits, teacher)
         else:
@@ -507,7 +554,11 @@ class FastWaveNet:
                         _ptr(row, F32), _ptr(keys, I64), _ptr(key_onsets, I64), _ptr(codes_in, I64),
                         _ptr(buf, F32), _ptr(rng, np.uint64), _ptr(out_codes, I64), _ptr(out_logits, F32),
                         _ptr(teacher, I64))
-        if c_kernel()(ctypes.byref(self.c_weights), ctypes.byref(block)) != 0:
+        status = c_kernel(self.backend)(ctypes.byref(self.c_weights), ctypes.byref(block))
+        if status == -2:
+            raise WavegenError(f"the {self.backend!r} kernel was given weights of {WEIGHT_BYTES[self.backend]} bytes "
+                               "and was built for another size (a float library loaded as c16, or the reverse)")
+        if status != 0:
             raise MemoryError("the C kernel could not allocate its scratch memory")
 
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,

@@ -2,18 +2,23 @@
 
 The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
 vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
-So at the first use of a model shape on a machine, `best_backend` times each available kernel for a
+So at the first use of a model shape on a machine, `best_backend` times each kernel it may choose for a
 fraction of a second (batch 1, one thread: how `wavegen generate` plays; the very first time numba
-also compiles its kernel, some seconds, which it caches for every later run) and keeps the faster; the
+also compiles its kernel, some seconds, which it caches for every later run) and keeps the fastest; the
 choice is cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or $XDG_CACHE_HOME/wavegen)
-under the CPU's identity, the C library's digest and the model's shape, so later runs read it back.
-`WAVEGEN_KERNEL=c|numba` (or `wavegen generate --engine c|numba`) forces one; `wavegen doctor` shows
-the machine, each kernel's measured speed and the choice.
+under the CPU's identity, the C libraries' digests and the model's shape, so later runs read it back.
+
+The kernels it may choose are those in AUTO: the float ones ("c", "numba"), which compute the PyTorch
+step. "c16", the C kernel with its weights stored in fp16, computes the step of the weights rounded to
+half: it joins AUTO only where that was measured not to matter (the held-out loss moving by less than
+0.01 bits per sample and note F1 not moving: scripts/eval_kernel_weights.py, BENCHMARKS.md "fp16
+weights in the kernel (AVX2)"); it is there for `--engine c16` either way.
+`WAVEGEN_KERNEL=c|c16|numba` (or `wavegen generate --engine c|c16|numba`) forces one; `wavegen doctor`
+shows the machine, every kernel's measured speed and the choice.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -29,23 +34,26 @@ from wavegen.errors import WavegenError
 from wavegen.files import write_text_atomic
 from wavegen.synth import fast
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: c16 beside c and numba
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
+# The kernels `choose` may pick by itself (see the module's doc for why c16 is or is not among them).
+AUTO = ("c", "numba")
 
 
-def c_target() -> tuple[int, int] | None:
-    """(floats per vector, vector registers) the installed C kernel was built for, or None."""
-    lib = fast.c_library()
+def c_target(backend: str = "c") -> tuple[int, int, int, bool] | None:
+    """What the installed library of C backend `backend` was built for (fast.c_target), or None."""
+    lib = fast.c_library(backend)
     if lib is None or not hasattr(lib, "wg_target"):
         return None
-    out = (ctypes.c_int32 * 2)()
-    lib.wg_target(out)
-    return int(out[0]), int(out[1])
+    return fast.c_target(lib)
 
 
 def _c_digest() -> str:
-    lib = fast.c_library()
-    return hashlib.sha256(Path(lib._name).read_bytes()).hexdigest()[:16] if lib is not None else "none"
+    parts = []
+    for b in fast.C_LIBRARIES:
+        lib = fast.c_library(b)
+        parts.append(hashlib.sha256(Path(lib._name).read_bytes()).hexdigest()[:16] if lib is not None else "none")
+    return " ".join(parts)
 
 
 def shape(model) -> str:
@@ -68,7 +76,8 @@ def cache_key(model) -> str:
 
 
 def available() -> list[str]:
-    return ["c", "numba"] if fast.c_kernel() is not None else ["numba"]
+    """The kernels that run here (the C ones a compiler built at install time, and numba)."""
+    return fast.built()
 
 
 def measure(model, backend: str, seconds: float = MEASURE_SECONDS) -> float:
@@ -106,23 +115,25 @@ class Choice:
 
 
 def choose(model, *, fresh: bool = False) -> Choice:
-    """The kernel for `model` here (see the module's doc); fresh: measure again and update the cache."""
+    """The kernel for `model` here (see the module's doc): the fastest of those built here that AUTO lets
+    it pick; fresh: measure again, every kernel built here (for `wavegen doctor`), and update the cache."""
     options = available()
+    candidates = [b for b in options if b in AUTO]
     forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
     if forced and forced not in options:
-        raise WavegenError(f"WAVEGEN_KERNEL={forced}: choose one of {', '.join(options)} (the C kernel "
-                           "is there only where a compiler built it at install)")
+        raise WavegenError(f"WAVEGEN_KERNEL={forced}: choose one of {', '.join(options)} (the C kernels "
+                           "are there only where a compiler built them at install)")
     if forced and not fresh:
         return Choice(forced, source="forced (WAVEGEN_KERNEL)")
-    if len(options) == 1 and not fresh:
-        return Choice(options[0], source="only one built")
+    if len(candidates) == 1 and not fresh:
+        return Choice(candidates[0], source="only one built")
     key = cache_key(model)
     cache = _read_cache()
     hit = cache.get(key)
-    if not fresh and isinstance(hit, dict) and hit.get("backend") in options:
+    if not fresh and isinstance(hit, dict) and hit.get("backend") in candidates:
         return Choice(hit["backend"], dict(hit.get("speeds", {})), "cache")
-    speeds = {b: measure(model, b) for b in options}
-    best = max(speeds, key=speeds.get)
+    speeds = {b: measure(model, b) for b in (options if fresh else candidates)}
+    best = max(candidates, key=speeds.get)
     cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
     try:
         cache_path().parent.mkdir(parents=True, exist_ok=True)
@@ -152,14 +163,18 @@ def doctor(model: str | None = None) -> Report:
     name, flags = machine.cpu()
     lines = [f"CPU: {name} ({platform.machine()}, {os.cpu_count()} cores); vector extensions: "
              f"{' '.join(flags) or 'none found'}"]
-    target = c_target()
-    if target is None:
-        lines.append("C kernel: not built (no compiler at install time); the numba kernel plays")
-    else:
+    for backend in fast.C_LIBRARIES:
+        target = c_target(backend)
+        what = "C kernel" if backend == "c" else "C kernel, fp16 weights (c16)"
+        if target is None:
+            lines.append(f"{what}: not built (no compiler at install time)"
+                         + ("; the numba kernel plays" if backend == "c" else ""))
+            continue
         isa = {16: "AVX-512", 8: "AVX/AVX2"}.get(target[0], "SSE" if platform.machine() in ("x86_64", "AMD64")
                                                  else "NEON" if platform.machine() in ("aarch64", "arm64") else "128-bit")
-        lines.append(f"C kernel: {fast.c_library()._name}, built for {isa}: vectors of {target[0]} floats, "
-                     f"tiles for {target[1]} registers")
+        half = "" if backend == "c" else (", widened by " + ("F16C/NEON" if target[3] else "software (no F16C: slow)"))
+        lines.append(f"{what}: {fast.c_library(backend)._name}, built for {isa}: vectors of {target[0]} floats, "
+                     f"tiles for {target[1]} registers{half}")
     lines.append(f"numba kernel: numba {numba.__version__}")
     loaded = checkpoint.load(model)
     reason = fast.why_not(loaded.model)
@@ -170,7 +185,7 @@ def doctor(model: str | None = None) -> Report:
     sr = loaded.sample_rate_hz
     for b, v in chosen.speeds.items():
         lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
-                     f"{loaded.path.name})")
+                     f"{loaded.path.name})" + ("" if b in AUTO else "; --engine only (fp16 weights: see BENCHMARKS.md)"))
     lines.append(f"wavegen generate runs: {chosen.backend}"
                  f"{' (forced by WAVEGEN_KERNEL)' if chosen.source.startswith('forced') else ''}; choice cached in "
                  f"{cache_path()}")
