@@ -292,3 +292,53 @@ def test_the_radio_composes_and_plays_until_stopped(play_url):
     assert ticks and all(t["type"] == "ticks" for t in ticks)
     assert ticks[0]["start"] == 2 and ticks[1]["start"] == 2 + 20  # after the prime, a second at a time
     assert T.parse(ticks[0]["text"]).n_ticks == 20
+
+
+# `wavegen studio` on the command line: a port in use is one line before the models load; Ctrl-C stops it
+# cleanly (exit 0, no traceback)
+
+
+def test_a_port_in_use_is_one_line_at_once(capsys):
+    import socket
+
+    from wavegen.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        t0 = time.perf_counter()
+        code = main(["studio", "--port", str(taken.getsockname()[1]), "--checkpoint", "no-such-model"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot listen there" in err and "another --port" in err
+    assert "no-such-model" not in err and time.perf_counter() - t0 < 5  # refused before any model is looked for
+
+
+def test_ctrl_c_stops_the_studio_cleanly(tmp_path, studio):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "wavegen", "studio", "--host", "0.0.0.0", "--port", str(port),
+                             "--checkpoint", str(studio.loaded.path), "--work", str(tmp_path / "w")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            try:
+                info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=1).read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert info["model"] == "tiny"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stopped" in out, (out, err)
+    assert "Traceback" not in err and "warning: --host 0.0.0.0: anyone who can reach" in err

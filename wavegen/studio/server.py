@@ -358,6 +358,8 @@ class Studio:
 
     def job(self, request: dict) -> Job:
         """The play request of a socket, checked, as a job (not started)."""
+        from wavegen.compose.markov import ticks_of
+        from wavegen.compose.piece import check_style
         from wavegen.synth.sketchcond import sketch_samples
         from wavegen.synth.stream import StreamPlayer, composed_chunks, stream_take
 
@@ -377,12 +379,8 @@ class Studio:
                 raise BadRequest(f"the composer writes {c.tick_ms:g} ms ticks, the model plays {self.tick_ms:g} ms")
             compose_t = _number(request, "compose_temperature", 1.0, 0.0, 10.0)
             style = _string(request, "style", 100)
-            from wavegen.compose.piece import check_style
-
             check_style(c, style)
             prime_text = _string(request, "prime")
-            from wavegen.compose.markov import ticks_of
-
             prime = ticks_of(parse_sketch(prime_text, self.tick_ms, "the prime")) if prime_text else []
             player = StreamPlayer(self.fast, self.sr, seed=seed, style=self.style({"style": style} if style in
                                   self.loaded.styles else {}), **sampling)
@@ -605,6 +603,21 @@ class Served:
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def listening_socket(host: str, port: int):
+    """A socket bound to host:port for uvicorn, or a one-line error (the port in use, an unknown host)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        raise WavegenError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); choose another "
+                           "--port (or --host)") from None
+    return sock
+
+
 def serve(*, host: str = "127.0.0.1", port: int = 8765, model: str | None = None, composer: str | None = None,
           work: str = "studio", jobs: int | None = None, open_browser: bool = False,
           warn: Callable[[str], None] = lambda m: None, note: Callable[[str], None] = lambda m: None) -> Served:
@@ -616,21 +629,23 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, model: str | None = None
     if host not in LOCAL_HOSTS:
         warn(f"--host {host}: anyone who can reach this address can use the studio (and this machine's cores); "
              "the default, 127.0.0.1, is this machine only")
-    note("loading the models")
-    studio = Studio(work, model=model, composer=composer, jobs=jobs)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-    config = uvicorn.Config(create_app(studio), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=2, ws_max_size=2 * MAX_TEXT_CHARS)
-    server = uvicorn.Server(config)
-    if open_browser:
-        import webbrowser
-
-        threading.Thread(target=lambda: (time.sleep(1.0), webbrowser.open(url)), daemon=True).start()
-    note(f"the studio is at {url} ({studio.loaded.path.name}, {studio.cores.n} job(s) at once); Ctrl-C stops it")
+    sock = listening_socket(host, port)  # before the models load: a port in use is said at once
     try:
-        server.run()
-    except OSError as e:  # the port is taken
-        raise WavegenError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
-    if not server.started:
-        raise WavegenError(f"--port {port}: cannot listen on {host}:{port} (in use?); choose another --port")
+        note("loading the models")
+        studio = Studio(work, model=model, composer=composer, jobs=jobs)
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+        config = uvicorn.Config(create_app(studio), log_level="warning", lifespan="off", timeout_graceful_shutdown=2,
+                                ws_max_size=2 * MAX_TEXT_CHARS)
+        server = uvicorn.Server(config)
+        if open_browser:
+            import webbrowser
+
+            threading.Thread(target=lambda: (time.sleep(1.0), webbrowser.open(url)), daemon=True).start()
+        note(f"the studio is at {url} ({studio.loaded.path.name}, {studio.cores.n} job(s) at once); Ctrl-C stops it")
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn shut down cleanly, then raised the Ctrl-C again: the usual way to stop
+            pass
+    finally:
+        sock.close()
     return Served(url)
