@@ -2,13 +2,16 @@
 
     .venv/bin/python scripts/bench_kernel_revs.py --rev 3d0c5aa^ --rev HEAD       # before/after a change
     .venv/bin/python scripts/bench_kernel_revs.py --rev HEAD --march x86-64-v2 --json
+    .venv/bin/python scripts/bench_kernel_revs.py --rev HEAD --rev worktree --f16   # and their c16 builds
 
 Each --rev's wavegen/synth/_kernel.c (from git; `worktree` for the file on disk) is built with setup.py's
 flags for --march (default native) and plays the shipped model (or --checkpoint) following
 data/examples/prelude-c.txt at its own sampling settings: 1 s of audio at batch 1 on one thread and
 0.25 s a take at batch 16 on two. Prints samples/s, medians of --repeats, and the real-time factor;
-numba's kernel is measured alongside. A build whose structs differ from this checkout's mirrors cannot
-be loaded and is reported as such.
+numba's kernel is measured alongside. With --f16, each revision is also built with fp16 weights
+(-DWG_WEIGHT_F16: the "c16" backend; revisions before it cannot be loaded as one). The kernels take
+turns in every round, so a busier minute slows all of them. A build whose structs differ from this
+checkout's mirrors cannot be loaded and is reported as such.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ from wavegen.synth import fast as F  # noqa: E402
 SOURCE = "wavegen/synth/_kernel.c"
 
 
-def build(rev: str, march: str, out: Path):
+def build(rev: str, march: str, out: Path, backend: str = "c"):
     src = out / f"kernel-{rev.replace('/', '_')}.c"
     if rev == "worktree":
         src.write_text((ROOT / SOURCE).read_text())
     else:
         src.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{SOURCE}"], check=True,
                                        capture_output=True).stdout)
-    return build_kernel(march, out, source=src, name=src.stem)
+    return build_kernel(march, out, source=src, name=src.stem, backend=backend)
 
 
 def main() -> int:
@@ -53,6 +56,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", help="default: the shipped model")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--f16", action="store_true", help="also each revision's build with fp16 weights (c16)")
     args = ap.parse_args()
     loaded = checkpoint.load(args.checkpoint)
     sr, sampling = loaded.sample_rate_hz, loaded.sampling(None, None)
@@ -60,17 +64,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wavegen-kernels-"))
     kernels, broken = {}, {}
     for rev in args.rev or ["worktree"]:
-        try:
-            kernels[rev] = build(rev, args.march, tmp)
-        except WavegenError as e:
-            broken[rev] = str(e)
+        for backend in ("c", "c16") if args.f16 else ("c",):
+            name = rev if backend == "c" else f"{rev} c16"
+            try:
+                kernels[name] = (backend, build(rev, args.march, tmp, backend))
+            except WavegenError as e:
+                broken[name] = str(e)
     cases = [(1, 1, 1.0), (16, 2, 0.25)]
     speeds: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
         for name in [*kernels, "numba"]:
+            backend = "numba"
             if name != "numba":
-                F._C_KERNELS["c"] = kernels[name]
-            player = F.FastWaveNet(loaded.model, "numba" if name == "numba" else "c")
+                backend, F._C_KERNELS[backend] = kernels[name]
+            player = F.FastWaveNet(loaded.model, backend)
             for batch, threads, seconds in cases:
                 n = int(seconds * sr)
                 player.run(loaded.samples_per_tick, sample_rate_hz=sr, sketch=sketch, batch=batch, threads=threads)

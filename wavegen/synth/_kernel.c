@@ -94,7 +94,9 @@ static inline vf ldw(const wt *p) { return ld(p); }
 #endif
 
 /* One tile of H[b, o] += sum_i X[b, i] * W[i, o]: SB streams x OV vectors of outputs, from output o.
- * SB * OV accumulators + OV weight vectors + 1 broadcast must fit in NREG registers. */
+ * SB * OV accumulators + OV weight vectors + 1 broadcast must fit in NREG registers; with one stream
+ * (SB = 1) each weight vector feeds a single multiply-add, which reads it straight from memory (a half
+ * one, from the register its conversion lands in), so the weights need no registers of their own. */
 #define UNROLL _Pragma("GCC unroll 16")  /* the tile's loops unrolled whole: its arrays become registers */
 #define TILE_BODY(SB, OV)                                                                                 \
     static inline void tile_##SB##x##OV(float *H, int ldh, const float *X, int ldx, const wt *W,          \
@@ -124,7 +126,9 @@ static inline vf ldw(const wt *p) { return ld(p); }
 #else
 #define OV8 1   /*  8 accumulators + 1 weight + 1 broadcast of 16 */
 #define OV4 2   /*  8 + 2 + 1 */
-#define OV1 6   /*  6 + 6 + 1 */
+#define OV1 8   /*  8 + 1 (weights from memory, above): 8 chains of multiply-adds hide their latency, and
+                 *  64, 128 and 256 outputs are whole tiles (with 6, the last 2 of 16 vectors of a 128-wide
+                 *  product ran 1 at a time, one dependent chain each: batch 1 was bound by that latency) */
 #endif
 #define TILE(SB, OV) TILE_BODY(SB, OV)  /* (one more level, so that OV8 and the others are expanded) */
 TILE(8, OV8)
