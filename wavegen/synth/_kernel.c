@@ -212,6 +212,14 @@ static inline float fast_tanh(float x)
     return p / q;
 }
 
+/* z = tanh(a) * sigmoid(b), for G gates. A function of its own, so that `restrict` holds for GCC: written
+ * inline in the layer loop, GCC 12 vectorized it behind a run-time overlap check that sent every call to
+ * the scalar copy (a fifth of the time at batch 1). */
+static void gate(float *restrict z, const float *restrict a, const float *restrict b, int G)
+{
+    for (int g = 0; g < G; g++) z[g] = fast_tanh(a[g]) * (0.5f + 0.5f * fast_tanh(0.5f * b[g]));
+}
+
 static inline double next_uniform(uint64_t *s)
 {
     uint64_t x = *s;
@@ -350,11 +358,7 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
                 for (int b = 0; b < B; b++)
                     memcpy(buf + ((int64_t)b * total_hist + pos) * R, x + b * R, sizeof(float) * R);
             }
-            for (int b = 0; b < B; b++) {
-                const float *restrict hb = hh + b * G2;
-                float *restrict zb = z + b * G;
-                for (int g = 0; g < G; g++) zb[g] = fast_tanh(hb[g]) * (0.5f + 0.5f * fast_tanh(0.5f * hb[G + g]));
-            }
+            for (int b = 0; b < B; b++) gate(z + b * G, hh + b * G2, hh + b * G2 + G, G);
             if (l < L - 1) {
                 for (int b = 0; b < B; b++)
                     for (int r = 0; r < R; r++) x[b * R + r] += b_res[l * R + r];
