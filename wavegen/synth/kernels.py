@@ -12,7 +12,10 @@ The kernels it may choose are those in AUTO: the float ones ("c", "numba"), whic
 step. "c16", the C kernel with its weights stored in fp16, computes the step of the weights rounded to
 half: it joins AUTO only where that was measured not to matter (the held-out loss moving by less than
 0.01 bits per sample and note F1 not moving: scripts/eval_kernel_weights.py, BENCHMARKS.md "fp16
-weights in the kernel (AVX2)"); it is there for `--engine c16` either way.
+weights in the kernel (AVX2)"); it is there for `--engine c16` either way. That was measured on the
+shipped model; for every model it may choose c16 for, `choose` also checks, once per model's weights
+(cached by their digest), that half moves its predictions by less than HALF_KL_LIMIT
+(`half_weights_kl`), and otherwise leaves c16 out.
 `WAVEGEN_KERNEL=c|c16|numba` (or `wavegen generate --engine c|c16|numba`) forces one; `wavegen doctor`
 shows the machine, every kernel's measured speed and the choice.
 """
@@ -38,6 +41,9 @@ CACHE_VERSION = 2  # 2: c16 beside c and numba
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
 # The kernels `choose` may pick by itself (see the module's doc for why c16 is or is not among them).
 AUTO = ("c", "numba")
+# c16 joins the choice for a model only where its fp16 weights move the model's predictions by less
+# than this (`half_weights_kl`, bits per sample): ten times under the issue's 0.01 bits of loss
+HALF_KL_LIMIT = 1e-3
 
 
 def c_target(backend: str = "c") -> tuple[int, int, int, bool] | None:
@@ -99,6 +105,48 @@ def measure(model, backend: str, seconds: float = MEASURE_SECONDS) -> float:
         n, t0 = 2 * n, time.perf_counter()
 
 
+def kl_bits(p_logits, q_logits) -> float:
+    """Mean KL(p || q) over samples, in bits, of the distributions two kernels' logits (..., classes) give."""
+    import numpy as np
+
+    def log_softmax(x):
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+    lp, lq = log_softmax(p_logits), log_softmax(q_logits)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=-1)) / np.log(2))
+
+
+def half_weights_kl(model, ticks: int = 2) -> float:
+    """How far c16's fp16 weights move `model`'s predictions: the KL divergence from the float kernel's
+    distribution to c16's, bits per sample, over a take the float kernel samples (two ticks following a
+    four-key chord): the loss c16 would add on the model's own audio. On held-out audio the shipped model's
+    loss moved by far less than the issue's 0.01 bits (BENCHMARKS.md, "fp16 weights in the kernel"); this
+    checks each other model (its weights might sit where half is coarse) in a fraction of a second."""
+    from wavegen.notes import text as T
+
+    try:
+        half = fast.FastWaveNet(model, "c16")
+    except ValueError:  # a weight beyond half's range
+        return float("inf")
+    exact = fast.FastWaveNet(model, "c" if "c" in available() else "numba")
+    spt = model.samples_per_tick
+    kw = dict(sample_rate_hz=spt * 20, sketch=T.parse("HLOS " * 400))
+    n = ticks * spt
+    codes = exact.run(n, seed=0, **kw)
+    p, q = (k.run(n, teacher=codes, return_logits=True, **kw) for k in (exact, half))
+    return kl_bits(p, q)
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _read_cache() -> dict:
     try:
         data = json.loads(cache_path().read_text())
@@ -112,11 +160,21 @@ class Choice:
     backend: str
     speeds: dict[str, float] = field(default_factory=dict)  # samples/s per kernel, as measured
     source: str = "measured"  # "measured", "cache", "forced (WAVEGEN_KERNEL)", "only one built"
+    half_kl: float | None = None  # half_weights_kl of the model, where c16 was a candidate
+
+
+def _write_cache(cache: dict) -> None:
+    try:
+        cache_path().parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cache_path(), json.dumps(cache, indent=1) + "\n")
+    except OSError:
+        pass  # a read-only home: measure again next time
 
 
 def choose(model, *, fresh: bool = False) -> Choice:
     """The kernel for `model` here (see the module's doc): the fastest of those built here that AUTO lets
-    it pick; fresh: measure again, every kernel built here (for `wavegen doctor`), and update the cache."""
+    it pick, c16 only for weights it holds (`half_weights_kl`, measured once per model's weights); fresh:
+    measure again, every kernel built here (for `wavegen doctor`), and update the cache."""
     options = available()
     candidates = [b for b in options if b in AUTO]
     forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
@@ -125,22 +183,28 @@ def choose(model, *, fresh: bool = False) -> Choice:
                            "are there only where a compiler built them at install)")
     if forced and not fresh:
         return Choice(forced, source="forced (WAVEGEN_KERNEL)")
-    if len(candidates) == 1 and not fresh:
-        return Choice(candidates[0], source="only one built")
-    key = cache_key(model)
     cache = _read_cache()
+    half_kl = None
+    if "c16" in candidates:
+        half_key = f"v{CACHE_VERSION} | fp16 KL | {shape(model)} | weights {weights_digest(model)}"
+        half_kl = cache.get(half_key)
+        if fresh or not isinstance(half_kl, float):
+            half_kl = cache[half_key] = half_weights_kl(model)
+            _write_cache(cache)
+        if half_kl >= HALF_KL_LIMIT:
+            candidates.remove("c16")
+    if len(candidates) == 1 and not fresh:
+        return Choice(candidates[0], source="only one built", half_kl=half_kl)
+    key = cache_key(model)
     hit = cache.get(key)
-    if not fresh and isinstance(hit, dict) and hit.get("backend") in candidates:
-        return Choice(hit["backend"], dict(hit.get("speeds", {})), "cache")
+    known = dict(hit.get("speeds", {})) if isinstance(hit, dict) and isinstance(hit.get("speeds"), dict) else {}
+    if not fresh and all(isinstance(known.get(b), (int, float)) for b in candidates):  # timed before, this shape
+        return Choice(max(candidates, key=known.get), known, "cache", half_kl)
     speeds = {b: measure(model, b) for b in (options if fresh else candidates)}
     best = max(candidates, key=speeds.get)
     cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
-    try:
-        cache_path().parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(cache_path(), json.dumps(cache, indent=1) + "\n")
-    except OSError:
-        pass  # a read-only home: measure again next time
-    return Choice(forced, speeds, "forced (WAVEGEN_KERNEL)") if forced else Choice(best, speeds, "measured")
+    _write_cache(cache)
+    return Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", half_kl)
 
 
 def best_backend(model) -> str:
@@ -184,8 +248,15 @@ def doctor(model: str | None = None) -> Report:
     chosen = choose(loaded.model, fresh=True)
     sr = loaded.sample_rate_hz
     for b, v in chosen.speeds.items():
+        note = ""
+        if b == "c16" and b not in AUTO:
+            note = "; --engine only (fp16 weights: see BENCHMARKS.md)"
+        elif b == "c16" and chosen.half_kl is not None:
+            held = chosen.half_kl < HALF_KL_LIMIT
+            note = (f"; fp16 weights move its predictions by {chosen.half_kl:.1e} bits/sample (KL), "
+                    f"{'under' if held else 'over'} {HALF_KL_LIMIT:g}{'' if held else ': --engine only'}")
         lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
-                     f"{loaded.path.name})" + ("" if b in AUTO else "; --engine only (fp16 weights: see BENCHMARKS.md)"))
+                     f"{loaded.path.name}){note}")
     lines.append(f"wavegen generate runs: {chosen.backend}"
                  f"{' (forced by WAVEGEN_KERNEL)' if chosen.source.startswith('forced') else ''}; choice cached in "
                  f"{cache_path()}")
