@@ -124,3 +124,12 @@ def test_a_tiny_build_of_every_corpus_has_their_styles_and_licences_split_by_pie
     tune = next(it for it in items if it.style == "essen")
     assert "#X" in tune.source
     assert "styles: bach 1 pieces" in dataset.info_text(dataset.info(ds), str)
+
+
+def test_a_list_of_corpora_is_each_one_in_turn():
+    listed = corpora.corpus_pieces("bach,oneills", 3)
+    assert [s.style for s in listed] == ["bach"] * 3 + ["oneills"] * 3
+    assert [s.piece for s in listed[:3]] == [s.piece for s in corpora.corpus_pieces("bach", 3)]
+    for bad in ("bach,all", "bach,bach", "bach,", "bach,jazz"):
+        with pytest.raises(WavegenError, match="--corpus"):
+            corpora.corpus_pieces(bad, 3)

@@ -4,7 +4,7 @@ from wavegen.cli.common import arg, command, one_of, positive_float, positive_in
 from wavegen.data.corpora import CORPUS_NAMES
 
 command("data build", "build (or update) a dataset folder", one_of(
-        arg("--corpus", metavar="NAME", choices=CORPUS_NAMES, help=f"a corpus: {', '.join(CORPUS_NAMES)}"),
+        arg("--corpus", metavar="NAME", help=f"a corpus: {', '.join(CORPUS_NAMES)}, or several: bach,essen"),
         arg("--midi-dir", metavar="DIR", help="a folder of your own MIDI files (searched recursively)"), required=True),
         arg("--out", metavar="DIR", required=True),
         arg("--limit", type=positive_int, help="N pieces of each corpus (not its bound) or the first N files"),

@@ -370,9 +370,14 @@ def corpus(name: str) -> Corpus:
 
 def corpus_pieces(name: str, limit: int | None = None) -> list[Source]:
     """The pieces `wavegen data build --corpus NAME` builds: at most `limit` pieces of each corpus, or
-    its bound when no limit is given; `all` is every corpus, one after another."""
+    its bound when no limit is given; `all` is every corpus, one after another, and NAME,NAME,... those."""
     if name == ALL:
         return [s for n in CORPORA for s in corpus_pieces(n, limit)]
+    if "," in name:
+        names = [n.strip() for n in name.split(",")]
+        if ALL in names or len(set(names)) != len(names) or "" in names:
+            raise WavegenError(f"--corpus {name}: a list names each corpus once, without 'all'")
+        return [s for n in names for s in corpus_pieces(n, limit)]
     c = corpus(name)
     sources = c.list_all()
     keep = limit or c.bound
