@@ -143,3 +143,13 @@ def test_compose_checks_a_blend_and_heads_the_text_with_the_heavier_style():
     for bad in (("jazz", 0.5), ("folk", 1.5)):
         with pytest.raises(WavegenError):
             piece.compose(comp, 8, style="bach", blend=bad)
+
+
+def test_the_shipped_styles_composer_blends_chorales_into_folk_tunes():
+    from wavegen.compose.stats import musical_stats
+
+    comp = LSTMComposer.load("composer-styles")
+    assert comp.styles == ["bach", "essen", "oneills", "palestrina", "ryans"]
+    density = [musical_stats(comp.sample(200, rng=np.random.default_rng(0), style="bach", blend=("essen", w)))
+               ["notes_per_tick"] for w in (0.0, 1.0)]
+    assert density[0] > 2.5 and density[1] < 1.5, density  # four voices, then one (its card: 3.6 and 1.0)

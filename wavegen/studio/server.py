@@ -40,6 +40,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 4 * 2**20  # a MIDI or text file, a WAV to draw (4 MiB: two minutes of 16 kHz audio)
 MAX_SECONDS = 600.0  # of music in one sketch the studio plays, renders or composes
 MAX_TEXT_CHARS = 1_000_000  # of 88-key text in one request
+STUDIO_COMPOSER = "composer-styles"  # five styles to blend (its MODEL_CARD.md); `compose` keeps composer-lstm
 log = logging.getLogger("wavegen.studio")
 
 
@@ -287,8 +288,8 @@ class Studio:
         if reason := why_not(self.loaded.model):
             raise WavegenError(f"{self.loaded.path.name}: the studio plays with the fast path, and {reason}")
         self.fast = FastWaveNet(self.loaded.model)
-        self.composer = load_composer(composer)
-        self.composer_name = composer or "composer-lstm"
+        self.composer_name = composer or STUDIO_COMPOSER
+        self.composer = load_composer(self.composer_name)
         self.sr, self.tick_ms = self.loaded.sample_rate_hz, self.loaded.tick_ms
         self.cores = Cores(jobs or os.cpu_count() or 1)
         self.render_lock = threading.Lock()  # one FluidSynth at a time
