@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_studio.py                     # the 10 s prelude, 3 takes
     .venv/bin/python scripts/bench_studio.py --sketch data/sketches/scale-c4-two-octaves.txt --json
+    .venv/bin/python scripts/bench_studio.py --repeats 1 --screenshot docs/images/studio.png
 
 Starts `wavegen studio --jobs 1` (the shipped model) in its own process pinned to one core, and drives
 the page in headless Chromium (Debian's, through Playwright; pinned to the other cores where there
@@ -70,6 +71,7 @@ def take(page, url: str, text: str) -> dict:
     page.click("#play")
     page.wait_for_function("window.studio.done", timeout=600_000)
     page.wait_for_function("!window.studio.playing", timeout=600_000)
+    page.wait_for_function("document.getElementById('spectrogram').dataset.drawn === '1'", timeout=60_000)
     return page.evaluate("({firstChunkMs: studio.firstChunkMs, firstSoundMs: studio.firstSoundMs, doneMs: "
                          "studio.doneMs, stalls: studio.stalls, nSamples: studio.nSamples, sampleRate: studio.sampleRate})")
 
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chromium", default=os.environ.get("WAVEGEN_CHROMIUM") or shutil.which("chromium"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--screenshot", type=Path, metavar="PNG", help="save the page after the last take (the README's)")
     args = ap.parse_args()
     if not args.chromium:
         raise SystemExit("bench_studio: no chromium (install Debian's chromium or give --chromium PATH)")
@@ -98,8 +101,13 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, headless=True,
                                             args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1400, "height": 860})
                 takes = [take(page, url, text) for _ in range(args.repeats)]
+                if args.screenshot:  # from the start of the piece
+                    page.evaluate("(s => { s.scrollLeft = 0; s.dispatchEvent(new Event('scroll')); })"
+                                  "(document.getElementById('roll-scroll'))")
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(args.screenshot))
                 browser.close()
         finally:
             server.terminate()
