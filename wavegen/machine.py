@@ -7,8 +7,9 @@ import functools
 import platform
 from pathlib import Path
 
-# the extensions that matter here, in the order they are reported
-VECTOR_FLAGS = ("avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "avx2", "fma", "sse4_2", "asimd", "bf16")
+# the extensions that matter here, in the order they are reported (f16c: the c16 kernel widens its half
+# weights with it)
+VECTOR_FLAGS = ("avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "avx2", "fma", "f16c", "sse4_2", "asimd", "bf16")
 
 
 @functools.cache
