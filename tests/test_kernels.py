@@ -168,4 +168,5 @@ def test_generate_with_a_forced_kernel_and_the_doctor(tmp_path, capsys, monkeypa
     assert "C kernel, fp16 weights (c16): " in text and "widened by " in text
     c16 = next(line for line in text.splitlines() if line.strip().startswith("c16 "))
     assert ("--engine only" in c16) == ("c16" not in kernels.AUTO)
+    assert ("bits/sample (KL), under 0.001" in c16) == ("c16" in kernels.AUTO)  # the model's weights half holds
     assert (tmp_path / "cache" / "kernels.json").is_file()
