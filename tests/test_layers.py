@@ -1,8 +1,9 @@
 """The package's imports point one way: each layer imports only the layers below it (and itself).
 
-    foundation (errors, files, audio, config, progress, machine) < notes < data < nn < synth < compose < train | evaluate < cli
+    foundation (errors, files, audio, config, progress, machine) < notes < data < nn < synth < compose
+    < train | evaluate | studio < cli
 
-train and evaluate are siblings: neither imports the other. Imports inside functions count too.
+train, evaluate and studio are siblings: none imports another. Imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "wavegen"
 RANK = {"foundation": 0, "notes": 1, "data": 2, "nn": 3, "synth": 4, "compose": 5, "train": 6, "evaluate": 6,
-        "cli": 7, "__main__": 8}
+        "studio": 6, "cli": 7, "__main__": 8}
 FOUNDATION = {"__init__", "errors", "files", "audio", "config", "progress", "machine"}
 
 
