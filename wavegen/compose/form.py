@@ -43,7 +43,7 @@ def compose_form(model: MarkovComposer | LSTMComposer, form: str, n_ticks: int, 
     LSTMComposer.sample). Returns the ticks and
     (letter, start, end) sections."""
     rng = rng or np.random.default_rng(0)
-    kw = {"style": style, "blend": blend} if model.kind == "lstm" and (style or blend) else {}
+    kw = {**({"style": style} if style else {}), **({"blend": blend} if blend else {})} if model.kind == "lstm" else {}
     form = parse_form(form)
     length = max(4, n_ticks // len(form))
     tail = min(8, length // 2)

@@ -625,6 +625,10 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, model: str | None = None
     """`wavegen studio`: load the models, then serve the page until Ctrl-C."""
     import uvicorn
 
+    try:
+        import websockets  # noqa: F401  (uvicorn's WebSocket protocol: without it /api/play cannot open)
+    except ImportError:
+        raise WavegenError("the studio needs the websockets package: .venv/bin/pip install websockets") from None
     if not 0 < port < 65536:
         raise WavegenError(f"--port {port}: choose a port from 1 to 65535")
     if host not in LOCAL_HOSTS:
@@ -636,7 +640,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, model: str | None = None
         studio = Studio(work, model=model, composer=composer, jobs=jobs)
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         config = uvicorn.Config(create_app(studio), log_level="warning", lifespan="off", timeout_graceful_shutdown=2,
-                                ws_max_size=2 * MAX_TEXT_CHARS)
+                                ws="websockets", ws_max_size=2 * MAX_TEXT_CHARS)
         server = uvicorn.Server(config)
         if open_browser:
             import webbrowser
