@@ -104,7 +104,7 @@ def composed_chunks(composer, player: StreamPlayer, prime: Sequence[str], rng: n
                     style: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
     """Compose a second at a time (an LSTM composer in `style`) and play it: yields (the new ticks, the
     audio that can now be played), without end or until `limit` ticks are composed, then the rest of
-    the audio with no new ticks. The prime's audio comes first, with the prime as its ticks."""
+    the audio with no new ticks. The prime's audio comes first, with no new ticks (the caller has them)."""
     kw = {"style": style} if style and getattr(composer, "kind", None) == "lstm" else {}
     history, done = list(prime), 0
     if prime:
