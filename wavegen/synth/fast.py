@@ -357,6 +357,11 @@ def built() -> list[str]:
     return [b for b in C_LIBRARIES if c_kernel(b) is not None] + ["numba"]
 
 
+def seeded(batch: int, seed: int) -> np.ndarray:
+    """The random state of `batch` streams from `seed` (odd, as the kernels' generators need)."""
+    return np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
+
+
 class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
@@ -436,19 +441,23 @@ class FastWaveNet:
             proj = np.stack([(c @ ly.cond.weight[:, :, 0].T).float().numpy() for ly in model.layers], axis=1)
         return (proj + base[None]).astype(np.float32)
 
+    def sketch_rows(self, sketch: KeyText | None, style: int | None) -> tuple[np.ndarray, tuple | None]:
+        """The sketch's per-tick rows (see tick_rows: the last row for every later tick) and its onsets
+        for the excitation (None for a model without notes)."""
+        cond = onsets = None
+        if self.model.uses_notes:
+            cond, onsets = sketch_conditioning(self.model, sketch)
+        return self.tick_rows(cond, style), onsets
+
     def run(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
             temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1, style: int | None = None,
             teacher: np.ndarray | None = None, return_logits: bool = False, threads: int = 1,
             progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Generate (batch, n_samples) codes; or, with `teacher` (batch, n_samples) codes fed instead of
         the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing."""
-        model = self.model
-        cond = onsets = None
-        if model.uses_notes:
-            cond, onsets = sketch_conditioning(model, sketch)
-        rows = self.tick_rows(cond, style)  # (ticks, L, 2G): the last row for every later tick
+        rows, onsets = self.sketch_rows(sketch, style)
         n_out = self.w2.shape[1]
-        rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
+        rng = seeded(batch, seed)
         out_codes = np.zeros((batch, n_samples), dtype=np.int64)
         logits = np.zeros((batch, n_samples, n_out), dtype=np.float32) if return_logits else None
         # streams are independent: split them over threads (the kernel releases the GIL); each stream
@@ -515,21 +524,16 @@ class FastWaveNet:
                style: int | None = None) -> Iterator[np.ndarray]:
         """The take `generate` plays at batch 1, a tick at a time: yields float32 audio (as the network
         played it: `play` de-emphasizes), sample for sample the same as `generate`'s with the same seed."""
-        cond = onsets = None
-        if self.model.uses_notes:
-            cond, onsets = sketch_conditioning(self.model, sketch)
-        rows = self.tick_rows(cond, style)
-        rng = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64) | np.uint64(1)
+        rows, onsets = self.sketch_rows(sketch, style)
         for _, _, oc, _ in self._blocks(np.arange(1), n_samples, rows, onsets, sample_rate_hz,
-                                        (temperature, min_p), rng):
+                                        (temperature, min_p), seeded(1, seed)):
             yield mu_law_decode(oc[0], self.emb.shape[0])
 
     def new_state(self, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(codes_in, buffers, rng) of `batch` streams before their first sample."""
         codes_in = np.full(batch, self.emb.shape[0] // 2, dtype=np.int64)
         buf = np.zeros((batch, self.total_hist, self.R), dtype=np.float32)
-        rng = np.random.SeedSequence(seed).generate_state(batch, dtype=np.uint64) | np.uint64(1)
-        return codes_in, buf, rng
+        return codes_in, buf, seeded(batch, seed)
 
     def block(self, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, sampling, rng, out_codes,
               out_logits=None, teacher=None) -> None:
