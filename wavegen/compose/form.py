@@ -33,6 +33,14 @@ def parse_form(form: str) -> str:
     return form.upper()
 
 
+def style_kwargs(model: MarkovComposer | LSTMComposer, style: str | None,
+                 blend: tuple[str, float] | None) -> dict:
+    """What `model.sample` takes of a style and a blend: the LSTM both, when given; the Markov chain neither."""
+    if model.kind != "lstm":
+        return {}
+    return {**({"style": style} if style else {}), **({"blend": blend} if blend else {})}
+
+
 def compose_form(model: MarkovComposer | LSTMComposer, form: str, n_ticks: int, *, temperature: float = 1.0,
                  rng: np.random.Generator | None = None, prime: Sequence[str] = (),
                  cadence_tries: int = 20, style: str | None = None,
@@ -43,7 +51,7 @@ def compose_form(model: MarkovComposer | LSTMComposer, form: str, n_ticks: int, 
     LSTMComposer.sample). Returns the ticks and
     (letter, start, end) sections."""
     rng = rng or np.random.default_rng(0)
-    kw = {**({"style": style} if style else {}), **({"blend": blend} if blend else {})} if model.kind == "lstm" else {}
+    kw = style_kwargs(model, style, blend)
     form = parse_form(form)
     length = max(4, n_ticks // len(form))
     tail = min(8, length // 2)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wavegen.compose.form import compose_form, parse_form
+from wavegen.compose.form import compose_form, parse_form, style_kwargs
 from wavegen.compose.markov import MarkovComposer, keytext_of, ticks_of
 from wavegen.errors import WavegenError
 from wavegen.notes import limits
@@ -74,8 +74,8 @@ def compose(model: MarkovComposer | LSTMComposer, n_ticks: int, *, temperature: 
         new, sections = compose_form(model, form, n_ticks, temperature=temperature, rng=rng, prime=prime, style=style,
                                      blend=blend)
     else:
-        style_kw = {"style": style, **({"blend": blend} if blend else {})} if model.kind == "lstm" else {}
-        new, sections = model.sample(n_ticks, temperature=temperature, rng=rng, prime=prime, **style_kw), []
+        new, sections = model.sample(n_ticks, temperature=temperature, rng=rng, prime=prime,
+                                     **style_kwargs(model, style, blend)), []
     meta = {"style": style or (model.styles[0] if model.styles else UNNAMED_STYLE)}
     if blend and blend[1] > 0.5:
         meta["style"] = blend[0]

@@ -100,6 +100,14 @@ def parse_sketch(text: str | None, tick_ms: float | None = None, what: str = "th
     return kt
 
 
+def _prime(body: dict, tick_ms: float) -> list[str]:
+    """The ticks of the request's "prime" (88-key text of `tick_ms` ticks to continue; none: [])."""
+    from wavegen.compose.markov import ticks_of
+
+    text = _string(body, "prime")
+    return ticks_of(parse_sketch(text, tick_ms, "the prime")) if text else []
+
+
 def sketch_json(kt: T.KeyText, text: str | None = None) -> dict[str, Any]:
     """The sketch as the page holds it: its runs of ticks per key (`end` exclusive) and its header."""
     padded = np.zeros((kt.n_ticks + 2, T.N_KEYS), dtype=np.int8)
@@ -337,14 +345,12 @@ class Studio:
     def compose(self, body: dict) -> dict[str, Any]:
         """`POST /api/compose`: a new sketch, or the prime continued."""
         from wavegen.compose import piece
-        from wavegen.compose.markov import ticks_of
 
         c = self.composer
         seconds = _number(body, "seconds", 10.0, c.tick_ms / 1000, MAX_SECONDS)
         temperature = _number(body, "temperature", 1.0, 0.0, 10.0)
         seed = int(_number(body, "seed", 0, 0, 2**32 - 1))
-        prime_text = _string(body, "prime")
-        prime = ticks_of(parse_sketch(prime_text, c.tick_ms, "the prime")) if prime_text else []
+        prime = _prime(body, c.tick_ms)
         form, style = _string(body, "form", 64), _string(body, "style", 100)
         other, weight = _string(body, "style_b", 100), _number(body, "blend", 0.0, 0.0, 1.0)
         blend = (other, weight) if other and weight else None
@@ -359,7 +365,6 @@ class Studio:
 
     def job(self, request: dict) -> Job:
         """The play request of a socket, checked, as a job (not started)."""
-        from wavegen.compose.markov import ticks_of
         from wavegen.compose.piece import check_style
         from wavegen.synth.sketchcond import sketch_samples
         from wavegen.synth.stream import StreamPlayer, composed_chunks, stream_take
@@ -381,8 +386,7 @@ class Studio:
             compose_t = _number(request, "compose_temperature", 1.0, 0.0, 10.0)
             style = _string(request, "style", 100)
             check_style(c, style)
-            prime_text = _string(request, "prime")
-            prime = ticks_of(parse_sketch(prime_text, self.tick_ms, "the prime")) if prime_text else []
+            prime = _prime(request, self.tick_ms)
             player = StreamPlayer(self.fast, self.sr, seed=seed, style=self.style({"style": style} if style in
                                   self.loaded.styles else {}), **sampling)
 
