@@ -298,17 +298,19 @@ def roll_to_notes(roll: np.ndarray, tick_ms: float) -> list[Note]:
     Returns notes sorted by start time, then pitch.
     """
     tick_s = tick_ms / 1000.0
+    notes = [Note(LOWEST_PITCH + k, float(s * tick_s), float((e + 1) * tick_s)) for k, s, e in roll_runs(roll)]
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    return notes
+
+
+def roll_runs(roll: np.ndarray) -> list[tuple[int, int, int]]:
+    """The runs of a state roll: (key index, first tick, one past the last tick), key by key."""
     padded = np.zeros((roll.shape[0] + 2, N_KEYS), dtype=np.int8)
     padded[1:-1] = roll
     edges = np.diff(padded, axis=0).T  # (88, T + 1): +1 where a run starts, -1 one past its end
     k_on, t_on = np.nonzero(edges == 1)
-    k_off, t_off = np.nonzero(edges == -1)  # row-major: runs of each key pair up in order
-    notes = [
-        Note(LOWEST_PITCH + int(k), float(s * tick_s), float((e + 1) * tick_s))
-        for k, s, e in zip(k_on, t_on, t_off, strict=True)
-    ]
-    notes.sort(key=lambda n: (n.start, n.pitch))
-    return notes
+    _, t_off = np.nonzero(edges == -1)  # row-major: runs of each key pair up in order
+    return [(int(k), int(s), int(e)) for k, s, e in zip(k_on, t_on, t_off, strict=True)]
 
 
 def note_runs(notes: Iterable[Note], tick_ms: float) -> dict[int, list[tuple[int, int]]]:

@@ -110,12 +110,7 @@ def _prime(body: dict, tick_ms: float) -> list[str]:
 
 def sketch_json(kt: T.KeyText, text: str | None = None) -> dict[str, Any]:
     """The sketch as the page holds it: its runs of ticks per key (`end` exclusive) and its header."""
-    padded = np.zeros((kt.n_ticks + 2, T.N_KEYS), dtype=np.int8)
-    padded[1:-1] = kt.roll
-    edges = np.diff(padded, axis=0).T  # (88, ticks + 1): +1 where a run starts, -1 one past its end
-    k_on, t_on = np.nonzero(edges == 1)
-    _, t_off = np.nonzero(edges == -1)
-    notes = sorted(({"key": int(k), "start": int(s), "end": int(e)} for k, s, e in zip(k_on, t_on, t_off, strict=True)),
+    notes = sorted(({"key": k, "start": s, "end": e} for k, s, e in T.roll_runs(kt.roll)),
                    key=lambda n: (n["start"], n["key"]))
     return {"text": T.write(kt) if text is None else text, "tick_ms": kt.tick_ms, "n_ticks": kt.n_ticks,
             "meta": dict(kt.meta), "seconds": kt.n_ticks * kt.tick_s, "notes": notes}
