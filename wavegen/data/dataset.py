@@ -5,6 +5,7 @@ A dataset folder holds::
     manifest.json          settings, one entry per piece and transposition, the skipped files
     text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
     audio/<id>.npy         int16 mono audio, read back through a memory map
+    velocity/<id>.npy      (recordings only) uint8 (n_ticks, 88): the MIDI velocity sounding per tick and key
     items/<id>.json        one item's entry and cache keys, written when its files are complete
 
 Sample i of an item's audio lies in tick i // samples_per_tick of its text. Training and evaluation
@@ -65,6 +66,7 @@ class Item:
     text_key: str = ""
     audio_key: str = ""
     warnings: list[str] = field(default_factory=list)
+    velocity_path: str = ""  # "velocity/<id>.npy" when the item has velocities (recordings), "" when not
 
     @property
     def text_path(self) -> str:
@@ -105,6 +107,25 @@ class Dataset:
             return read_pcm_npy(self.root / item.audio_path, item.n_samples)
         except WavegenError as e:
             raise WavegenError(f"{e}; rerun `wavegen data build` to rebuild it") from None
+
+    def velocity(self, item: Item) -> np.ndarray | None:
+        """(n_ticks, 88) uint8, memory-mapped: the MIDI velocity (1..127) of the note sounding at each tick
+        and key, 0 where none sounds; None for an item without velocities (every rendered corpus item).
+        A broken file (truncated, another dtype or shape) is a WavegenError naming it."""
+        if not item.velocity_path:
+            return None
+        path = self.root / item.velocity_path
+        try:
+            vel = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WavegenError(f"{path}: not a complete velocity array ({detail}); "
+                               "rerun `wavegen data build` to rebuild it") from None
+        if not isinstance(vel, np.ndarray) or vel.dtype != np.uint8 or vel.shape != (item.n_ticks, T.N_KEYS):
+            got = f"{vel.dtype} {vel.shape}" if isinstance(vel, np.ndarray) else type(vel).__name__
+            raise WavegenError(f"{path}: velocities are {got}, not uint8 ({item.n_ticks}, {T.N_KEYS}); "
+                               "rerun `wavegen data build` to rebuild it")
+        return vel
 
     def text(self, item: Item) -> T.KeyText:
         return T.read_file(self.root / item.text_path)
