@@ -8,8 +8,8 @@ writes one record per process::
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/recorded_train.py \\
         --config configs/tiny.toml --data DATASET --out RUN --set train.steps=4
 
-RUN/ranks/rank-N.json: rank, world, step, the crop indices and items of the first batches it read,
-and the sha256 of its final weights (every process must end with the same ones).
+RUN/ranks/rank-N.json: rank, node (torchrun's GROUP_RANK), world, step, the crop indices and items of
+the first batches it read, and the sha256 of its final weights (every process must end with the same ones).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> int:
     ranks = Path(args.out) / "ranks"
     ranks.mkdir(parents=True, exist_ok=True)
     (ranks / f"rank-{rank}.json").write_text(json.dumps({
-        "rank": rank, "world": world, "step": result.step,
+        "rank": rank, "node": int(os.environ.get("GROUP_RANK", 0)), "world": world, "step": result.step,
         "first_crop_indices": task.batches[0]["index"], "first_items": [b["item"] for b in task.batches[:8]],
         "weights_sha256": task.weights_sha256(),
     }) + "\n")

@@ -1,7 +1,7 @@
 """The training loop: one readable loop over a `Task`, the same on a CPU, one GPU or many nodes.
 
     python -m wavegen train --config configs/cpu.toml --out runs/cpu          # CPU or one GPU
-    accelerate launch --multi_gpu --num_processes 8 -m wavegen train ...       # many GPUs, many nodes
+    torchrun --nproc-per-node 8 -m wavegen train ...                          # 8 GPUs; many nodes: slurm_train.sh
 
 A task (the WaveNet in wavenet.py, the composer's LSTM in composer.py) says what is trained: the model,
 its training items, its loss, its evaluation and what its records hold. The loop does the rest. Each
