@@ -10,8 +10,8 @@ noisy: compare ratios, not absolute numbers across runs). Each row is the median
 taken in interleaved rounds (every row once, then every row again), so a busier minute slows all rows.
 Rows sample at temperature 1 without a min-p cut, except one that uses the shipped model's settings
 (temperature 0.9, min-p 0.05) to show what the cut costs.
-Every kernel built here is measured: c (float weights), c16 (fp16 weights) and numba.
---march LEVEL also builds the C kernel (both variants) for that target (setup.py's flags, -march=LEVEL)
+Every kernel built here is measured: c (float weights), c16 (fp16 weights), cbf16 (bf16) and numba.
+--march LEVEL also builds the C kernel (every variant) for that target (setup.py's flags, -march=LEVEL)
 and measures it beside the installed build (native), so an AVX2 or SSE build is measured on this
 machine; the CPU and its vector extensions head the report.
 The model is `configs/cpu.toml` (the reference network: 2 x 10 layers, 64 residual, 2 x 64 gate,
@@ -70,11 +70,13 @@ def cpu() -> dict:
 def build_kernel(march: str, out_dir: Path, source: Path = ROOT / "wavegen" / "synth" / "_kernel.c",
                  name: str | None = None, backend: str = "c"):
     """`source` (default: this checkout's _kernel.c) built for `march` with setup.py's flags, with float
-    weights (backend "c") or fp16 ones ("c16": -DWG_WEIGHT_F16, as setup.py's _kernel_f16); its step function."""
-    f16 = ["-DWG_WEIGHT_F16"] if backend == "c16" else []
-    lib = out_dir / f"kernel-{name or march}{'-f16' if f16 else ''}.so"
+    weights (backend "c"), fp16 ones ("c16": -DWG_WEIGHT_F16, as setup.py's _kernel_f16) or bf16 ones
+    ("cbf16": -DWG_WEIGHT_BF16); its step function."""
+    defines = {"c": [], "c16": ["-DWG_WEIGHT_F16"], "cbf16": ["-DWG_WEIGHT_BF16"]}[backend]
+    lib = out_dir / f"kernel-{name or march}-{backend}.so"
     obj = lib.with_suffix(".o")  # compiled with setup.py's flags, linked without -ffast-math (as setuptools does)
-    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", *f16, "-fPIC", "-c", str(source), "-o", str(obj)]
+    cmd = ["gcc", "-O3", "-ffast-math", "-std=c11", f"-march={march}", *defines, "-fPIC", "-c", str(source), "-o",
+           str(obj)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode == 0:
         done = subprocess.run(["gcc", "-shared", str(obj), "-o", str(lib), "-lm", "-lmvec"], capture_output=True,
@@ -110,9 +112,9 @@ def main() -> int:
     engines = {b: FastWaveNet(model, b) for b in F.built()}
     kernels = {}  # engine -> the C step it runs instead of the installed one (the --march builds)
     for march in args.march:
-        for b in ("c", "c16"):
+        for b in F.C_LIBRARIES:
             if b in engines:
-                e = march if b == "c" else f"{march} c16"
+                e = march if b == "c" else f"{march} {b}"
                 engines[e], kernels[e] = FastWaveNet(model, b), build_kernel(march, tmp, backend=b)
     installed = dict(F._C_KERNELS)
     first = next(iter(engines))
@@ -147,8 +149,9 @@ def main() -> int:
         r["times"].append(timed(fn, 1))
         use(first)
 
-    label = {"c": "fast (c, installed)", "c16": "fast (c16, installed)", "numba": "fast (numba)",
-             **{m: f"fast (c, {m})" for m in args.march}, **{f"{m} c16": f"fast (c16, {m})" for m in args.march}}
+    label = {"numba": "fast (numba)", **{b: f"fast ({b}, installed)" for b in F.C_LIBRARIES},
+             **{m: f"fast (c, {m})" for m in args.march},
+             **{f"{m} {b}": f"fast ({b}, {m})" for m in args.march for b in F.C_LIBRARIES}}
     row("pytorch step, batch 1", "torch", 1, 1, args.baseline_seconds)
     for e in engines:
         row(f"{label[e]}, batch 1", e, 1, 1, args.seconds)

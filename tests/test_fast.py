@@ -1,5 +1,6 @@
 """The compiled fast path computes the same function as the PyTorch step; its fp16-weight variant (c16)
-computes the same function for the model with its per-sample weights rounded to half."""
+computes the same function for the model with its per-sample weights rounded to half, and its bf16 variant
+(cbf16) the step with its per-sample weights and the inputs of its matrix products rounded to bf16."""
 
 from __future__ import annotations
 
@@ -63,11 +64,11 @@ ALL = BACKENDS + (["c16"] if c_kernel("c16") is not None else [])  # and the fp1
 
 def test_the_c_kernels_are_built_here():
     # setup.py compiles both at install time; CI installs with a compiler, so they must be there
-    assert c_kernel() is not None and c_kernel("c16") is not None
-    assert F.built() == ["c", "c16", "numba"]
+    assert c_kernel() is not None and c_kernel("c16") is not None and c_kernel("cbf16") is not None
+    assert F.built() == ["c", "c16", "cbf16", "numba"]
 
 
-@pytest.mark.parametrize("backend", ["c", "c16"])
+@pytest.mark.parametrize("backend", ["c", "c16", "cbf16"])
 def test_the_ctypes_mirrors_match_the_c_structs(backend):
     # the loader refuses a library whose structs differ; here the comparison itself is checked
     lib = F.c_library(backend)
@@ -75,20 +76,22 @@ def test_the_ctypes_mirrors_match_the_c_structs(backend):
         assert F.c_layout(lib, which) == F.ctypes_layout(mirror)
         assert len(F.c_layout(lib, which)) == 1 + len(mirror._fields_)
 
-    for lost in ("total_hist", "wbytes"):
+    for lost in ("total_hist", "wformat"):
         class Short(ctypes.Structure):  # a mirror that lost a field
             _fields_ = [f for f in F.WgWeights._fields_ if f[0] != lost]
 
         assert F.c_layout(lib, 0) != F.ctypes_layout(Short), lost
-    assert F.c_target(lib)[2] == F.WEIGHT_BYTES[backend]  # bytes per weight (test_kernel_targets: the conversion)
+    assert F.c_target(lib)[2] == F.WEIGHT_FORMAT[backend]  # the weights' format (test_kernel_targets: per target)
 
 
 def test_a_library_of_the_other_weight_type_is_refused():
     # at load time (by what wg_target says) ...
-    with pytest.raises(WavegenError, match="weights have 4 bytes, and the 'c16' backend lays out 2"):
+    with pytest.raises(WavegenError, match="weights are float32, and the 'c16' backend lays out fp16"):
         F._load_c_kernel(F.c_library("c"), "c16")
-    with pytest.raises(WavegenError, match="weights have 2 bytes, and the 'c' backend lays out 4"):
+    with pytest.raises(WavegenError, match="weights are fp16, and the 'c' backend lays out float32"):
         F._load_c_kernel(F.c_library("c16"), "c")
+    with pytest.raises(WavegenError, match="weights are fp16, and the 'cbf16' backend lays out bf16"):
+        F._load_c_kernel(F.c_library("c16"), "cbf16")
     # ... and by the kernel itself, if a float library is put in the fp16 one's place anyway
     torch.manual_seed(0)
     fast = FastWaveNet(WaveNet(SMALL, SPT).eval(), "c16")
@@ -96,7 +99,7 @@ def test_a_library_of_the_other_weight_type_is_refused():
     saved = F._C_KERNELS["c16"]
     F._C_KERNELS["c16"] = F.c_kernel("c")
     try:
-        with pytest.raises(WavegenError, match="was given weights of 2 bytes and was built for another size"):
+        with pytest.raises(WavegenError, match="was given fp16 weights and was built for another format"):
             fast.run(10, sample_rate_hz=SR, sketch=SKETCH)
     finally:
         F._C_KERNELS["c16"] = saved
@@ -151,6 +154,69 @@ def test_the_fp16_kernel_really_plays_half_weights():
     exact = FastWaveNet(model, "c").run(n, **kw)
     moved = np.abs(FastWaveNet(model, "c16").run(n, **kw) - exact).max() / np.abs(exact).max()
     assert 1e-4 < moved < 1e-2, moved
+
+
+def bf16_logits(model: WaveNet, teacher: np.ndarray, sketch, style=None) -> np.ndarray:
+    """What cbf16 computes, by the PyTorch step: `torch_logits` of the model with the per-sample weights
+    rounded to bf16 (to nearest, ties to even) and every input of their matrix products too (each dilated
+    tap, the residual and skip convolutions, the head's two), but not the excitation's sines and cosines
+    nor the tick conditioning, which the kernel takes in float."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if re.fullmatch(r"embed\.weight|head\.\d+\.weight|layers\.\d+\.(dilated|exc|res|skip)\.weight", name):
+                p.copy_(p.bfloat16().float())
+    float_inputs = {c.weight.data_ptr() for ly in m.layers for c in (ly.exc, ly.cond) if c is not None}
+    linear = torch.nn.functional.linear
+
+    def rounded_linear(x, w, b=None):
+        return linear(x if w.data_ptr() in float_inputs else x.bfloat16().float(), w, b)
+
+    hooks = [m.head[i].register_forward_pre_hook(lambda _, a: (a[0].bfloat16().float(),)) for i in (1, 3)]
+    torch.nn.functional.linear = rounded_linear
+    try:
+        return torch_logits(m, teacher, sketch, style)
+    finally:
+        torch.nn.functional.linear = linear
+        for h in hooks:
+            h.remove()
+
+
+def per_sample_error(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """(B, N) the largest difference of each stream's logits at each sample, relative to the largest logit."""
+    return np.abs(got - want).max(axis=2) / np.abs(want).max()
+
+
+@pytest.mark.skipif(c_kernel("cbf16") is None, reason="no bf16 C kernel here")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_bf16_kernel_is_the_step_with_bf16_weights_and_inputs(case):
+    # Sharp in the median: most samples of a stream agree to float rounding (about 5e-8). Not in the
+    # maximum: where the kernel's and PyTorch's float sums differ in their last bit just at a bf16
+    # rounding boundary, one input rounds the other way (2^-9 relative), and through the layers' buffers
+    # some later samples of that stream differ by up to a few 1e-3 -- the size of the whole difference
+    # bf16 makes (below).
+    model = loud(case)
+    n, batch = 3 * SPT + 7, 13
+    teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+    style = 1 if model.cfg.n_styles else None
+    kw = dict(sample_rate_hz=SR, sketch=SKETCH, teacher=teacher, return_logits=True, batch=batch, style=style)
+    want = bf16_logits(model, teacher, SKETCH, style)
+    err = per_sample_error(FastWaveNet(model, "cbf16").run(n, **kw), want)
+    assert np.median(err) < 1e-6 and err[:, :4].max() < 1e-6, (np.median(err), err[:, :4].max())
+    assert err.max() < 1e-2
+    # and it is not the float step: there the median sample is off by bf16's rounding
+    assert np.median(per_sample_error(FastWaveNet(model, "c").run(n, **kw), want)) > 1e-4
+
+
+def test_bf16_pairs_layout():
+    w = np.arange(12, dtype=np.float32).reshape(1, 4, 3)  # (1, n_in 4, n_out 3), exact in bf16
+    got = F.bf16_pairs(w)
+    assert got.shape == (1, 2, 3, 2)
+    as_float = (got.astype(np.uint32) << 16).view(np.float32)
+    assert as_float[0, 1, 2].tolist() == [8.0, 11.0]  # pair 1 (inputs 2 and 3), output 2
+    assert F.bf16_bits(np.array([1.0 + 2**-8, 1.0 + 3 * 2**-8], np.float32)).tolist() == [0x3F80, 0x3F82]  # ties to even
+    with pytest.raises(ValueError, match="even number of inputs, not 3"):
+        F.bf16_pairs(np.zeros((3, 2), np.float32))
 
 
 def test_weights_beyond_half_range_are_refused():

@@ -1,9 +1,10 @@
 """The C kernel builds, warning-free, for every target it claims (x86-64 baseline, v2, v3 = AVX2, v4 =
-AVX-512, and 64-bit ARM with Debian's cross compiler), with float weights and with fp16 ones
-(WG_WEIGHT_F16), and each build this CPU can run computes the PyTorch step's logits (the fp16 build: of
-the model with its weights rounded to half). Its vector width, tiles and half conversion (F16C, NEON or
-portable C) change with the target (see _kernel.c), so one native build passing test_fast.py says
-nothing about the others."""
+AVX-512, and 64-bit ARM with Debian's cross compiler), with float weights, with fp16 ones
+(WG_WEIGHT_F16) and with bf16 ones (WG_WEIGHT_BF16), and each build this CPU can run computes the PyTorch
+step's logits (the fp16 build: of the model with its weights rounded to half; the bf16 build: of the step
+with its weights and their products' inputs rounded to bf16). Its vector width, tiles, half conversion
+(F16C, NEON or portable C) and bf16 dot products (AVX512_BF16, ARM's BF16 or written out) change with the
+target (see _kernel.c), so one native build passing test_fast.py says nothing about the others."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_fast import CASES, SKETCH, SMALL, SPT, SR, half_rounded, torch_logits
+from test_fast import CASES, SKETCH, SMALL, SPT, SR, bf16_logits, half_rounded, per_sample_error, torch_logits
 
 from wavegen.nn.model import WaveNet
 from wavegen.synth import fast as F
@@ -55,10 +56,10 @@ def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True, backend: 
     """Compiled with the flags, linked without them, as setuptools does: linking a shared library with
     -ffast-math (GCC 12) adds crtfastmath.o, which turns on flush-to-zero for the whole process that
     loads it (and breaks every later test that needs subnormal floats). backend "c16": with fp16 weights
-    (-DWG_WEIGHT_F16, as setup.py builds _kernel_f16.c)."""
-    f16 = ["-DWG_WEIGHT_F16"] if backend == "c16" else []
+    (-DWG_WEIGHT_F16, as setup.py builds _kernel_f16.c); "cbf16": with bf16 weights (-DWG_WEIGHT_BF16)."""
+    defines = {"c": [], "c16": ["-DWG_WEIGHT_F16"], "cbf16": ["-DWG_WEIGHT_BF16"]}[backend]
     obj = tmp / f"kernel-{march}-{backend}.o"
-    done = subprocess.run([cc, *FLAGS, *f16, f"-march={march}", "-fPIC", "-c", str(SOURCE), "-o", str(obj)],
+    done = subprocess.run([cc, *FLAGS, *defines, f"-march={march}", "-fPIC", "-c", str(SOURCE), "-o", str(obj)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not done.stderr.strip(), done.stderr  # no warning either
@@ -71,15 +72,18 @@ def build(tmp: Path, march: str, cc: str = "gcc", shared: bool = True, backend: 
 
 @needs_gcc
 @x86_only
-@pytest.mark.parametrize("backend", ["c", "c16"])
+@pytest.mark.parametrize("backend", ["c", "c16", "cbf16"])
 @pytest.mark.parametrize("march", ORDER)
 def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, backend, tmp_path, monkeypatch):
     lib_path = build(tmp_path, march, backend=backend)
     if not runs_here(march):
         pytest.skip(f"built; this CPU cannot run {march} code")
     lib = ctypes.CDLL(str(lib_path))
-    # F16C from x86-64-v3 on; below it the portable conversion (which these builds test)
-    assert F.c_target(lib)[2:] == (F.WEIGHT_BYTES[backend], backend == "c" or ORDER.index(march) >= 2)
+    # F16C from x86-64-v3 on; below it the portable conversion (which these builds test); no -march level
+    # has AVX512_BF16 (x86-64-v4 is AVX-512's foundation alone), so these bf16 builds test the written-out
+    # dot products, and test_fast.py the native build's vdpbf16ps where the CPU has it
+    native = {"c": True, "c16": ORDER.index(march) >= 2, "cbf16": False}[backend]
+    assert F.c_target(lib)[2:] == (F.WEIGHT_FORMAT[backend], native)
     monkeypatch.setitem(F._C_KERNELS, backend, F._load_c_kernel(lib, backend))
     for case in ("k2 conditioned", "k4 wide"):
         torch.manual_seed(1)
@@ -89,16 +93,21 @@ def test_each_x86_build_is_clean_and_those_this_cpu_runs_match_pytorch(march, ba
                 p.mul_(2.0)
         n, batch = 2 * SPT + 3, 13  # 13 streams: a block of 8, one of 4 and a single one
         teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
-        want = torch_logits(model if backend == "c" else half_rounded(model), teacher, SKETCH)
         got = F.FastWaveNet(model, backend).run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
                                                 return_logits=True, batch=batch)
+        if backend == "cbf16":  # sharp in the median (see test_fast.py's bf16 test for why not the maximum)
+            err = per_sample_error(got, bf16_logits(model, teacher, SKETCH))
+            assert np.median(err) < 1e-6 and err.max() < 1e-2, (march, case, np.median(err))
+            continue
+        want = torch_logits(model if backend == "c" else half_rounded(model), teacher, SKETCH)
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (march, case)
 
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
                     reason="no aarch64 cross compiler (apt install gcc-aarch64-linux-gnu; .ci/run does)")
-@pytest.mark.parametrize("backend", ["c", "c16"])
-def test_it_builds_for_64_bit_arm(tmp_path, backend):
-    obj = build(tmp_path, "armv8-a", cc="aarch64-linux-gnu-gcc", shared=False, backend=backend)
+@pytest.mark.parametrize("backend,march", [("c", "armv8-a"), ("c16", "armv8-a"), ("cbf16", "armv8-a"),
+                                          ("cbf16", "armv8.6-a+bf16")])  # the last: bfdot (Graviton 3, Apple M2)
+def test_it_builds_for_64_bit_arm(tmp_path, backend, march):
+    obj = build(tmp_path, march, cc="aarch64-linux-gnu-gcc", shared=False, backend=backend)
     header = obj.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64

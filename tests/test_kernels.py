@@ -78,7 +78,7 @@ def test_a_broken_cache_is_measured_again_and_an_environment_choice_wins(cache, 
 
 def test_auto_takes_the_fp16_kernel_only_where_auto_lets_it(cache, monkeypatch):
     monkeypatch.setattr(kernels, "available", lambda: ["c", "c16", "numba"])
-    monkeypatch.setattr(kernels, "half_weights_kl", lambda model: 0.0)  # a model half holds
+    monkeypatch.setattr(kernels, "reduced_kl", lambda model, backend: 0.0)  # a model half holds
     monkeypatch.setattr(kernels, "AUTO", ("c", "numba"))  # not measured accurate enough
     model = WaveNet(SMALL, 40)
     timed = fake_speeds(monkeypatch, {"c": 2000.0, "c16": 4000.0, "numba": 1000.0})
@@ -108,27 +108,30 @@ def test_c16_is_left_out_for_weights_half_does_not_hold(cache, monkeypatch):
     monkeypatch.setattr(kernels, "available", lambda: ["c", "c16", "numba"])
     monkeypatch.setattr(kernels, "AUTO", ("c", "c16", "numba"))
     kls = {}
-    monkeypatch.setattr(kernels, "half_weights_kl", lambda model: kls.setdefault(id(model), 0.0))
+    monkeypatch.setattr(kernels, "reduced_kl", lambda model, backend: kls.setdefault(id(model), 0.0))
     fake_speeds(monkeypatch, {"c": 2000.0, "c16": 4000.0, "numba": 1000.0})
     held, lost = WaveNet(SMALL, 40), WaveNet(SMALL, 40)  # one shape, other weights
-    kls[id(lost)] = 2 * kernels.HALF_KL_LIMIT
+    kls[id(lost)] = 2 * kernels.REDUCED_KL_LIMIT
     assert kernels.choose(held).backend == "c16"
     lost_choice = kernels.choose(lost)  # the shape's cached c16 is not taken for these weights
-    assert (lost_choice.backend, lost_choice.half_kl) == ("c", 2 * kernels.HALF_KL_LIMIT)
+    assert (lost_choice.backend, lost_choice.kl["c16"]) == ("c", 2 * kernels.REDUCED_KL_LIMIT)
     # measured once per weights, then read back by their digest
     kls[id(held)] = 1.0
-    assert kernels.choose(held).backend == "c16" and kernels.choose(held).half_kl == 0.0
+    assert kernels.choose(held).backend == "c16" and kernels.choose(held).kl == {"c16": 0.0}
 
 
-def test_half_weights_kl_is_small_for_a_model_and_infinite_past_half_range():
-    if fast.c_kernel("c16") is None:
-        pytest.skip("no fp16-weight C kernel here")
+def test_reduced_kl_is_small_for_a_model_and_infinite_past_half_range():
+    if fast.c_kernel("c16") is None or fast.c_kernel("cbf16") is None:
+        pytest.skip("no fp16- or bf16-weight C kernel here")
     torch.manual_seed(0)
     model = WaveNet(SMALL, 40).eval()
-    assert 0.0 < kernels.half_weights_kl(model) < kernels.HALF_KL_LIMIT / 100
+    fp16, bf16 = kernels.reduced_kl(model, "c16"), kernels.reduced_kl(model, "cbf16")
+    assert 0.0 < fp16 < kernels.REDUCED_KL_LIMIT / 100
+    assert 10 * fp16 < bf16 < kernels.REDUCED_KL_LIMIT  # bf16 keeps 3 bits fewer, and rounds the inputs too
     with torch.no_grad():
         model.head[3].weight[0, 0, 0] = 1e5
-    assert kernels.half_weights_kl(model) == float("inf")
+    assert kernels.reduced_kl(model, "c16") == float("inf")
+    assert kernels.reduced_kl(model, "cbf16") < float("inf")  # within bf16's range
 
 
 def test_fastwavenet_without_a_backend_takes_the_measured_one(cache, monkeypatch):

@@ -14,10 +14,10 @@ command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECK
         arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),
         arg("--style", help="a style the model was trained on (default: the sketch's header style)"),
         arg("--plot", action="store_true", help="also write a PNG: spectrogram with the sketch's notes"),
-        arg("--engine", choices=("auto", "fast", "c", "c16", "numba", "torch"), default="auto",
+        arg("--engine", choices=("auto", "fast", "c", "c16", "cbf16", "numba", "torch"), default="auto",
             help="fast: the compiled CPU path, with whichever kernel is faster here (measured once, cached; "
-            "c, c16 or numba force one; c16: the C kernel with its weights in fp16); torch: the PyTorch step; "
-            "auto (default): fast when it can"),
+            "c, c16, cbf16 or numba force one; c16: the C kernel with its weights in fp16; cbf16: in bf16, "
+            "with bf16 dot products); torch: the PyTorch step; auto (default): fast when it can"),
         arg("--threads", type=positive_int, help="threads for the fast path (default: one per take, up to the cores)"),
         arg("-o", "--output", required=True, metavar="OUT.wav"),
         call="wavegen.synth.takes:generate_takes", bar=("generating", "sample", "batch"))

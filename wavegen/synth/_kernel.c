@@ -12,7 +12,10 @@
  * Weights are input-major: w[i * n_out + o] multiplies input i into output o. Built with WG_WEIGHT_F16
  * (setup.py's second library, _kernel_f16, through _kernel_f16.c), the same source stores the weights in
  * IEEE half precision and widens each vector to float as it loads it (see `wt` below); the sums, the
- * state, the biases and the tick's conditioning row stay float. They come in one
+ * state, the biases and the tick's conditioning row stay float. Built with WG_WEIGHT_BF16 (_kernel_bf16),
+ * the matrix products take bf16 weights and bf16 inputs in pairs and sum in float: AVX512_BF16's
+ * vdpbf16ps (or ARM's bfdot) does 2 multiply-adds per float lane in one instruction, elsewhere the same
+ * arithmetic is written out (see dot2 below). They come in one
  * structure (wg_weights, built once per model) and each call's state and inputs in another (wg_block);
  * fast.py mirrors both with ctypes.Structure, field for field, and checks the mirrors against
  * wg_layout() when it loads the library.
@@ -53,8 +56,12 @@ static inline vf bc(float x) { return (vf){0} + x; }
  * per sample from L3 (about 2.7 MB of floats for the reference network), so half the bytes is what can
  * make it faster. The conversion is exact: F16C's vcvtph2ps (x86-64-v3 and AVX-512), NEON's fcvtl (64-bit
  * ARM), else (x86-64-v2 and older, other targets) a portable bit conversion, correct but slow. */
+#if defined(WG_WEIGHT_F16) && defined(WG_WEIGHT_BF16)
+#error "build with one of WG_WEIGHT_F16 and WG_WEIGHT_BF16"
+#endif
 #ifdef WG_WEIGHT_F16
 typedef uint16_t wt;
+#define WG_WFORMAT 1
 #if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
 static inline float w2f(wt h) { return _cvtsh_ss(h); }
@@ -87,12 +94,26 @@ static inline vf ldw(const wt *p)
     return v;
 }
 #endif
+#elif defined(WG_WEIGHT_BF16)
+/* bf16: the top 16 bits of a float, so widening is a shift. The rows the step adds whole (the embedding,
+ * the excitation) are plain bf16; the matrices are in input pairs (below). */
+typedef uint16_t wt;
+#define WG_WFORMAT 2
+typedef uint16_t vh __attribute__((vector_size(VBYTES / 2)));
+typedef uint16_t vh_u __attribute__((vector_size(VBYTES / 2), aligned(2), may_alias));
+typedef uint32_t vu __attribute__((vector_size(VBYTES)));
+typedef uint32_t vu_u __attribute__((vector_size(VBYTES), aligned(4), may_alias));
+static inline float bits_f(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static inline float w2f(wt h) { return bits_f((uint32_t)h << 16); }
+static inline vf ldw(const wt *p) { return (vf)(__builtin_convertvector(*(const vh_u *)p, vu) << 16); }
 #else
 typedef float wt;
+#define WG_WFORMAT 0
 static inline float w2f(wt w) { return w; }
 static inline vf ldw(const wt *p) { return ld(p); }
 #endif
 
+#ifndef WG_WEIGHT_BF16
 /* One tile of H[b, o] += sum_i X[b, i] * W[i, o]: SB streams x OV vectors of outputs, from output o.
  * SB * OV accumulators + OV weight vectors + 1 broadcast must fit in NREG registers; with one stream
  * (SB = 1) each weight vector feeds a single multiply-add, which reads it straight from memory (a half
@@ -154,11 +175,14 @@ static void tail_cols(float *H, int ldh, const float *X, int ldx, const wt *W, i
         }
 }
 
-/* H[b, o] += sum_i X[b, i] * W[i, o] for b < B, o < n_out; H rows ldh apart, X rows ldx apart.
+/* H[b, o] += sum_i X[b, i] * W[i, o] for b < B, o < n_out; H rows ldh apart, X rows ldx apart; xs:
+ * scratch of B * (n_in / 2 + 1) words (the bf16 build's inputs in pairs; unused here).
  * Streams in blocks of 8, then 4, then 1; outputs in tiles of the block's width, then single vectors,
  * then single columns. Each loaded weight vector feeds a whole block of streams. */
-static void gemm_acc(float *H, int ldh, const float *X, int ldx, const wt *W, int B, int n_in, int n_out)
+static void gemm_acc(float *H, int ldh, const float *X, int ldx, const wt *W, int B, int n_in, int n_out,
+                     uint32_t *xs)
 {
+    (void)xs;  /* the bf16 build's scratch */
 #define ROWS(SB, OV)                                                                                      \
     for (; b + SB <= B; b += SB) {                                                                        \
         float *h = H + (int64_t)b * ldh;                                                                  \
@@ -174,6 +198,131 @@ static void gemm_acc(float *H, int ldh, const float *X, int ldx, const wt *W, in
     ROWS(1, OV1)
 #undef ROWS
 }
+
+#else
+/* The bf16 build's products, H[b, o] += sum_i X[b, i] * W[i, o], with W in input pairs: the 32-bit word
+ * W2[p * n_out + o] holds W[2p, o] in its low half and W[2p + 1, o] in its high half (a zero row pads an
+ * odd n_in), so one vector of words is VL outputs of two inputs; the inputs are rounded to bf16 and
+ * packed the same way, two to a word. dot2(acc, x, w) adds w_lo * x_lo + w_hi * x_hi lane by lane:
+ * vdpbf16ps with AVX512_BF16 (one instruction for 2 * VL multiply-adds, where fp16 weights take a
+ * conversion and an FMA for VL), bfdot on ARM with BF16, else widened by shifts and two FMAs. */
+#if defined(__AVX512BF16__) && VL == 16
+#include <immintrin.h>
+#define DOT2_NATIVE 1
+static inline vf dot2(vf acc, uint32_t x, const uint32_t *w)
+{
+    return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)_mm512_set1_epi32((int)x), (__m512bh)_mm512_loadu_si512(w));
+}
+#elif defined(__AVX512BF16__) && defined(__AVX512VL__) && VL == 8
+#include <immintrin.h>
+#define DOT2_NATIVE 1
+static inline vf dot2(vf acc, uint32_t x, const uint32_t *w)
+{
+    return (vf)_mm256_dpbf16_ps((__m256)acc, (__m256bh)_mm256_set1_epi32((int)x),
+                                (__m256bh)_mm256_loadu_si256((const __m256i *)w));
+}
+#elif defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC) && VL == 4
+#include <arm_neon.h>
+#define DOT2_NATIVE 1
+static inline vf dot2(vf acc, uint32_t x, const uint32_t *w)
+{
+    return (vf)vbfdotq_f32((float32x4_t)acc, vreinterpretq_bf16_u32(vld1q_u32(w)),
+                           vreinterpretq_bf16_u32(vdupq_n_u32(x)));
+}
+#else
+#define DOT2_NATIVE 0
+static inline vf dot2(vf acc, uint32_t x, const uint32_t *w)
+{
+    const vu b = *(const vu_u *)w;
+    return acc + (vf)(b << 16) * bits_f(x << 16) + (vf)(b & 0xffff0000u) * bits_f(x & 0xffff0000u);
+}
+#endif
+
+/* float -> bf16 bits, to nearest, ties to even (as torch's .bfloat16() and vcvtneps2bf16) */
+static inline uint32_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+#define UNROLL _Pragma("GCC unroll 16")
+#define PTILE_BODY(SB, OV)                                                                                \
+    static inline void tile_##SB##x##OV(float *H, int ldh, const uint32_t *X, int ldx, const uint32_t *W, \
+                                        int n_pairs, int n_out, int o)                                    \
+    {                                                                                                     \
+        vf a[SB][OV];                                                                                     \
+        UNROLL for (int s = 0; s < SB; s++)                                                               \
+            UNROLL for (int v = 0; v < OV; v++) a[s][v] = ld(H + s * ldh + o + v * VL);                   \
+        for (int p = 0; p < n_pairs; p++) {                                                               \
+            const uint32_t *w = W + (int64_t)p * n_out + o;                                               \
+            UNROLL for (int s = 0; s < SB; s++) {                                                         \
+                const uint32_t x = X[s * ldx + p];                                                        \
+                UNROLL for (int v = 0; v < OV; v++) a[s][v] = dot2(a[s][v], x, w + v * VL);               \
+            }                                                                                             \
+        }                                                                                                 \
+        UNROLL for (int s = 0; s < SB; s++)                                                               \
+            UNROLL for (int v = 0; v < OV; v++) st(H + s * ldh + o + v * VL, a[s][v]);                    \
+    }
+/* the weights are read by the dot products straight from memory (L1 after the first stream): only the
+ * accumulators and one broadcast need registers */
+#if NREG >= 32
+#define OV8 3   /* 24 accumulators + 1 broadcast (+ temporaries where dot2 is written out) of 32 */
+#define OV4 6
+#define OV1 8
+#else
+#define OV8 1   /*  8 + 1 of 16 */
+#define OV4 2
+#define OV1 8
+#endif
+#define PTILE(SB, OV) PTILE_BODY(SB, OV)
+PTILE(8, OV8)
+PTILE(4, OV4)
+PTILE(1, OV1)
+#if OV8 > 1
+PTILE(8, 1)
+#endif
+PTILE(4, 1)
+PTILE(1, 1)
+#define TILE_NAME(SB, OV) tile_##SB##x##OV
+#define CALL(SB, OV) TILE_NAME(SB, OV)
+
+static void gemm_acc(float *H, int ldh, const float *X, int ldx, const wt *W16, int B, int n_in, int n_out,
+                     uint32_t *xs)
+{
+    const int n_pairs = (n_in + 1) / 2;
+    const uint32_t *W = (const uint32_t *)W16;
+    for (int b = 0; b < B; b++) {  /* the inputs in bf16 pairs */
+        const float *x = X + (int64_t)b * ldx;
+        uint32_t *q = xs + (int64_t)b * n_pairs;
+        for (int p = 0; p < n_in / 2; p++) q[p] = bf16_bits(x[2 * p]) | bf16_bits(x[2 * p + 1]) << 16;
+        if (n_in % 2) q[n_pairs - 1] = bf16_bits(x[n_in - 1]);
+    }
+#define ROWS(SB, OV)                                                                                      \
+    for (; b + SB <= B; b += SB) {                                                                        \
+        float *h = H + (int64_t)b * ldh;                                                                  \
+        const uint32_t *x = xs + (int64_t)b * n_pairs;                                                    \
+        int o = 0;                                                                                        \
+        for (; o + OV * VL <= n_out; o += OV * VL) CALL(SB, OV)(h, ldh, x, n_pairs, W, n_pairs, n_out, o);\
+        for (; o + VL <= n_out; o += VL) CALL(SB, 1)(h, ldh, x, n_pairs, W, n_pairs, n_out, o);           \
+        for (; o < n_out; o++)                                                                            \
+            for (int s = 0; s < SB; s++) {                                                                \
+                float acc = h[s * ldh + o];                                                               \
+                for (int p = 0; p < n_pairs; p++) {                                                       \
+                    const uint32_t w = W[(int64_t)p * n_out + o], xp = x[s * n_pairs + p];                \
+                    acc += bits_f(w << 16) * bits_f(xp << 16) + bits_f(w & 0xffff0000u) * bits_f(xp & 0xffff0000u); \
+                }                                                                                         \
+                h[s * ldh + o] = acc;                                                                     \
+            }                                                                                             \
+    }
+    int b = 0;
+    ROWS(8, OV8)
+    ROWS(4, OV4)
+    ROWS(1, OV1)
+#undef ROWS
+}
+
+#endif /* WG_WEIGHT_BF16 */
 
 /* dst[o] = src[o] (widened to float), for o < n */
 static void widen_row(float *dst, const wt *src, int n)
@@ -231,10 +380,11 @@ static inline double next_uniform(uint64_t *s)
 #define TWO_PI 6.283185307179586
 
 /* A model's sizes and weights. fast.py's WgWeights mirrors it: change both together. The weights (wt)
- * are float or, in the WG_WEIGHT_F16 build, half; the biases are float in both. */
+ * are float, or half in the WG_WEIGHT_F16 build, or bf16 in the WG_WEIGHT_BF16 build (the matrices in
+ * input pairs, see gemm_acc there); the biases are float in all. */
 typedef struct {
     int32_t L, K, R, G, S, H, n_out, n_keys, total_hist;  /* layers, taps, channels, keys, buffer rows */
-    int32_t wbytes;                             /* sizeof(wt) the caller laid the weights out in: 4 or 2 */
+    int32_t wformat;                            /* the weights' format: 0 float, 1 fp16, 2 bf16 (WG_WFORMAT) */
     const wt *emb;                              /* (n_classes, R) */
     const wt *w_dil;                            /* (L, K, R, 2G): tap j reads the input (K - 1 - j) * dil back */
     const int64_t *dil, *hist_off, *hist_len;   /* (L,) dilation; each layer's rows of the buffer */
@@ -262,7 +412,7 @@ typedef struct {
     const int64_t *teacher;                     /* (B, n) codes fed instead of the sampled ones, or NULL */
 } wg_block;
 
-#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(wbytes) X(emb) X(w_dil) \
+#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(wformat) X(emb) X(w_dil) \
     X(dil) X(hist_off) X(hist_len) X(w_exc) X(w_res) X(b_res) X(w_skip) X(b_skip) X(w1) X(b1) X(w2) X(b2) X(key_hz)
 #define WG_BLOCK_FIELDS(X) X(B) X(n) X(n_exc) X(t0) X(sr) X(temperature) X(min_p) X(cond_row) X(exc_keys) \
     X(exc_onsets) X(codes_in) X(buf) X(rng) X(out_codes) X(out_logits) X(teacher)
@@ -283,25 +433,28 @@ int wg_layout(int which, int64_t *out, int cap)
 }
 
 /* What this build was compiled for: out[0] floats per vector, out[1] vector registers (for `wavegen
- * doctor`: an AVX-512 build says 16 and 32, AVX2 8 and 16, SSE 4 and 16, NEON 4 and 32), out[2] bytes
- * per weight (4, or 2 with WG_WEIGHT_F16), out[3] 1 where half weights widen in hardware (F16C, NEON). */
+ * doctor`: an AVX-512 build says 16 and 32, AVX2 8 and 16, SSE 4 and 16, NEON 4 and 32), out[2] the
+ * weights' format (0 float, 1 fp16, 2 bf16), out[3] 1 where the hardware has the format's instructions
+ * (fp16: F16C or NEON widen it; bf16: AVX512_BF16 or ARM's BF16 take dot products of it; float: 1). */
 void wg_target(int32_t *out)
 {
     out[0] = VL;
     out[1] = NREG;
-    out[2] = (int32_t)sizeof(wt);
+    out[2] = WG_WFORMAT;
 #if defined(WG_WEIGHT_F16) && !(defined(__F16C__) || defined(__AVX512F__) || defined(__aarch64__))
     out[3] = 0;
+#elif defined(WG_WEIGHT_BF16)
+    out[3] = DOT2_NATIVE;
 #else
     out[3] = 1;
 #endif
 }
 
 /* Returns 0, -1 if scratch memory cannot be allocated, or -2 if the weights are not laid out in this
- * build's element type (model->wbytes). */
+ * build's format (model->wformat). */
 int wg_step_block(const wg_weights *model, const wg_block *blk)
 {
-    if (model->wbytes != (int32_t)sizeof(wt)) return -2;
+    if (model->wformat != WG_WFORMAT) return -2;
     const int L = model->L, K = model->K, R = model->R, G = model->G, S = model->S, H = model->H;
     const int n_out = model->n_out, n_keys = model->n_keys, total_hist = model->total_hist;
     const int B = blk->B, n = blk->n, n_exc = blk->n_exc;
@@ -324,11 +477,12 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
     if (S > wide) wide = S;
     if (H > wide) wide = H;
     if (n_out > wide) wide = n_out;
-    float *scratch = malloc(sizeof(float) * ((size_t)8 * B * wide + (size_t)L * G2));
+    float *scratch = malloc(sizeof(float) * ((size_t)9 * B * wide + (size_t)B + (size_t)L * G2));
     if (!scratch) return -1;
     float *x = scratch, *hh = x + B * wide, *z = hh + B * wide, *skip = z + B * wide;
     float *h1 = skip + B * wide, *logits = h1 + B * wide, *relu = logits + B * wide, *past = relu + B * wide;
     float *exc = past + B * wide;
+    uint32_t *xs = (uint32_t *)(exc + L * G2);  /* B * (wide / 2 + 1) words: gemm_acc's inputs in pairs */
     for (int i = 0; i < n; i++) {
         const int64_t t = t0 + i;
         /* this sample's conditioning of every layer: the tick's row plus the sounding keys' excitation */
@@ -350,9 +504,9 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
                 int64_t pos = off + ((t - (K - 1 - j) * d) % ln + ln) % ln;
                 for (int b = 0; b < B; b++)
                     memcpy(past + b * R, buf + ((int64_t)b * total_hist + pos) * R, sizeof(float) * R);
-                gemm_acc(hh, G2, past, R, w_dil + ((int64_t)l * K + j) * R * G2, B, R, G2);
+                gemm_acc(hh, G2, past, R, w_dil + ((int64_t)l * K + j) * R * G2, B, R, G2, xs);
             }
-            gemm_acc(hh, G2, x, R, w_dil + ((int64_t)l * K + K - 1) * R * G2, B, R, G2);
+            gemm_acc(hh, G2, x, R, w_dil + ((int64_t)l * K + K - 1) * R * G2, B, R, G2, xs);
             if (K > 1) {
                 int64_t pos = off + t % ln;
                 for (int b = 0; b < B; b++)
@@ -362,21 +516,21 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
             if (l < L - 1) {
                 for (int b = 0; b < B; b++)
                     for (int r = 0; r < R; r++) x[b * R + r] += b_res[l * R + r];
-                gemm_acc(x, R, z, G, w_res + (int64_t)l * G * R, B, G, R);
+                gemm_acc(x, R, z, G, w_res + (int64_t)l * G * R, B, G, R, xs);
             }
-            gemm_acc(skip, S, z, G, w_skip + (int64_t)l * G * S, B, G, S);
+            gemm_acc(skip, S, z, G, w_skip + (int64_t)l * G * S, B, G, S, xs);
         }
         /* head: ReLU, 1x1, ReLU, 1x1 */
         for (int b = 0; b < B; b++) {
             for (int s = 0; s < S; s++) relu[b * S + s] = fmaxf(skip[b * S + s], 0.0f);
             memcpy(h1 + b * H, b1, sizeof(float) * H);
         }
-        gemm_acc(h1, H, relu, S, w1, B, S, H);
+        gemm_acc(h1, H, relu, S, w1, B, S, H, xs);
         for (int b = 0; b < B; b++) {
             for (int q = 0; q < H; q++) relu[b * H + q] = fmaxf(h1[b * H + q], 0.0f);
             memcpy(logits + b * n_out, b2, sizeof(float) * n_out);
         }
-        gemm_acc(logits, n_out, relu, H, w2, B, H, n_out);
+        gemm_acc(logits, n_out, relu, H, w2, B, H, n_out, xs);
         for (int b = 0; b < B; b++) {
             const float *lg = logits + b * n_out;
             if (out_logits) memcpy(out_logits + ((int64_t)b * n + i) * n_out, lg, sizeof(float) * n_out);

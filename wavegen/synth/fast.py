@@ -238,11 +238,11 @@ _P = ctypes.c_void_p
 
 
 class WgWeights(ctypes.Structure):
-    """A model's sizes and weights for the C kernel: the mirror of _kernel.c's wg_weights (wbytes: the bytes
-    of each weight the pointers hold, 4 for "c", 2 for "c16"; the kernel refuses another)."""
+    """A model's sizes and weights for the C kernel: the mirror of _kernel.c's wg_weights (wformat: the
+    format of the weights the pointers hold, WEIGHT_FORMAT of the backend; the kernel refuses another)."""
 
     _fields_ = ([(f, ctypes.c_int32) for f in ("L", "K", "R", "G", "S", "H", "n_out", "n_keys", "total_hist",
-                                                "wbytes")]
+                                                "wformat")]
                 + [(f, _P) for f in ("emb", "w_dil", "dil", "hist_off", "hist_len", "w_exc", "w_res", "b_res",
                                      "w_skip", "b_skip", "w1", "b1", "w2", "b2", "key_hz")])
 
@@ -274,13 +274,16 @@ def c_layout(lib: ctypes.CDLL, which: int) -> list[int]:
     return list(out[:n])
 
 
-C_LIBRARIES = {"c": "_kernel", "c16": "_kernel_f16"}  # backend -> the library setup.py builds for it
-WEIGHT_BYTES = {"c": 4, "c16": 2}  # backend -> bytes per stored weight (float32, IEEE half)
+C_LIBRARIES = {"c": "_kernel", "c16": "_kernel_f16", "cbf16": "_kernel_bf16"}  # backend -> its library (setup.py)
+# backend -> the format its weights are laid out in (_kernel.c's WG_WFORMAT): float32, IEEE half, bf16 in
+# input pairs
+WEIGHT_FORMAT = {"c": 0, "c16": 1, "cbf16": 2}
+FORMAT_NAMES = ("float32", "fp16", "bf16")
 
 
 def c_library(backend: str = "c") -> ctypes.CDLL | None:
-    """The library of C backend `backend` ("c" or "c16") as built at install time (setup.py), or None if
-    there is none."""
+    """The library of C backend `backend` ("c", "c16" or "cbf16") as built at install time (setup.py), or
+    None if there is none."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = Path(__file__).parent / f"{C_LIBRARIES[backend]}{suffix}"
         if path.is_file():
@@ -292,8 +295,9 @@ def c_library(backend: str = "c") -> ctypes.CDLL | None:
 
 
 def c_target(lib: ctypes.CDLL) -> tuple[int, int, int, bool]:
-    """What `lib` was built for (wg_target): floats per vector, vector registers, bytes per weight, and
-    whether half weights widen in hardware (F16C, NEON; True for a float build)."""
+    """What `lib` was built for (wg_target): floats per vector, vector registers, its weights' format
+    (WEIGHT_FORMAT), and whether the hardware has that format's instructions (fp16: F16C or NEON widen it;
+    bf16: AVX512_BF16 or ARM's BF16 take its dot products; True for a float build)."""
     out = (ctypes.c_int32 * 4)()
     lib.wg_target(out)
     return int(out[0]), int(out[1]), int(out[2]), bool(out[3])
@@ -310,10 +314,9 @@ def _load_c_kernel(lib: ctypes.CDLL | None = None, backend: str = "c") -> Callab
     if not hasattr(lib, "wg_layout") or any(c_layout(lib, i) != ctypes_layout(m) for i, m in enumerate(MIRRORS)):
         raise WavegenError(f"{lib._name}: built from another version of _kernel.c (its structs differ); "
                            "rebuild it with `python setup.py build_ext --inplace`")
-    if c_target(lib)[2] != WEIGHT_BYTES[backend]:
-        raise WavegenError(f"{lib._name}: its weights have {c_target(lib)[2]} bytes, and the {backend!r} backend "
-                           f"lays out {WEIGHT_BYTES[backend]} (built with{'out' if backend == 'c16' else ''} "
-                           "WG_WEIGHT_F16)")
+    if c_target(lib)[2] != WEIGHT_FORMAT[backend]:
+        raise WavegenError(f"{lib._name}: its weights are {FORMAT_NAMES[c_target(lib)[2]]}, and the {backend!r} "
+                           f"backend lays out {FORMAT_NAMES[WEIGHT_FORMAT[backend]]} (a library of another backend)")
     fn = lib.wg_step_block
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.POINTER(WgWeights), ctypes.POINTER(WgBlock)]
@@ -324,8 +327,8 @@ _C_KERNELS: dict[str, Callable[..., int] | None] = {}  # backend -> its step (No
 
 
 def c_kernel(backend: str = "c") -> Callable[..., int] | None:
-    """The step of C backend `backend`, "c" (float weights) or "c16" (half weights), loaded once; None where
-    no compiler built it (then numba's kernel runs)."""
+    """The step of C backend `backend`, "c" (float weights), "c16" (half weights) or "cbf16" (bf16), loaded
+    once; None where no compiler built it (then numba's kernel runs)."""
     if backend not in _C_KERNELS:
         _C_KERNELS[backend] = _load_c_kernel(backend=backend)
     return _C_KERNELS[backend]
@@ -340,6 +343,23 @@ def half(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.astype(np.float16))
 
 
+def bf16_bits(a: np.ndarray) -> np.ndarray:
+    """`a` rounded to bf16 (to nearest, ties to even, as torch's .bfloat16()), as its 16 bits (uint16)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_pairs(w: np.ndarray) -> np.ndarray:
+    """Input-major matrices (..., n_in, n_out) in bf16 as the "cbf16" kernel reads them: input pairs, the
+    word of pair p and output o holding W[2p, o] in its low half and W[2p + 1, o] in its high half, that
+    is (..., n_in / 2, n_out, 2) uint16. n_in must be even (the kernel's matrices follow one another)."""
+    *lead, n_in, n_out = w.shape
+    if n_in % 2:
+        raise ValueError(f"the bf16 kernel takes matrices with an even number of inputs, not {n_in}")
+    pairs = bf16_bits(w).reshape(*lead, n_in // 2, 2, n_out)
+    return np.ascontiguousarray(np.swapaxes(pairs, -1, -2))
+
+
 def _ptr(a: np.ndarray | None, dtype: type) -> int | None:
     """The address of a C-contiguous array of `dtype` for the C kernel (None for NULL)."""
     if a is None:
@@ -349,7 +369,7 @@ def _ptr(a: np.ndarray | None, dtype: type) -> int | None:
     return a.ctypes.data
 
 
-BACKENDS = ("c", "c16", "numba")
+BACKENDS = ("c", "c16", "cbf16", "numba")
 
 
 def built() -> list[str]:
@@ -417,12 +437,15 @@ class FastWaveNet:
             weights = (self.emb, self.w_dil, self.w_exc, self.w_res, self.w_skip, self.w1, self.w2)
             if backend == "c16":  # the per-sample weights in half; biases and conditioning stay float
                 weights = tuple(half(w) for w in weights)
+            elif backend == "cbf16":  # bf16; the matrices in input pairs, as _kernel.c's bf16 gemm_acc reads them
+                weights = (bf16_bits(self.emb), bf16_pairs(self.w_dil), bf16_bits(self.w_exc), bf16_pairs(self.w_res),
+                           bf16_pairs(self.w_skip), bf16_pairs(self.w1), bf16_pairs(self.w2))
             self.c_arrays = weights
             WT = weights[0].dtype.type
             emb, w_dil, w_exc, w_res, w_skip, w1, w2 = (_ptr(w, WT) for w in weights)
             self.c_weights = WgWeights(
                 self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS, self.total_hist,
-                WEIGHT_BYTES[backend], emb, w_dil, _ptr(self.dil, I64), _ptr(self.hist_off, I64),
+                WEIGHT_FORMAT[backend], emb, w_dil, _ptr(self.dil, I64), _ptr(self.hist_off, I64),
                 _ptr(self.hist_len, I64), w_exc, w_res, _ptr(self.b_res, F32), w_skip, _ptr(self.b_skip, F32),
                 w1, _ptr(self.b1, F32), w2, _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
 
@@ -563,8 +586,8 @@ class FastWaveNet:
                         _ptr(teacher, I64))
         status = c_kernel(self.backend)(ctypes.byref(self.c_weights), ctypes.byref(block))
         if status == -2:
-            raise WavegenError(f"the {self.backend!r} kernel was given weights of {WEIGHT_BYTES[self.backend]} bytes "
-                               "and was built for another size (a float library loaded as c16, or the reverse)")
+            raise WavegenError(f"the {self.backend!r} kernel was given {FORMAT_NAMES[WEIGHT_FORMAT[self.backend]]} "
+                               "weights and was built for another format (a float library loaded as c16, or the like)")
         if status != 0:
             raise MemoryError("the C kernel could not allocate its scratch memory")
 

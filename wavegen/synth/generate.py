@@ -5,7 +5,8 @@
 - "fast": the cached step compiled for CPUs (wavegen/synth/fast.py: the C kernel built at install
   time or its numba twin, whichever plays the model faster on this machine, measured once and cached
   by wavegen/synth/kernels.py); mu-law output only; "c" and "numba" force one of the two, "c16" the C
-  kernel with its weights stored in fp16 (see kernels.py for when "fast" takes it by itself);
+  kernel with its weights stored in fp16, "cbf16" the one with bf16 weights and dot products (see
+  kernels.py for when "fast" takes these by itself);
 - "torch": `WaveNet.step` in PyTorch, on the model's device (captured in a CUDA graph on a GPU); any
   model;
 - "auto": the fast engine for a model on the CPU that it can run, else the PyTorch step.
@@ -35,15 +36,15 @@ from wavegen.notes.text import N_KEYS, KeyText
 from wavegen.synth.fast import FastWaveNet, c_kernel, why_not
 from wavegen.synth.sketchcond import sketch_conditioning
 
-ENGINES = ("auto", "fast", "c", "c16", "numba", "torch")
-KERNELS = ("c", "c16", "numba")  # engines that are the fast one with its kernel forced
+ENGINES = ("auto", "fast", "c", "c16", "cbf16", "numba", "torch")
+KERNELS = ("c", "c16", "cbf16", "numba")  # engines that are the fast one with its kernel forced
+C_NAMES = {"c": "C kernel", "c16": "fp16-weight C kernel", "cbf16": "bf16 C kernel"}
 
 
 def choose_engine(model: WaveNet, engine: str = "auto") -> tuple[str, str | None]:
-    """The engine that plays `model`, "fast" (or a forced kernel, "c", "c16" or "numba") or "torch", and a
-    notice when "auto" falls back to the slower PyTorch step (None otherwise). engine "fast", "c", "c16" or
-    "numba" for a model it cannot run, or "c" or "c16" where no such C kernel was built, is an error, with
-    the reason."""
+    """The engine that plays `model`, "fast" (or a forced kernel: one of KERNELS) or "torch", and a notice
+    when "auto" falls back to the slower PyTorch step (None otherwise). A forced fast engine for a model it
+    cannot run, or a C kernel that was not built here, is an error, with the reason."""
     if engine not in ENGINES:
         raise WavegenError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if engine == "torch":
@@ -53,8 +54,8 @@ def choose_engine(model: WaveNet, engine: str = "auto") -> tuple[str, str | None
         if engine != "auto":
             raise WavegenError(f"--engine {engine}: the fast path runs on the CPU, and the model is on {device}")
         return "torch", None  # on a GPU the PyTorch step is the fast one
-    if engine in ("c", "c16") and c_kernel(engine) is None:
-        raise WavegenError(f"--engine {engine}: no {'C kernel' if engine == 'c' else 'fp16-weight C kernel'} was "
+    if engine in C_NAMES and c_kernel(engine) is None:
+        raise WavegenError(f"--engine {engine}: no {C_NAMES[engine]} was "
                            "built here (no compiler at install time); use --engine numba, or reinstall with gcc "
                            "present")
     reason = why_not(model)

@@ -9,14 +9,15 @@ choice is cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or $XDG_
 under the CPU's identity, the C libraries' digests and the model's shape, so later runs read it back.
 
 The kernels it may choose are those in AUTO: the float ones ("c", "numba"), which compute the PyTorch
-step. "c16", the C kernel with its weights stored in fp16, computes the step of the weights rounded to
-half: it joins AUTO only where that was measured not to matter (the held-out loss moving by less than
-0.01 bits per sample and note F1 not moving: scripts/eval_kernel_weights.py, BENCHMARKS.md "fp16
-weights in the kernel (AVX2)"); it is there for `--engine c16` either way. That was measured on the
-shipped model; for every model it may choose c16 for, `choose` also checks, once per model's weights
-(cached by their digest), that half moves its predictions by less than HALF_KL_LIMIT
-(`half_weights_kl`), and otherwise leaves c16 out.
-`WAVEGEN_KERNEL=c|c16|numba` (or `wavegen generate --engine c|c16|numba`) forces one; `wavegen doctor`
+step, and the reduced-precision ones (REDUCED): "c16", the C kernel with its weights stored in fp16,
+computes the step of the weights rounded to half; "cbf16" takes bf16 weights and bf16 inputs to its
+matrix products. Each joins AUTO only where that was measured not to matter (the held-out loss moving
+by less than 0.01 bits per sample and note F1 not moving: scripts/eval_kernel_weights.py, BENCHMARKS.md
+"fp16 weights in the kernel (AVX2)" and "bf16 dot products in the kernel (AVX512_BF16)"); each is there
+for `--engine` either way. That was measured on the shipped model; for every model it may choose one
+for, `choose` also checks, once per model's weights (cached by their digest), that the kernel moves its
+predictions by less than REDUCED_KL_LIMIT (`reduced_kl`), and otherwise leaves it out.
+`WAVEGEN_KERNEL=c|c16|cbf16|numba` (or `wavegen generate --engine ...`) forces one; `wavegen doctor`
 shows the machine, every kernel's measured speed and the choice.
 """
 
@@ -37,16 +38,17 @@ from wavegen.errors import WavegenError
 from wavegen.files import write_text_atomic
 from wavegen.synth import fast
 
-CACHE_VERSION = 2  # 2: c16 beside c and numba
+CACHE_VERSION = 3  # 2: c16 beside c and numba; 3: cbf16
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
 # The kernels `choose` may pick by itself. c16 is among them: on the shipped model its fp16 weights moved
 # the held-out loss by +0.00001 bits per sample (the issue allows 0.01) and onset F1 by less than the
 # seed-to-seed noise (BENCHMARKS.md, "fp16 weights in the kernel (AVX2)"); it is taken where it measures
-# faster, for weights half holds (HALF_KL_LIMIT).
-AUTO = ("c", "c16", "numba")
-# c16 joins the choice for a model only where its fp16 weights move the model's predictions by less
-# than this (`half_weights_kl`, bits per sample): ten times under the issue's 0.01 bits of loss
-HALF_KL_LIMIT = 1e-3
+# faster, for weights half holds (REDUCED_KL_LIMIT). So is cbf16 (BENCHMARKS.md, "bf16 dot products").
+AUTO = ("c", "c16", "cbf16", "numba")
+REDUCED = {"c16": "fp16", "cbf16": "bf16"}  # the kernels that compute a model in less than float
+# a reduced kernel joins the choice for a model only where it moves the model's predictions by less than
+# this (`reduced_kl`, bits per sample): ten times under the issue's 0.01 bits of loss
+REDUCED_KL_LIMIT = 1e-3
 
 
 def c_target(backend: str = "c") -> tuple[int, int, int, bool] | None:
@@ -121,16 +123,17 @@ def kl_bits(p_logits, q_logits) -> float:
     return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=-1)) / np.log(2))
 
 
-def half_weights_kl(model, ticks: int = 2) -> float:
-    """How far c16's fp16 weights move `model`'s predictions: the KL divergence from the float kernel's
-    distribution to c16's, bits per sample, over a take the float kernel samples (two ticks following a
-    four-key chord): the loss c16 would add on the model's own audio. On held-out audio the shipped model's
-    loss moved by far less than the issue's 0.01 bits (BENCHMARKS.md, "fp16 weights in the kernel"); this
-    checks each other model (its weights might sit where half is coarse) in a fraction of a second."""
+def reduced_kl(model, backend: str = "c16", ticks: int = 2) -> float:
+    """How far a reduced kernel (REDUCED: c16's fp16 weights, cbf16's bf16) moves `model`'s predictions:
+    the KL divergence from the float kernel's distribution to its, bits per sample, over a take the float
+    kernel samples (two ticks following a four-key chord): the loss it would add on the model's own audio.
+    On held-out audio the shipped model's loss moved by far less than the issue's 0.01 bits (BENCHMARKS.md,
+    "fp16 weights in the kernel", "bf16 dot products"); this checks each other model (its weights might sit
+    where the format is coarse) in a fraction of a second."""
     from wavegen.notes import text as T
 
     try:
-        half = fast.FastWaveNet(model, "c16")
+        reduced = fast.FastWaveNet(model, backend)
     except ValueError:  # a weight beyond half's range
         return float("inf")
     exact = fast.FastWaveNet(model, "c" if "c" in available() else "numba")
@@ -138,7 +141,7 @@ def half_weights_kl(model, ticks: int = 2) -> float:
     kw = dict(sample_rate_hz=spt * 20, sketch=T.parse("HLOS " * 400))
     n = ticks * spt
     codes = exact.run(n, seed=0, **kw)
-    p, q = (k.run(n, teacher=codes, return_logits=True, **kw) for k in (exact, half))
+    p, q = (k.run(n, teacher=codes, return_logits=True, **kw) for k in (exact, reduced))
     return kl_bits(p, q)
 
 
@@ -163,7 +166,7 @@ class Choice:
     backend: str
     speeds: dict[str, float] = field(default_factory=dict)  # samples/s per kernel, as measured
     source: str = "measured"  # "measured", "cache", "forced (WAVEGEN_KERNEL)", "only one built"
-    half_kl: float | None = None  # half_weights_kl of the model, where c16 was a candidate
+    kl: dict[str, float] = field(default_factory=dict)  # reduced_kl of the model, per reduced candidate
 
 
 def _write_cache(cache: dict) -> None:
@@ -176,7 +179,7 @@ def _write_cache(cache: dict) -> None:
 
 def choose(model, *, fresh: bool = False) -> Choice:
     """The kernel for `model` here (see the module's doc): the fastest of those built here that AUTO lets
-    it pick, c16 only for weights it holds (`half_weights_kl`, measured once per model's weights); fresh:
+    it pick, a reduced one only for weights it holds (`reduced_kl`, measured once per model's weights); fresh:
     measure again, every kernel built here (for `wavegen doctor`), and update the cache."""
     options = available()
     candidates = [b for b in options if b in AUTO]
@@ -187,27 +190,29 @@ def choose(model, *, fresh: bool = False) -> Choice:
     if forced and not fresh:
         return Choice(forced, source="forced (WAVEGEN_KERNEL)")
     cache = _read_cache()
-    half_kl = None
-    if "c16" in candidates:
-        half_key = f"v{CACHE_VERSION} | fp16 KL | {shape(model)} | weights {weights_digest(model)}"
-        half_kl = cache.get(half_key)
-        if fresh or not isinstance(half_kl, float):
-            half_kl = cache[half_key] = half_weights_kl(model)
+    kl: dict[str, float] = {}
+    for backend, name in REDUCED.items():
+        if backend not in candidates:
+            continue
+        kl_key = f"v{CACHE_VERSION} | {name} KL | {shape(model)} | weights {weights_digest(model)}"
+        kl[backend] = cache.get(kl_key)
+        if fresh or not isinstance(kl[backend], float):
+            kl[backend] = cache[kl_key] = reduced_kl(model, backend)
             _write_cache(cache)
-        if half_kl >= HALF_KL_LIMIT:
-            candidates.remove("c16")
+        if kl[backend] >= REDUCED_KL_LIMIT:
+            candidates.remove(backend)
     if len(candidates) == 1 and not fresh:
-        return Choice(candidates[0], source="only one built", half_kl=half_kl)
+        return Choice(candidates[0], source="only one built", kl=kl)
     key = cache_key(model)
     hit = cache.get(key)
     known = dict(hit.get("speeds", {})) if isinstance(hit, dict) and isinstance(hit.get("speeds"), dict) else {}
     if not fresh and all(isinstance(known.get(b), (int, float)) for b in candidates):  # timed before, this shape
-        return Choice(max(candidates, key=known.get), known, "cache", half_kl)
+        return Choice(max(candidates, key=known.get), known, "cache", kl)
     speeds = {b: measure(model, b) for b in (options if fresh else candidates)}
     best = max(candidates, key=speeds.get)
     cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
     _write_cache(cache)
-    return Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", half_kl)
+    return Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", kl)
 
 
 def best_backend(model) -> str:
@@ -232,16 +237,19 @@ def doctor(model: str | None = None) -> Report:
              f"{' '.join(flags) or 'none found'}"]
     for backend in fast.C_LIBRARIES:
         target = c_target(backend)
-        what = "C kernel" if backend == "c" else "C kernel, fp16 weights (c16)"
+        what = "C kernel" if backend == "c" else f"C kernel, {REDUCED[backend]} weights ({backend})"
         if target is None:
             lines.append(f"{what}: not built (no compiler at install time)"
                          + ("; the numba kernel plays" if backend == "c" else ""))
             continue
         isa = {16: "AVX-512", 8: "AVX/AVX2"}.get(target[0], "SSE" if platform.machine() in ("x86_64", "AMD64")
                                                  else "NEON" if platform.machine() in ("aarch64", "arm64") else "128-bit")
-        half = "" if backend == "c" else (", widened by " + ("F16C/NEON" if target[3] else "software (no F16C: slow)"))
+        how = {"c": "",
+               "c16": ", widened by " + ("F16C/NEON" if target[3] else "software (no F16C: slow)"),
+               "cbf16": ", dot products by " + ("AVX512_BF16/ARM BF16" if target[3] else
+                                                "float arithmetic (no bf16 instructions: slow)")}[backend]
         lines.append(f"{what}: {fast.c_library(backend)._name}, built for {isa}: vectors of {target[0]} floats, "
-                     f"tiles for {target[1]} registers{half}")
+                     f"tiles for {target[1]} registers{how}")
     lines.append(f"numba kernel: numba {numba.__version__}")
     loaded = checkpoint.load(model)
     reason = fast.why_not(loaded.model)
@@ -252,12 +260,12 @@ def doctor(model: str | None = None) -> Report:
     sr = loaded.sample_rate_hz
     for b, v in chosen.speeds.items():
         note = ""
-        if b == "c16" and b not in AUTO:
-            note = "; --engine only (fp16 weights: see BENCHMARKS.md)"
-        elif b == "c16" and chosen.half_kl is not None:
-            held = chosen.half_kl < HALF_KL_LIMIT
-            note = (f"; fp16 weights move its predictions by {chosen.half_kl:.1e} bits/sample (KL), "
-                    f"{'under' if held else 'over'} {HALF_KL_LIMIT:g}{'' if held else ': --engine only'}")
+        if b in REDUCED and b not in AUTO:
+            note = f"; --engine only ({REDUCED[b]} weights: see BENCHMARKS.md)"
+        elif b in chosen.kl:
+            held = chosen.kl[b] < REDUCED_KL_LIMIT
+            note = (f"; {REDUCED[b]} moves its predictions by {chosen.kl[b]:.1e} bits/sample (KL), "
+                    f"{'under' if held else 'over'} {REDUCED_KL_LIMIT:g}{'' if held else ': --engine only'}")
         lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
                      f"{loaded.path.name}){note}")
     lines.append(f"wavegen generate runs: {chosen.backend}"
