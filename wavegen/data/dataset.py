@@ -67,6 +67,9 @@ class Item:
     audio_key: str = ""
     warnings: list[str] = field(default_factory=list)
     velocity_path: str = ""  # "velocity/<id>.npy" when the item has velocities (recordings), "" when not
+    notes_source: str = ""  # a recording's MIDI file (`source` is its audio file); "" for a rendered item
+    lag_ms: float | None = None  # a recording: how late its sound came after its notes (corrected), ms
+    align_confidence: float | None = None  # a recording: the alignment check's confidence (data/recordings.py)
 
     @property
     def text_path(self) -> str:
