@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import sys
 from collections.abc import Iterator
@@ -96,6 +97,56 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int | None = None) -> tu
         audio = resample(audio, sr, sample_rate_hz)
         sr = sample_rate_hz
     return audio, int(sr)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recording read by `read_recording`: mono float32 at the rate asked for, and what the file was."""
+
+    audio: np.ndarray  # (n_samples,) float32, the mean of the file's channels
+    sample_rate_hz: int
+    source_rate_hz: int
+    channels: int
+    source_seconds: float  # the file's length at its own rate
+
+
+def read_recording(path: str | os.PathLike, sample_rate_hz: int, *, block_frames: int = 1 << 18) -> Recording:
+    """Any audio file libsndfile reads (WAV, FLAC, OGG, MP3, AIFF, ...) as mono float32 at `sample_rate_hz`:
+    the mean of its channels, resampled by soxr (HQ) block by block, so that memory holds the output and
+    one block, not the whole file at its own rate (a MAESTRO piece is up to half an hour of 48 kHz stereo).
+
+    A file that does not decode, holds no samples, or whose WAV data chunk is shorter than its header says
+    (libsndfile reads such a file quietly, shortened; its log says "should be") is a WavegenError naming it.
+    """
+    import soxr
+
+    p = check_input(path)
+    chunks: list[np.ndarray] = []
+    try:
+        with sf.SoundFile(p) as f:
+            sr, channels = int(f.samplerate), int(f.channels)
+            short = re.search(r"^data\s*:\s*(\d+) \(should be (\d+)\)", f.extra_info, re.MULTILINE)
+            if short:
+                raise WavegenError(f"{p}: truncated: its header promises {int(short[1])} bytes of audio, the file "
+                                   f"holds {int(short[2])}; copy the file again")
+            stream = None if sr == sample_rate_hz else soxr.ResampleStream(sr, sample_rate_hz, 1, dtype="float32",
+                                                                            quality="HQ")
+            frames = 0
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                frames += len(block)
+                mono = block.mean(axis=1, dtype=np.float32)
+                chunks.append(mono if stream is None else stream.resample_chunk(mono))
+            if stream is not None:
+                chunks.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise WavegenError(f"{p}: not a readable audio file ({str(e).strip() or type(e).__name__}); "
+                           "it may be truncated or of a format libsndfile does not read") from None
+    if not frames:
+        raise WavegenError(f"{p}: holds no audio samples")
+    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(audio)):
+        raise WavegenError(f"{p}: holds NaN or infinite samples")
+    return Recording(audio, int(sample_rate_hz), sr, channels, frames / sr)
 
 
 def write_pcm_npy(path: str | os.PathLike, pcm: np.ndarray) -> None:

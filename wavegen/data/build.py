@@ -5,12 +5,19 @@ A dataset folder holds::
     manifest.json          settings, one entry per piece and transposition, the skipped files
     text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
     audio/<id>.npy         int16 mono audio, read back through a memory map
+    velocity/<id>.npy      (recordings only) uint8 (n_ticks, 88): the velocity sounding at each tick and key
     items/<id>.json        one item's entry and cache keys, written when its files are complete
 
 Sample i of an item's audio lies in tick i // samples_per_tick of its text. Each item is cached by
 content: its text by the source file's bytes and the settings that shape the text, its audio by the
 text, the sample rate, the SoundFont's bytes and the renderer version. A re-run redoes only what
 changed; a file that fails is skipped with its reason and never stops the build.
+
+A recording (data/recordings.py: `--pairs`, `--maestro`) is read, not rendered: its audio becomes mono at
+the dataset's rate, its alignment with its notes is checked and corrected (`build_recording`), and its
+velocities are kept beside the text. Its cache key is its MIDI file's bytes, its audio file's name, size
+and modification time (hashing hundreds of hours of audio on every run would cost more than reading it),
+and the settings.
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wavegen.audio import read_pcm_npy, to_int16, write_pcm_npy
-from wavegen.data import corpora
+from wavegen.audio import read_pcm_npy, read_recording, to_int16, write_pcm_npy
+from wavegen.data import corpora, recordings
 from wavegen.data.corpora import Source, corpus_sources, midi_dir_sources  # noqa: F401  (build.X still works)
 from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick, style_summary
 from wavegen.errors import WavegenError
-from wavegen.files import check_output_dir, write_text_atomic
+from wavegen.files import atomic_path, check_output_dir, write_text_atomic
 from wavegen.notes import text as T
 from wavegen.notes.midi import read_midi_bytes, transpose_notes
 from wavegen.notes.render import (
@@ -46,6 +53,7 @@ from wavegen.notes.render import (
 )
 
 TEXT_VERSION = 1  # bump when the text made from the same source changes (invalidates text caches)
+RECORDING_VERSION = 1  # bump when a recording's item changes for the same files (alignment, pedal, velocity)
 TEST_SHARE, VALID_SHARE = 0.05, 0.05
 
 
@@ -57,6 +65,11 @@ class BuildSettings:
     fold_octaves: bool = False
     soundfont: str = ""  # resolved path
     soundfont_sha256: str = ""
+    # recordings: a lag up to this is corrected (the audio shifted by whole samples), a larger one skips the
+    # item; and a confidence below this (standard deviations, data/recordings.py) skips it as a wrong pair.
+    # Calibrated in docs/data.md (scripts/calibrate_alignment.py).
+    max_lag_ms: float = 100.0
+    min_align_confidence: float = 5.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,15 +189,93 @@ def _load_item(out_dir: Path, item_id: str) -> Item | None:
         return None
     try:  # a truncated or foreign .npy (a crash, a full disk, a hand) is rebuilt, never trusted
         read_pcm_npy(out_dir / item.audio_path, item.n_samples)
-    except WavegenError:
+        if item.velocity_path:
+            vel = np.load(out_dir / item.velocity_path, mmap_mode="r")
+            if vel.dtype != np.uint8 or vel.shape != (item.n_ticks, T.N_KEYS):
+                return None
+    except (WavegenError, OSError, ValueError, EOFError):
         return None
     return item
+
+
+def _item_from(kt: T.KeyText, item_id: str, src: Source, tr: int, pcm: np.ndarray, settings: BuildSettings,
+               **fields) -> Item:
+    used = np.nonzero(kt.roll.any(axis=0))[0]
+    pitches = used + T.LOWEST_PITCH
+    return Item(
+        id=item_id, piece=src.piece, transpose=tr, split="", source=src.origin,  # split: set by build
+        licence=src.licence, style=src.style, n_ticks=kt.n_ticks, n_samples=len(pcm),
+        seconds=len(pcm) / settings.sample_rate_hz, lowest_pitch=int(pitches.min()) if len(pitches) else 0,
+        highest_pitch=int(pitches.max()) if len(pitches) else 0, keys="".join(T.KEY_CHARS[k] for k in used),
+        **fields,
+    )
+
+
+def build_recording(src: Source, settings: BuildSettings, out_dir: str) -> tuple[list[Item], list[str], int]:
+    """Build (or reuse) the item of one recording (`Source.kind == "recording"`): its notes read with the
+    sustain pedal and velocities, its audio read (mono, the dataset's rate), the alignment checked and the
+    audio shifted onto the notes; returns ([item], warnings, 1 if built). An unreadable or truncated file,
+    a lag beyond `settings.max_lag_ms` and a confidence below `settings.min_align_confidence` are
+    WavegenErrors (the item is skipped with the reason). The files are written before the item's entry."""
+    out = Path(out_dir)
+    audio_file = Path(src.audio)
+    data = corpora.source_bytes(src)
+    try:
+        st = audio_file.stat()
+    except OSError as e:
+        raise WavegenError(f"{audio_file}: cannot read ({e.strerror})") from None
+    key = _digest(data, audio_file.name, st.st_size, st.st_mtime_ns, RECORDING_VERSION, TEXT_VERSION,
+                  settings.tick_ms, settings.fold_octaves, settings.sample_rate_hz, settings.max_lag_ms,
+                  settings.min_align_confidence, src.style, src.seconds)
+    old = _load_item(out, src.piece)
+    if old is not None and old.text_key == key and old.audio_key == key:
+        return [old], [], 0
+    read = read_midi_bytes(data, src.path, fold_octaves=settings.fold_octaves, sustain_pedal=True)
+    rec = read_recording(audio_file, settings.sample_rate_hz)
+    last_onset = max(n.start for n in read.notes)
+    if rec.source_seconds < last_onset:
+        raise WavegenError(f"{audio_file}: the audio ends at {rec.source_seconds:.1f} s, before its notes do "
+                           f"(the last onset of {src.path} is at {last_onset:.1f} s): truncated, or another "
+                           "piece's recording; skipped")
+    if src.seconds is not None and rec.source_seconds < src.seconds - 1.0:
+        raise WavegenError(f"{audio_file}: {rec.source_seconds:.1f} s of audio, but the table lists "
+                           f"{src.seconds:.1f} s: truncated; copy it again")
+    al = recordings.align(rec.audio, settings.sample_rate_hz, read.notes)
+    if al.confidence < settings.min_align_confidence:
+        raise WavegenError(f"{audio_file}: its onsets do not match its notes ({src.path}): alignment confidence "
+                           f"{al.confidence:.1f} < {settings.min_align_confidence:g} (lag {al.lag_ms:+.0f} ms); "
+                           "a wrong pair? skipped")
+    if abs(al.lag_ms) > settings.max_lag_ms:
+        raise WavegenError(f"{audio_file}: its sound is {al.lag_ms:+.0f} ms off its notes ({src.path}; confidence "
+                           f"{al.confidence:.1f}), beyond the {settings.max_lag_ms:g} ms corrected; skipped (align "
+                           "the MIDI to the audio, or check that it is this recording's)")
+    audio = recordings.shift_audio(rec.audio, al.shift_samples(settings.sample_rate_hz))
+    spt = samples_per_tick(settings.sample_rate_hz, settings.tick_ms)
+    n_ticks = max(T.notes_to_roll(read.notes, settings.tick_ms).shape[0], len(audio) // spt)
+    kt = T.from_notes(read.notes, settings.tick_ms, meta={"style": src.style}, n_ticks=n_ticks)
+    pcm, clipped = to_int16(audio)
+    if len(pcm) < n_ticks * spt:  # notes ring past the recording's end: silence under them
+        pcm = np.concatenate([pcm, np.zeros(n_ticks * spt - len(pcm), np.int16)])
+    vel = recordings.velocity_roll(kt.roll, read.notes, read.velocities, settings.tick_ms)
+    write_text_atomic(out / "text" / f"{src.piece}.txt", T.write(kt))
+    write_pcm_npy(out / "audio" / f"{src.piece}.npy", pcm)
+    with atomic_path(out / "velocity" / f"{src.piece}.npy") as tmp:
+        np.save(tmp, vel)
+    warnings = list(read.warnings)
+    item = _item_from(kt, src.piece, src, 0, pcm, settings, clipped=clipped,
+                      peak=round(float(np.abs(audio).max(initial=0.0)), 4), text_key=key, audio_key=key,
+                      warnings=warnings, velocity_path=f"velocity/{src.piece}.npy", notes_source=src.path,
+                      lag_ms=al.lag_ms, align_confidence=al.confidence)
+    write_text_atomic(out / "items" / f"{src.piece}.json", json.dumps(asdict(item), indent=1))
+    return [item], warnings, 1
 
 
 def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[list[Item], list[str], int]:
     """Build (or reuse) every transposition of one source. Returns (items, warnings, items rebuilt).
 
     The items' split is set afterwards by `build`, from the pieces that built (`_set_splits`)."""
+    if src.kind == "recording":
+        return build_recording(src, settings, out_dir)
     out = Path(out_dir)
     data = corpora.source_bytes(src)
     text_setting = (TEXT_VERSION, settings.tick_ms, settings.fold_octaves, src.kind, src.style)
@@ -225,17 +316,9 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
         )
         pcm, _ = to_int16(rendered.audio)
         write_pcm_npy(out / "audio" / f"{item_id}.npy", pcm)
-        used = np.nonzero(kt.roll.any(axis=0))[0]
-        pitches = used + T.LOWEST_PITCH
-        item = Item(
-            id=item_id, piece=src.piece, transpose=tr, split="", source=src.origin,  # set by build
-            licence=src.licence, style=src.style, n_ticks=kt.n_ticks, n_samples=len(pcm),
-            seconds=len(pcm) / settings.sample_rate_hz, clipped=rendered.clipped,
-            peak=round(rendered.peak, 4), lowest_pitch=int(pitches.min()) if len(pitches) else 0,
-            highest_pitch=int(pitches.max()) if len(pitches) else 0, keys="".join(T.KEY_CHARS[k] for k in used),
-            text_key=text_key, audio_key=audio_key,
-            warnings=item_warnings,
-        )
+        item = _item_from(kt, item_id, src, tr, pcm, settings, clipped=rendered.clipped,
+                          peak=round(rendered.peak, 4), text_key=text_key, audio_key=audio_key,
+                          warnings=item_warnings)
         write_text_atomic(out / "items" / f"{item_id}.json", json.dumps(asdict(item), indent=1))
         items.append(item)
         rebuilt += 1
@@ -279,10 +362,12 @@ def _build_one(args: tuple[Source, BuildSettings, str]) -> tuple[str, list[Item]
 # the whole build
 
 
-def _set_splits(items: list[Item], out: Path) -> None:
+def _set_splits(items: list[Item], out: Path, fixed: dict[str, str] | None = None) -> None:
     """Split by the pieces that produced items, so that a file that failed takes no test or validation
-    slot; an item whose split changed is written again (items/<id>.json)."""
-    splits = assign_splits([it.piece for it in items])
+    slot; a piece in `fixed` keeps the split given there (MAESTRO's own). An item whose split changed is
+    written again (items/<id>.json)."""
+    fixed = fixed or {}
+    splits = {**assign_splits([it.piece for it in items if it.piece not in fixed]), **fixed}
     for it in items:
         if it.split != splits[it.piece]:
             it.split = splits[it.piece]
@@ -337,23 +422,30 @@ def build(
     soundfont: str | os.PathLike | None = None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_lag_ms: float = BuildSettings.max_lag_ms,
+    min_align_confidence: float = BuildSettings.min_align_confidence,
+    skipped: Sequence[dict] = (),
 ) -> BuildResult:
     """Build a dataset folder from `sources`; see the module docstring. Returns counts and the manifest.
 
-    progress(done, total) is called as sources finish.
+    progress(done, total) is called as sources finish. `skipped`: files already found unusable (a
+    recording without its MIDI, say), listed in the manifest with the others.
     """
     t0 = time.perf_counter()
     samples_per_tick(sample_rate_hz, tick_ms)
     out = check_output_dir(out_dir)
-    for sub in ("text", "audio", "items"):
+    rendered = any(src.kind != "recording" for src in sources)
+    recorded = any(src.kind == "recording" for src in sources)
+    for sub in ("text", "audio", "items") + (("velocity",) if recorded else ()):
         check_output_dir(out / sub)
-    sf2 = resolve_soundfont(soundfont)
+    sf2 = resolve_soundfont(soundfont) if rendered else None  # recordings need no SoundFont
     settings = BuildSettings(
         sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=tuple(transpositions),
-        fold_octaves=fold_octaves, soundfont=str(sf2), soundfont_sha256=soundfont_digest(sf2),
+        fold_octaves=fold_octaves, soundfont=str(sf2 or ""), soundfont_sha256=soundfont_digest(sf2) if sf2 else "",
+        max_lag_ms=max_lag_ms, min_align_confidence=min_align_confidence,
     )
     seen: dict[str, str] = {}
-    tasks, skipped = [], []
+    tasks, skipped = [], list(skipped)
     for src in sources:
         if src.piece in seen:
             skipped.append({"source": src.origin, "reason": (
@@ -389,7 +481,7 @@ def build(
             pool.shutdown(cancel_futures=True)
 
     items.sort(key=lambda it: it.id)
-    _set_splits(items, out)
+    _set_splits(items, out, {src.piece: src.split for src in sources if src.split})
     manifest = {
         "dataset_version": DATASET_VERSION,
         "text_format_version": T.FORMAT_VERSION,
@@ -398,9 +490,12 @@ def build(
         "samples_per_tick": samples_per_tick(sample_rate_hz, tick_ms),
         "transpositions": list(settings.transpositions),
         "fold_octaves": fold_octaves,
-        "soundfont": str(sf2),
+        "soundfont": settings.soundfont,
         "soundfont_sha256": settings.soundfont_sha256,
         "render_version": RENDER_VERSION,
+        **({"alignment": {"max_lag_ms": max_lag_ms, "min_confidence": min_align_confidence,
+                          "recording_version": RECORDING_VERSION}}
+           if recorded else {}),
         "styles": style_summary(items),
         "items": [asdict(it) for it in items],
         "skipped": skipped,
@@ -423,24 +518,63 @@ def select_sources(*, corpus: str | None = None, midi_dir: str | os.PathLike | N
     return sources[:limit] if limit else sources
 
 
+def select_recordings(*, pairs: str | os.PathLike | None = None, maestro: str | os.PathLike | None = None,
+                      style: str | None = None, licence: str | None = None,
+                      limit: int | None = None) -> tuple[list[Source], list[dict]]:
+    """The recordings of `wavegen data build --pairs DIR | --maestro DIR` (exactly one) and the files
+    skipped while pairing them (data/recordings.py); `limit` takes the first `limit` recordings."""
+    if (pairs is None) == (maestro is None):
+        raise WavegenError("give one of --pairs DIR or --maestro DIR")
+    if style is not None and (not style or set(style) & set(" {}=\n\r\t")):
+        raise WavegenError(f"--style {style!r}: a style is a word (no spaces, braces or '=')")
+    if pairs is not None:
+        sources, skipped = recordings.pair_sources(pairs, style=style or "pairs",
+                                                   licence=licence or recordings.USER_SUPPLIED)
+    else:
+        sources, skipped = recordings.maestro_sources(maestro, style=style or "maestro",
+                                                      licence=licence or recordings.MAESTRO_LICENCE)
+    if not sources:
+        raise WavegenError(f"{pairs or maestro}: no recording with its MIDI file to build"
+                           + (f" ({skipped[0]['reason']})" if skipped else ""))
+    return (sources[:limit] if limit else sources), skipped
+
+
 def build_dataset(out: str | os.PathLike, *, corpus: str | None = None, midi_dir: str | os.PathLike | None = None,
+                  pairs: str | os.PathLike | None = None, maestro: str | os.PathLike | None = None,
+                  style: str | None = None, licence: str | None = None,
+                  max_lag_ms: float | None = None, min_align_confidence: float | None = None,
                   limit: int | None = None, transpose: str = "0", sample_rate_hz: int = 16_000,
                   tick_ms: float = T.DEFAULT_TICK_MS, soundfont: str | os.PathLike | None = None,
                   fold_octaves: bool = False, jobs: int | None = None,
                   note: Callable[[str], None] = lambda message: None,
                   on_start: Callable[[int], None] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> BuildResult:
-    """`wavegen data build`: the sources (`select_sources`) built into `out` in each transposition of
-    `transpose` (`parse_transpose`), both checked, and the tick length, before the corpus is searched.
-    on_start(number of sources) is called before the build, progress(done, total) as it goes, and
-    note(message) for each file skipped. With no piece built the result's `error` says so."""
+    """`wavegen data build`: the sources (`select_sources`, or the recordings of `select_recordings`) built
+    into `out` in each transposition of `transpose` (`parse_transpose`), both checked, and the tick length,
+    before the corpus is searched. on_start(number of sources) is called before the build, progress(done,
+    total) as it goes, and note(message) for each file skipped. With no piece built the result's `error`
+    says so."""
     transpositions = parse_transpose(transpose)
     samples_per_tick(sample_rate_hz, tick_ms)
-    sources = select_sources(corpus=corpus, midi_dir=midi_dir, limit=limit)
+    skipped: list[dict] = []
+    if pairs is not None or maestro is not None:
+        if corpus is not None or midi_dir is not None:
+            raise WavegenError("give one of --corpus, --midi-dir, --pairs or --maestro")
+        if transpositions != (0,):
+            raise WavegenError(f"--transpose {transpose}: a recording cannot be transposed; leave it out")
+        sources, skipped = select_recordings(pairs=pairs, maestro=maestro, style=style, licence=licence,
+                                             limit=limit)
+    else:
+        if style is not None or licence is not None:
+            raise WavegenError("--style and --licence name recordings (--pairs, --maestro); a corpus has its own")
+        sources = select_sources(corpus=corpus, midi_dir=midi_dir, limit=limit)
     if on_start:
         on_start(len(sources))
     result = build(sources, out, sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=transpositions,
-                   fold_octaves=fold_octaves, soundfont=soundfont, jobs=jobs, progress=progress)
+                   fold_octaves=fold_octaves, soundfont=soundfont, jobs=jobs, progress=progress,
+                   max_lag_ms=BuildSettings.max_lag_ms if max_lag_ms is None else max_lag_ms,
+                   min_align_confidence=(BuildSettings.min_align_confidence if min_align_confidence is None
+                                         else min_align_confidence), skipped=skipped)
     for s in result.skipped:
         note(f"skipped {s['reason']}")
     return result

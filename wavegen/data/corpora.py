@@ -86,10 +86,16 @@ class Source:
     style: str  # written to the text header, e.g. "bach"
     licence: str
     number: int | None = None  # the tune's number (ABC X:) in a file of many; a random sketch's index
+    audio: str = ""  # a "recording": its audio file (`path` is its MIDI file; data/recordings.py)
+    split: str = ""  # a split the source fixes (MAESTRO's); "" = drawn by the piece's name
+    seconds: float | None = None  # a recording's length as its source lists it (MAESTRO's duration)
 
     @property
     def origin(self) -> str:
-        """Where the piece comes from, as the manifest records it: the file, and the tune within it."""
+        """Where the piece comes from, as the manifest records it: the file, and the tune within it (a
+        recording: its audio file)."""
+        if self.kind == "recording":
+            return self.audio
         return f"{self.path}#X{self.number}" if self.kind == "music21" and self.number is not None else self.path
 
 

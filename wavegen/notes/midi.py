@@ -13,6 +13,12 @@ their notes from here, treat every file the same way:
 - A note whose note-off comes at the same moment as its note-on is a struck key: it lasts
   `ZERO_LENGTH_NOTE_S` (50 ms).
 - A note that is never released ends at the last event of the file (at least `ZERO_LENGTH_NOTE_S`).
+- Only with `sustain_pedal=True` (recordings, whose MIDI is a performance): a note released while its
+  channel's sustain pedal is down (CC64 >= 64, any track) sounds on until the pedal lifts, or until the
+  same key (track and channel) is struck again, as MAESTRO's tools (note_seq) and pretty_midi-based code
+  extend notes; a pedal still down at the end holds to the last event. Without it the pedal is ignored.
+- Every note keeps the velocity it was struck with (`MidiNotes.velocities`; the loudest of a key's notes
+  that merge into one).
 - Limits are in seconds and notes, never in MIDI ticks (music21 writes 10,080 ticks per quarter):
   at most `MAX_SECONDS` of music, `MAX_NOTES` notes, `MAX_TRACKS` tracks, `MAX_FILE_BYTES` bytes (the
   first, second and last shared with the 88-key text, notes/limits.py).
@@ -24,6 +30,7 @@ Writing (`write_midi`) puts 480 MIDI ticks in a quarter note and a tempo of ten 
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 from dataclasses import dataclass, field
@@ -41,6 +48,8 @@ MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 DRUM_CHANNEL = 9  # "channel 10" counted from 1
 HARPSICHORD_PROGRAM = 6  # General MIDI program 7 counted from 1
 ZERO_LENGTH_NOTE_S = 0.05
+SUSTAIN_CC = 64  # the damper (sustain) pedal's controller
+SUSTAIN_DOWN = 64  # a value from here up holds the dampers off
 MAX_TRACKS = 128
 WRITE_TICKS_PER_QUARTER = 480
 WRITE_MIDI_TICKS_PER_TEXT_TICK = 48  # a quarter note = 10 text ticks
@@ -66,6 +75,8 @@ class MidiNotes:
     zero_length: int = 0
     unended: int = 0
     warnings: list[str] = field(default_factory=list)
+    velocities: list[int] = field(default_factory=list)  # notes[i] was struck with velocities[i] (1..127)
+    sustained: int = 0  # notes lengthened by the sustain pedal (with sustain_pedal=True)
 
 
 def read_midi(
@@ -74,6 +85,7 @@ def read_midi(
     fold_octaves: bool = False,
     max_seconds: float = MAX_SECONDS,
     max_notes: int = MAX_NOTES,
+    sustain_pedal: bool = False,
 ) -> MidiNotes:
     """Read a Standard MIDI File into notes in seconds. Every problem is a MidiError (WavegenError)."""
     p = check_input(path)
@@ -83,7 +95,8 @@ def read_midi(
     if size > MAX_FILE_BYTES:
         raise MidiError(str(p), f"{size / 2**20:.0f} MiB is larger than the {MAX_FILE_BYTES // 2**20} MiB wavegen reads")
     return read_midi_bytes(
-        p.read_bytes(), str(p), fold_octaves=fold_octaves, max_seconds=max_seconds, max_notes=max_notes
+        p.read_bytes(), str(p), fold_octaves=fold_octaves, max_seconds=max_seconds, max_notes=max_notes,
+        sustain_pedal=sustain_pedal,
     )
 
 
@@ -106,6 +119,7 @@ def read_midi_bytes(
     fold_octaves: bool = False,
     max_seconds: float = MAX_SECONDS,
     max_notes: int = MAX_NOTES,
+    sustain_pedal: bool = False,
 ) -> MidiNotes:
     """`read_midi` on bytes in memory; `source` names them in messages."""
     if len(data) >= 14 and data.startswith(b"MThd"):
@@ -128,16 +142,18 @@ def read_midi_bytes(
 
     # Merge the tracks: (absolute tick, track, index) keeps each track's order at equal ticks.
     events: list[tuple[int, int, int, mido.Message]] = []
+    wanted = ("note_on", "note_off", "set_tempo", "end_of_track") + (("control_change",) if sustain_pedal else ())
     for ti, track in enumerate(mid.tracks):
         tick = 0
         for mi, msg in enumerate(track):
             tick += msg.time
-            if msg.type in ("note_on", "note_off", "set_tempo", "end_of_track"):
+            if msg.type in wanted:
                 events.append((tick, ti, mi, msg))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
 
     out = MidiNotes(notes=[], end_s=0.0, folded=fold_octaves)
-    struck: dict[tuple[int, int, int], list[list[float]]] = {}  # (track, channel, pitch) -> [onset, release]
+    struck: dict[tuple[int, int, int], list[list[float]]] = {}  # (track, channel, pitch) -> [onset, release, velocity]
+    pedal: dict[int, list[tuple[float, bool]]] = {}  # channel -> (time, down) at each change of the sustain pedal
     held: dict[tuple[int, int, int], list[list[float]]] = {}  # the notes of struck[key] not yet released
     n_struck = 0
     tempo = 500_000  # microseconds per quarter note, the MIDI default
@@ -162,9 +178,16 @@ def read_midi_bytes(
             if msg.type == "note_on" and msg.velocity > 0:
                 out.drum_notes += 1
             continue
+        if msg.type == "control_change":
+            if msg.control == SUSTAIN_CC:
+                down = msg.value >= SUSTAIN_DOWN
+                changes = pedal.setdefault(msg.channel, [])
+                if (changes[-1][1] if changes else False) != down:
+                    changes.append((now, down))
+            continue
         key = (ti, msg.channel, msg.note)
         if msg.type == "note_on" and msg.velocity > 0:
-            note = [now, now]
+            note = [now, now, msg.velocity]
             struck.setdefault(key, []).append(note)
             held.setdefault(key, []).append(note)
             n_struck += 1
@@ -177,10 +200,17 @@ def read_midi_bytes(
         out.unended += 1
         for note in notes:
             note[1] = out.end_s
-    raw = [(pitch, start, end) for (_, _, pitch), notes in struck.items()  # before the key-range rule
-           for start, end in one_voice((a, b) for a, b in notes)]
+    if sustain_pedal:
+        out.sustained = _hold_by_pedal(struck, pedal, out.end_s)
+    raw = []  # (pitch, start, end, velocity), before the key-range rule
+    for (_, _, pitch), notes in struck.items():
+        loudest: dict[float, int] = {}  # a merged note keeps the loudest velocity struck at its onset
+        for a, _, v in notes:
+            loudest[a] = max(loudest.get(a, 0), int(v))
+        raw += [(pitch, start, end, loudest[start]) for start, end in one_voice((a, b) for a, b, _ in notes)]
 
-    for pitch, start, end in raw:
+    kept: list[tuple[Note, int]] = []
+    for pitch, start, end, velocity in raw:
         if end <= start:
             out.zero_length += 1
             end = start + ZERO_LENGTH_NOTE_S
@@ -192,8 +222,10 @@ def read_midi_bytes(
                 pitch += 12
             while pitch > HIGHEST_PITCH:
                 pitch -= 12
-        out.notes.append(Note(pitch, start, end))
-    out.notes.sort(key=lambda n: (n.start, n.pitch, n.end))
+        kept.append((Note(pitch, start, end), velocity))
+    kept.sort(key=lambda nv: (nv[0].start, nv[0].pitch, nv[0].end))
+    out.notes = [n for n, _ in kept]
+    out.velocities = [v for _, v in kept]
 
     if out.drum_notes:
         out.warnings.append(f"{source}: {out.drum_notes} drum notes (channel 10) dropped")
@@ -208,6 +240,33 @@ def read_midi_bytes(
         why = " (only drums)" if out.drum_notes else ""
         raise MidiError(source, f"no notes on the 88 keys to play{why}")
     return out
+
+
+def _hold_by_pedal(struck: dict[tuple[int, int, int], list[list[float]]],
+                   pedal: dict[int, list[tuple[float, bool]]], end_s: float) -> int:
+    """Lengthen, in place, every note released while its channel's sustain pedal is down to the moment the
+    pedal lifts (`end_s` if it never does), or to the key's next onset if that comes first. A release at
+    the very moment the pedal goes down is caught by it (note_seq orders pedal events first). Returns the
+    number of notes lengthened."""
+    lengthened = 0
+    for (_, channel, _), notes in struck.items():
+        changes = pedal.get(channel)
+        if not changes:
+            continue
+        times = [t for t, _ in changes]
+        onsets = sorted(n[0] for n in notes)
+        for note in notes:
+            onset, release = note[0], note[1]
+            i = bisect.bisect_right(times, release) - 1  # the last change at or before the release
+            if i < 0 or not changes[i][1]:
+                continue
+            lifted = changes[i + 1][0] if i + 1 < len(changes) else end_s
+            j = bisect.bisect_right(onsets, onset)
+            until = min(lifted, onsets[j]) if j < len(onsets) else lifted
+            if until > release:
+                note[1] = until
+                lengthened += 1
+    return lengthened
 
 
 def keytext_to_midi(kt: KeyText) -> mido.MidiFile:
