@@ -22,7 +22,7 @@ from wavegen.data.conditioning import (
     tick_features,
     tick_window,
 )
-from wavegen.data.dataset import Dataset, Item
+from wavegen.data.dataset import Dataset, Items
 from wavegen.errors import WavegenError
 
 
@@ -39,15 +39,18 @@ class CropDataset(torch.utils.data.Dataset):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
-        self.items: list[Item] = [it for it in ds.items(split) if it.n_samples > crop_samples + 1
-                                  and corpus in (None, it.style)]
+        numbers = ds.select(split, style=corpus, min_samples=crop_samples + 1)
+        self.items: Items = ds.items_of(numbers)  # each parsed when a crop first needs it
         if not self.items:
             raise WavegenError(
                 f"{ds.root}: no {split} pieces{f' of {corpus}' if corpus else ''} longer than a crop of {crop_samples} samples; "
                 "build more data or lower data.crop_samples"
             )
         self.style_ids = {s: i for i, s in enumerate(styles)}
-        spans = np.array([it.n_samples - crop_samples - 1 for it in self.items], dtype=np.float64)
+        self.n_samples = ds.index.n_samples[numbers]  # (n_items,) int64, items[k].n_samples
+        style_id = np.array([self.style_ids.get(s, 0) for s in ds.index.styles], dtype=np.int64)
+        self.style_of = style_id[ds.index.style[numbers]]  # (n_items,) items[k]'s style id
+        spans = (self.n_samples - crop_samples - 1).astype(np.float64)
         self.cum = np.cumsum(spans) / spans.sum()
         self.n_ticks = crop_ticks(crop_samples, ds.samples_per_tick, margin_ticks)
 
@@ -70,7 +73,7 @@ class CropDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         k = int(np.searchsorted(self.cum, rng.random(), side="right"))
         k = min(k, len(self.items) - 1)
-        start = int(rng.integers(0, self.items[k].n_samples - self.crop - 1 + 1))
+        start = int(rng.integers(0, int(self.n_samples[k]) - self.crop - 1 + 1))
         return k, start
 
     def crop_at(self, k: int, start: int, cond_from: int | None = None) -> dict[str, torch.Tensor]:
@@ -98,7 +101,7 @@ class CropDataset(torch.utils.data.Dataset):
             exc = excitation(roll, start + 1, T, spt, self.ds.sample_rate_hz, onsets)
         else:
             exc = np.zeros((0, T), dtype=np.float32)
-        style = self.style_ids.get(self.items[c].style, 0)
+        style = int(self.style_of[c])
         return {
             "inputs": inputs, "targets": targets, "ticks": torch.from_numpy(ticks),
             "offset": torch.tensor(offset), "exc": torch.from_numpy(exc),
@@ -134,7 +137,7 @@ def validation_batch(crops: CropDataset, n: int, seed: int = 1234, shuffled: boo
     places = []
     for i in range(n):
         k = i % len(crops.items)
-        places.append((k, int(rng.integers(0, crops.items[k].n_samples - crops.crop - 1 + 1))))
+        places.append((k, int(rng.integers(0, int(crops.n_samples[k]) - crops.crop - 1 + 1))))
     out = []
     for i, (k, start) in enumerate(places):
         other = places[(i + 1) % n][0] if shuffled else None

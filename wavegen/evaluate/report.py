@@ -207,13 +207,13 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
     say = progress or (lambda m: None)
     sr = loaded.sample_rate_hz
     loaded.check_ticks(ds.tick_ms, str(ds.root), ds.sample_rate_hz)
-    def originals(part: str) -> list[dataset.Item]:
-        return [it for it in ds.items(part) if it.transpose == 0 and corpus in (None, it.style)]
+    def originals(part: str, of: str | None = corpus) -> dataset.Items:  # read when played, not all at once
+        return ds.items_of(ds.select(part, style=of, transpose=0))
 
     held_out = originals(split)
     if not held_out:
         if corpus is not None:
-            styles = ", ".join(sorted({it.style for it in ds.items(split)})) or "none"
+            styles = ", ".join(ds.styles(split)) or "none"
             raise WavegenError(f"{ds.root}: no pieces of {corpus} in the {split!r} split (its corpora: {styles}); "
                                "give --corpus one of them")
         raise WavegenError(f"{ds.root}: no pieces in the {split!r} split")
@@ -228,7 +228,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
 
     say("calibrating the transcriber on reference renderings of training pieces")
     examples = []
-    for it in (originals("train") or [it for it in ds.items("train") if it.transpose == 0])[:3]:
+    for it in (originals("train") or originals("train", None))[:3]:
         audio = from_int16(np.asarray(ds.audio(it)[:n]))
         examples.append((audio, clip_notes(ds.text(it).notes(), len(audio) / sr)))
     transcriber = transcribe.build(sr, examples, soundfont=soundfont)

@@ -37,7 +37,7 @@ class WaveNetTask:
         mc = cfg.model
         self.styles: list[str] = []
         if mc.n_styles:
-            self.styles = sorted({it.style for it in ds.items("train")})
+            self.styles = ds.styles("train")
             if len(self.styles) > mc.n_styles:
                 raise WavegenError(f"{ds.root}: {len(self.styles)} styles ({', '.join(self.styles)}) but "
                                    f"model.n_styles = {mc.n_styles}")
