@@ -91,3 +91,24 @@ def test_shuffled_validation_uses_another_pieces_notes(tiny_dataset):
     shuffled = validation_batch(c, 4, shuffled=True)
     assert torch.equal(true["inputs"], shuffled["inputs"])
     assert not torch.equal(true["ticks"], shuffled["ticks"])
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_share_out_the_global_batch_exactly_and_resume_where_they_stopped(tiny_dataset, world):
+    steps, batch, accum = 5, 3, 2
+    single = list(StepSampler(0, steps, batch * world, accum, rank=0, world=1))  # one process, global batch
+    ranks = [list(StepSampler(0, steps, batch, accum, rank=r, world=world)) for r in range(world)]
+    assert all(len(r) == len(single) == steps * accum for r in ranks)
+    for m, whole in enumerate(single):  # each micro-batch: the ranks' indices are disjoint, and together
+        parts = [set(r[m]) for r in ranks]  # they are the single process's
+        assert sum(map(len, parts)) == len(whole) == len(set().union(*parts)) and set().union(*parts) == set(whole)
+    for k in range(steps):  # a run resumed at step k takes what the uninterrupted run took from step k on
+        for r in range(world):
+            assert list(StepSampler(k, steps, batch, accum, rank=r, world=world)) == ranks[r][k * accum :]
+    # and through a DataLoader with workers, a rank's crops are those of its indices, in order
+    c = crops(tiny_dataset)
+    sampler = StepSampler(2, 4, batch, accum, rank=world - 1, world=world)
+    loader = torch.utils.data.DataLoader(c, batch_sampler=sampler, num_workers=2)
+    for got, want in zip(loader, ranks[world - 1][2 * accum : 4 * accum], strict=True):
+        assert torch.equal(got["inputs"], torch.stack([c[i]["inputs"] for i in want]))
+        assert got["item"].tolist() == [c.locate(i)[0] for i in want]
