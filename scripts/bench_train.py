@@ -102,10 +102,19 @@ def run_variant(variant: str, steps: int, warmup: int, batch: int, crop: int) ->
         dtype = None
     else:
         from wavegen.nn.model import WaveNet
+        from wavegen.train import autoprecision
         from wavegen.train.loop import precision
 
         precision_name, compiled = variant.split(":")
-        amp = precision(precision_name, torch.device("cpu"))
+
+        def loss(model, batch, autocast):  # the training loop's step, for auto's measurement
+            with autocast():
+                out = model(batch["inputs"], batch["ticks"], batch["offset"], batch["exc"])
+            return F.cross_entropy(out.float(), batch["targets"])
+
+        probe = lambda: (autoprecision.step_timer(lambda: WaveNet(cfg.model, 800), data, loss),  # noqa: E731
+                         {"kind": "bench_train", "model": cfg.to_dict()["model"], "batch": [batch, crop]})
+        amp = precision(precision_name, torch.device("cpu"), probe=probe)  # as `wavegen train` chooses
         row.update(precision=amp.name, notice=amp.notice)
         dtype = amp.dtype
         model = WaveNet(cfg.model, 800)

@@ -4,6 +4,7 @@ training precision depend on (Linux /proc/cpuinfo; elsewhere only the platform's
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 
@@ -29,10 +30,19 @@ def cpu() -> tuple[str, tuple[str, ...]]:
     return name or platform.processor() or platform.machine(), tuple(f for f in VECTOR_FLAGS if f in flags)
 
 
+def cache_dir() -> Path:
+    """Where wavegen keeps what it measured on this machine (the kernels' and the training precision's
+    choices): $WAVEGEN_CACHE_DIR, else $XDG_CACHE_HOME/wavegen, else ~/.cache/wavegen."""
+    root = os.environ.get("WAVEGEN_CACHE_DIR")
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavegen"
+
+
 def fast_bf16() -> tuple[bool, str]:
-    """Whether bf16 autocast trains faster than fp32 on this CPU, and why: where the CPU has bf16
+    """Whether bf16 autocast can train faster than fp32 on this CPU, and why: where the CPU has bf16
     instructions (AVX512_BF16, AMX, ARM's BF16) or AVX-512 (measured 1.37x fp32 on the development
-    machine, BENCHMARKS.md); not with AVX2 alone, where PyTorch emulates it (measured 0.10x fp32)."""
+    machine, BENCHMARKS.md; only 1.15x on a Xeon with AMX, and slower than fp32 for some shapes, so the
+    training loop then measures: wavegen/train/autoprecision.py); not with AVX2 alone, where PyTorch
+    emulates it (0.10x fp32)."""
     _, flags = cpu()
     for flag, what in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16"), ("bf16", "BF16 instructions"),
                        ("avx512bw", "AVX-512")):

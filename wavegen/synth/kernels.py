@@ -74,10 +74,7 @@ def shape(model) -> str:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("WAVEGEN_CACHE_DIR")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavegen"
-    return Path(root) / "kernels.json"
+    return machine.cache_dir() / "kernels.json"
 
 
 def cache_key(model) -> str:

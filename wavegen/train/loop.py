@@ -167,10 +167,12 @@ class Precision:
         return loss if self.scaler is None else self.scaler.scale(loss)
 
 
-def precision(mixed_precision: str, device: torch.device) -> Precision:
+def precision(mixed_precision: str, device: torch.device, probe: Callable[[], tuple[Any, dict]] | None = None
+              ) -> Precision:
     """train.mixed_precision on this device: bf16 anywhere; fp16 (with a loss scaler) on CUDA only; auto:
-    bf16 on a GPU that has it (else fp16), and on a CPU only where bf16 is fast (machine.fast_bf16),
-    else fp32. The notice says what auto took, and why."""
+    bf16 on a GPU that has it (else fp16), and on a CPU only where bf16 can be fast (machine.fast_bf16)
+    and, given `probe` (() -> (a step timer, the settings it depends on): see autoprecision.py), measured
+    faster than fp32 for this model; else fp32. The notice says what auto took, and why."""
     if mixed_precision == "auto":
         if device.type == "cuda":
             mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -179,6 +181,10 @@ def precision(mixed_precision: str, device: torch.device) -> Precision:
         from wavegen.machine import fast_bf16
 
         fast, why = fast_bf16()
+        if fast and probe is not None:
+            from wavegen.train import autoprecision
+
+            fast, why = autoprecision.choose(*probe())
         p = precision("bf16" if fast else "no", device)
         return dataclasses.replace(p, notice=f"mixed precision auto: {'bf16' if fast else 'fp32'} ({why})")
     if mixed_precision == "bf16":
@@ -515,6 +521,18 @@ def _resume_point(run_dir: Path, say: Callable[[str], None]) -> tuple[Path | Non
     return None, None
 
 
+def _step_probe(task: Task) -> tuple[Callable, dict]:
+    """For auto precision on a CPU: a timer of one training step of `task`'s model on a batch of its own
+    items, and the settings the timing depends on (autoprecision.py)."""
+    from wavegen.train import autoprecision
+
+    items = task.train_set()
+    batch = torch.utils.data.default_collate([items[i] for i in range(task.cfg.data.batch_size)])
+    settings = {"kind": task.cfg.kind, "model": task.cfg.to_dict().get("model"),
+                "shapes": {k: list(v.shape) for k, v in batch.items()}}
+    return autoprecision.step_timer(task.build_model, batch, task.loss), settings
+
+
 def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[str]) -> tuple[_Run, LoopState]:
     """Start or resume the run: lock, record, model, optimizer, schedule, EMA, devices, logs."""
     from accelerate import Accelerator
@@ -528,7 +546,8 @@ def _open(task: Task, run_dir: Path, log: Callable[[str], Any], notices: list[st
         if main:
             log(f"notice: {notice}")
 
-    amp = precision(tc.mixed_precision, accelerator.device)
+    amp = precision(tc.mixed_precision, accelerator.device,
+                    probe=(lambda: _step_probe(task)) if accelerator.num_processes == 1 else None)
     if amp.notice:
         say(amp.notice)
 
