@@ -11,7 +11,7 @@ from torch import Tensor
 
 from wavegen.audio import mu_law_encode
 from wavegen.config import ModelConfig
-from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, crop_ticks
+from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, N_VELOCITY, crop_ticks
 from wavegen.nn.model import WaveNet, loss_fn, mol_loss, sample
 
 SPT = 8  # samples per tick in these small tests
@@ -31,7 +31,7 @@ def random_batch(model: WaveNet, B: int, T: int, seed: int = 0):
     else:
         inputs = torch.rand(B, T, generator=g) * 2 - 1
     n_ticks = crop_ticks(T, SPT, model.cfg.cond_lookahead_ticks)
-    ticks = torch.rand(B, N_TICK_FEATURES, n_ticks, generator=g)
+    ticks = torch.rand(B, model.n_tick_features, n_ticks, generator=g)  # velocities after the notes' 3 x 88
     offset = torch.randint(0, 2 * SPT, (B,), generator=g)
     exc = torch.randn(B, N_EXCITATION, T, generator=g)
     style = torch.randint(0, max(model.cfg.n_styles, 1), (B,), generator=g) if model.cfg.n_styles else None
@@ -90,6 +90,8 @@ CASES = {
     "k2 mol local+style": dict(output="mol", n_styles=2),
     "k3 mol unconditional": dict(output="mol", kernel_size=3, local_conditioning=False),
     "k2 no excitation": dict(excitation=False),
+    "k2 velocity": dict(velocity=True),
+    "k3 velocity+style": dict(kernel_size=3, n_styles=2, velocity=True),
 }
 
 
@@ -245,3 +247,16 @@ def test_long_windows_gather_the_conditioning_and_agree_with_the_one_hot_map(mon
     gathered = model(inputs, ticks, offset, exc)
     torch.testing.assert_close(gathered, one_hot, rtol=1e-5, atol=1e-6)
     assert (gathered - model(inputs, ticks, offset + 5, exc)).abs().amax() > 1e-4  # the offset matters
+
+
+def test_velocity_channels_are_read_by_a_velocity_model_alone():
+    # a velocity model reads 88 channels more than the notes' 3 x 88, and they move its output; "auto" (what
+    # a record from before velocities reads as) and false build the network as before, without them
+    on, auto, off = make(velocity=True), make(), make(velocity=False)
+    assert on.cond_net[0].in_channels == N_TICK_FEATURES + N_VELOCITY == 4 * 88
+    assert auto.cond_net[0].in_channels == off.cond_net[0].in_channels == N_TICK_FEATURES
+    assert auto.state_dict().keys() == off.state_dict().keys()
+    inputs, ticks, offset, exc, _ = random_batch(on, 2, 40, seed=9)
+    softer = ticks.clone()
+    softer[:, N_TICK_FEATURES:] = softer[:, N_TICK_FEATURES:] * 0.5
+    assert (on(inputs, ticks, offset, exc) - on(inputs, softer, offset, exc)).abs().amax() > 1e-3

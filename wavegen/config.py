@@ -24,6 +24,7 @@ import math
 import os
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class ModelConfig:
     excitation: bool = True  # sine and cosine of every sounding key's fundamental, at audio rate
     n_styles: int = 0  # global conditioning on a style id; 0 = none
     pre_emphasis: float = 0.0  # mulaw: predict (x[n] - a x[n-1]) / (1 + a), played back de-emphasized; 0 = off
+    velocity: str | bool = "auto"  # velocity/127 per sounding key and tick: true, false, "auto" (if all training pieces have it)
 
     def dilations(self) -> list[int]:
         return [2**i for i in range(self.layers_per_cycle)] * self.cycles
@@ -66,6 +68,11 @@ class ModelConfig:
     def receptive_field(self) -> int:
         """Samples of input each output sees: (kernel_size - 1) * sum(dilations) + 1."""
         return (self.kernel_size - 1) * sum(self.dilations()) + 1
+
+    def uses_velocity(self) -> bool:
+        """Velocity channels in the tick features: `velocity` true (training resolves "auto" before it builds
+        a model; a record from before velocities says "auto" and has none) and the notes conditioning it."""
+        return self.local_conditioning and self.velocity is True
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,14 @@ def _product_of(section: str, cls: type[RunConfig]) -> type[RunConfig] | None:
 
 
 def _check_type(value: Any, kind: Any, where: str) -> Any:
+    if isinstance(kind, types.UnionType):  # e.g. str | bool: the first type that takes the value
+        for k in typing.get_args(kind):
+            try:
+                return _check_type(value, k, where)
+            except WavegenError:
+                pass
+        names = " or ".join(k.__name__ for k in typing.get_args(kind))
+        raise WavegenError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is float and isinstance(value, float) and not math.isfinite(value):
@@ -226,6 +241,9 @@ def _validate(cfg: RunConfig, where: str, origin: dict[str, str] | None = None) 
                                                                            or cfg.model.pre_emphasis == 0)):
         raise WavegenError(f"{at('model.pre_emphasis', 'model.output')}: model.pre_emphasis must be in [0, 1), "
                            "and 0 unless model.output = \"mulaw\"")
+    if hasattr(cfg, "model") and cfg.model.velocity not in ("auto", True, False):
+        raise WavegenError(f"{at('model.velocity')}: model.velocity = {cfg.model.velocity!r}; choose true, false "
+                           "or \"auto\" (on when every training piece has velocities)")
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{at('train.ema_decay')}: train.ema_decay must be in [0, 1)")
     return cfg

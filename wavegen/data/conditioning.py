@@ -9,6 +9,11 @@ Two kinds, both derived from the roll alone (numpy, no torch):
   with phase zero at the note's onset: 2 x 88 channels, zero for silent keys. Like the source signal of
   a neural source-filter model, it tells each layer where the partials are.
 
+With velocities (a model with `model.velocity` on, trained on recordings), the tick features gain 88
+channels (`velocity_features`): the MIDI velocity / 127 of the note sounding at each key and tick, 0 where
+none sounds. A note without a velocity (every note of an 88-key text) gets a default one: the model's
+(the median of its training data, recorded in its checkpoint), else DEFAULT_VELOCITY.
+
 A key "sounds" over its decoded extent: a run of ticks [s, e) and the tick e the decoder gives back.
 """
 
@@ -20,6 +25,8 @@ from wavegen.notes.text import LOWEST_PITCH, N_KEYS
 
 N_TICK_FEATURES = 3 * N_KEYS
 N_EXCITATION = 2 * N_KEYS
+N_VELOCITY = N_KEYS  # the velocity channels, after the N_TICK_FEATURES when a model has them
+DEFAULT_VELOCITY = 64  # a note's velocity when neither it nor the model says otherwise (MIDI's mezzo-forte)
 DECAY_TICKS = 10.0  # e-folding time of the time-since-onset feature (0.5 s at 50 ms ticks)
 KEY_HZ = 440.0 * 2.0 ** ((np.arange(N_KEYS) + LOWEST_PITCH - 69) / 12.0)  # equal temperament, A4 = 440
 
@@ -49,6 +56,26 @@ def tick_features(roll: np.ndarray) -> np.ndarray:
     since = np.arange(roll.shape[0] + 1)[:, None] - last_onset
     decay = np.where(sounding, np.exp(-since / DECAY_TICKS), 0.0)
     return np.concatenate([sounding, onset, decay], axis=1).T.astype(np.float32)
+
+
+def velocity_features(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int) -> np.ndarray:
+    """(88, T + 1) float32: velocity / 127 of the note sounding at each key and tick, 0 where none sounds.
+
+    roll: (T, 88) bool; velocity: (T, 88) MIDI velocities (uint8, 1..127 where the roll has a key), or None
+    for notes without velocities. The tick a run gives back takes the run's velocity; a sounding key whose
+    velocity is 0 (or None) takes default_velocity."""
+    T = roll.shape[0]
+    sounding, _, _ = sounding_and_onsets(roll)
+    v = np.zeros((T + 1, N_KEYS), dtype=np.float32)
+    if velocity is not None:
+        if velocity.shape != roll.shape:
+            raise ValueError(f"velocity {velocity.shape} and roll {roll.shape} differ in shape")
+        v[:T] = np.where(roll, velocity, 0)
+        given_back = sounding[1:].copy()  # ticks 1 .. T that sound only as the tick after a run
+        given_back[: T - 1] &= ~roll[1:]
+        v[1:][given_back] = v[:-1][given_back]
+    v = np.where(sounding & (v == 0), float(default_velocity), v)
+    return (v / 127.0).T.astype(np.float32)
 
 
 def tick_window(features: np.ndarray, first_tick: int, n_ticks: int) -> np.ndarray:

@@ -15,12 +15,14 @@ import torch
 
 from wavegen.audio import MU_LAW_CLASSES, emphasize, from_int16, mu_law_encode
 from wavegen.data.conditioning import (
+    DEFAULT_VELOCITY,
     crop_ticks,
     crop_window,
     excitation,
     sounding_and_onsets,
     tick_features,
     tick_window,
+    velocity_features,
 )
 from wavegen.data.dataset import Dataset, Items
 from wavegen.errors import WavegenError
@@ -31,12 +33,16 @@ class CropDataset(torch.utils.data.Dataset):
 
     inputs (T,) int64 codes or float32 audio; targets (T,) the next samples; ticks (3*88, n_ticks) and
     offset (): the tick window and where the targets start in it; exc (2*88, T); style (); item ().
+    With velocity, ticks is (4*88, n_ticks): the velocity channels after the notes' (the item's velocity
+    file, or default_velocity for every note of an item without one).
     """
 
     def __init__(self, ds: Dataset, split: str, *, crop_samples: int, margin_ticks: int, output: str,
                  n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
-                 excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None):
+                 excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None,
+                 velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
+        self.velocity, self.default_velocity = velocity, default_velocity
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
         numbers = ds.select(split, style=corpus, min_samples=crop_samples + 1)
@@ -65,7 +71,11 @@ class CropDataset(torch.utils.data.Dataset):
                 cache.pop(next(iter(cache)))
             roll = self.ds.text(self.items[k]).roll
             sounding, _, last_onset = sounding_and_onsets(roll)
-            cache[k] = (roll, tick_features(roll), (sounding, last_onset))
+            feats = tick_features(roll)
+            if self.velocity:
+                vel = self.ds.velocity(self.items[k])
+                feats = np.concatenate([feats, velocity_features(roll, vel, self.default_velocity)])
+            cache[k] = (roll, feats, (sounding, last_onset))
         return cache[k]
 
     def locate(self, index: int) -> tuple[int, int]:

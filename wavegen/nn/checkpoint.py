@@ -4,7 +4,8 @@ A checkpoint is a folder::
 
     model.safetensors   inference weights (the EMA weights when training keeps them)
     config.json         the whole resolved config, text-format version, sample rate, tick length, step,
-                        style names, metrics: enough to rebuild the model with nothing else
+                        style names, metrics (and, with velocity channels, the default velocity):
+                        enough to rebuild the model with nothing else
     state/              training state for an exact resume (raw weights, optimizer, scheduler, counters)
 
 Loading for generation reads only safetensors and JSON: nothing is unpickled. Writes are atomic: the
@@ -33,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wavegen.config import RunConfig, from_record
+from wavegen.data.conditioning import DEFAULT_VELOCITY
 from wavegen.errors import WavegenError
 from wavegen.files import usual_permissions
 from wavegen.nn.model import WaveNet
@@ -328,4 +330,6 @@ def read(path: str | os.PathLike | None, kind: str, build: Callable[[RunConfig, 
 
 def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Loaded[WaveNet]:
     """Rebuild the WaveNet from a checkpoint (see `resolve`): safetensors and JSON only."""
-    return read(path, WAVENET, lambda config, meta: WaveNet(config.model, int(meta["samples_per_tick"])), device)
+    return read(path, WAVENET, lambda config, meta: WaveNet(config.model, int(meta["samples_per_tick"]),
+                                                            int(meta.get("default_velocity", DEFAULT_VELOCITY))),
+                device)

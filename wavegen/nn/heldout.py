@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from wavegen.config import ModelConfig
+from wavegen.data.conditioning import DEFAULT_VELOCITY
 from wavegen.data.crops import CropDataset, validation_batch
 from wavegen.data.dataset import Dataset
 from wavegen.nn.model import WaveNet, loss_fn
@@ -25,13 +26,14 @@ Batch = dict[str, torch.Tensor]
 
 
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
-          seed: int = 0, corpus: str | None = None) -> CropDataset:
+          seed: int = 0, corpus: str | None = None, default_velocity: int = DEFAULT_VELOCITY) -> CropDataset:
     """The crops of `split` (only its pieces of `corpus`, given one) in the shape a model of config `model`
-    trains on."""
+    trains on (with velocity channels when `model.velocity` is true: default_velocity for a piece without)."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
-                       corpus=corpus)
+                       corpus=corpus, velocity=model.uses_velocity(),
+                       default_velocity=default_velocity)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavegen.config import ModelConfig
-from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES
+from wavegen.data.conditioning import DEFAULT_VELOCITY, N_EXCITATION, N_TICK_FEATURES, N_VELOCITY
 
 MOL_BITS = 16  # the mixture of logistics models 16-bit audio
 # up to this many ticks in a window, layers repeat the tick conditioning by a matmul with the one-hot
@@ -141,10 +141,13 @@ class StepState:
 
 
 class WaveNet(nn.Module):
-    def __init__(self, cfg: ModelConfig, samples_per_tick: int):
+    def __init__(self, cfg: ModelConfig, samples_per_tick: int, default_velocity: int = DEFAULT_VELOCITY):
+        """default_velocity: the velocity (1..127) a note without one gets, in a model with velocity channels
+        (`cfg.uses_velocity()`)."""
         super().__init__()
         self.cfg = cfg
         self.samples_per_tick = samples_per_tick
+        self.default_velocity = int(default_velocity)
         R, G, S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
         self.n_out = cfg.n_classes if cfg.output == "mulaw" else 3 * cfg.n_mixtures
         if cfg.output == "mulaw":
@@ -156,7 +159,7 @@ class WaveNet(nn.Module):
         if C:
             k = 2 * cfg.cond_lookahead_ticks + 1  # sees cond_lookahead_ticks before and after
             self.cond_net: nn.Module | None = nn.Sequential(
-                nn.Conv1d(N_TICK_FEATURES, C, k, padding=cfg.cond_lookahead_ticks),
+                nn.Conv1d(self.n_tick_features, C, k, padding=cfg.cond_lookahead_ticks),
                 nn.GELU(),
                 nn.Conv1d(C, C, 1),
             )
@@ -184,6 +187,16 @@ class WaveNet(nn.Module):
     def uses_excitation(self) -> bool:
         return self.layers[0].exc is not None
 
+    @property
+    def uses_velocity(self) -> bool:
+        """The tick features carry 88 velocity channels after the 3 x 88 of the notes (data/conditioning.py)."""
+        return self.cfg.uses_velocity()
+
+    @property
+    def n_tick_features(self) -> int:
+        """Channels of the tick features the conditioning network reads: 3 x 88, plus 88 with velocities."""
+        return N_TICK_FEATURES + (N_VELOCITY if self.uses_velocity else 0)
+
     def embed_inputs(self, inputs: Tensor) -> Tensor:
         """inputs: (B, T) int64 codes (mulaw) or float audio in [-1, 1] (mol) -> (B, R, T)."""
         if self.cfg.output == "mulaw":
@@ -191,7 +204,7 @@ class WaveNet(nn.Module):
         return self.embed(inputs[:, None, :].float())
 
     def tick_conditioning(self, ticks: Tensor) -> Tensor:
-        """ticks: (B, 3*88, n_ticks) features -> (B, cond_channels, n_ticks)."""
+        """ticks: (B, n_tick_features, n_ticks) features -> (B, cond_channels, n_ticks)."""
         assert self.cond_net is not None
         return self.cond_net(ticks)
 
@@ -208,7 +221,7 @@ class WaveNet(nn.Module):
 
     def forward(self, inputs: Tensor, ticks: Tensor | None = None, offset: Tensor | None = None,
                 exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
-        """inputs: (B, T); ticks: (B, 3*88, n_ticks) and offset: (B,) int, the sample in the tick
+        """inputs: (B, T); ticks: (B, n_tick_features, n_ticks) and offset: (B,) int, the sample in the tick
         window where the conditioning of out[..., 0] starts; exc: (B, 2*88, T); style: (B,) int.
         Returns (B, n_out, T): out[..., t] predicts the sample after inputs[..., t]."""
         x = self.embed_inputs(inputs)
