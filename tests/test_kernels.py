@@ -28,12 +28,13 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "kernels.json"
 
 
-def fake_speeds(monkeypatch, speeds: dict[str, float]) -> list[str]:
+def fake_speeds(monkeypatch, speeds: dict[str, float], batch_speeds: dict[str, float] | None = None) -> list[str]:
+    """Kernels measure `speeds` for one stream and `batch_speeds` (default the same) for a batch."""
     timed = []
 
-    def measure(model, backend, seconds=0.0):
-        timed.append(backend)
-        return speeds[backend]
+    def measure(model, backend, seconds=0.0, batch=1):
+        timed.append(backend if batch == 1 else f"{backend} x{batch}")
+        return (speeds if batch == 1 or batch_speeds is None else batch_speeds)[backend]
 
     monkeypatch.setattr(kernels, "measure", measure)
     return timed
@@ -173,3 +174,17 @@ def test_generate_with_a_forced_kernel_and_the_doctor(tmp_path, capsys, monkeypa
     assert ("--engine only" in c16) == ("c16" not in kernels.AUTO)
     assert ("bits/sample (KL), under 0.001" in c16) == ("c16" in kernels.AUTO)  # the model's weights half holds
     assert (tmp_path / "cache" / "kernels.json").is_file()
+
+
+def test_a_batch_of_takes_gets_its_own_choice(cache, monkeypatch):
+    monkeypatch.setattr(kernels, "available", lambda: ["c", "c16", "numba"])
+    monkeypatch.setattr(kernels, "reduced_kl", lambda model, backend: 0.0)
+    timed = fake_speeds(monkeypatch, {"c": 1000.0, "c16": 3000.0, "numba": 500.0},
+                        {"c": 9000.0, "c16": 6000.0, "numba": 2000.0})
+    model = WaveNet(SMALL, 40)
+    assert kernels.choose(model).backend == "c16"
+    assert kernels.choose(model, batch=16).backend == "c"
+    assert timed == ["c", "c16", "numba", "c x8", "c16 x8", "numba x8"]  # a batch is timed with one block
+    # each read back from the cache; any batch of takes shares the batch's choice
+    assert kernels.choose(model, batch=1).backend == "c16" and kernels.choose(model, batch=3).backend == "c"
+    assert len(timed) == 6

@@ -385,18 +385,19 @@ def seeded(batch: int, seed: int) -> np.ndarray:
 class FastWaveNet:
     """A WaveNet's weights laid out for the compiled step. Build once, generate many times."""
 
-    def __init__(self, model: WaveNet, backend: str | None = None):
+    def __init__(self, model: WaveNet, backend: str | None = None, batch: int = 1):
         """backend: "c" (the kernel built at install time), "c16" (the same with its weights in fp16: the
-        step of the model with its weights rounded to half), "numba" (the float kernel's twin, also the
-        fallback where no compiler built the C one), or None for the fastest here that kernels.py lets
-        play by itself (measured once and cached)."""
+        step of the model with its weights rounded to half), "cbf16" (bf16 weights and dot products),
+        "numba" (the float kernel's twin, also the fallback where no compiler built the C one), or None
+        for the fastest here that kernels.py lets play by itself for `batch` streams (measured once and
+        cached: one stream and a batch may want different kernels)."""
         reason = why_not(model)
         if reason:
             raise ValueError(reason)
         if backend is None:  # the faster kernel on this machine, measured once and cached (kernels.py)
             from wavegen.synth.kernels import best_backend
 
-            backend = best_backend(model)
+            backend = best_backend(model, batch)
         if backend not in BACKENDS or (backend in C_LIBRARIES and c_kernel(backend) is None):
             raise ValueError(f"backend {backend!r} is not available (built: {', '.join(built())})")
         self.backend = backend

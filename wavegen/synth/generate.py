@@ -95,7 +95,8 @@ def play(
                   batch=batch, style=style, progress=progress)
     if chosen == "fast" or chosen in KERNELS:
         threads = threads or min(batch, os.cpu_count() or 1)
-        audio = FastWaveNet(model, chosen if chosen in KERNELS else None).generate(n_samples, threads=threads, **kwargs)
+        audio = FastWaveNet(model, chosen if chosen in KERNELS else None, batch).generate(n_samples, threads=threads,
+                                                                                          **kwargs)
     else:
         audio = torch_generate(model, n_samples, **kwargs)
     a = model.cfg.pre_emphasis

@@ -3,7 +3,9 @@
 The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
 vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
 So at the first use of a model shape on a machine, `best_backend` times each kernel it may choose for a
-fraction of a second (batch 1, one thread: how `wavegen generate` plays; the very first time numba
+fraction of a second, on one thread, for one stream (how `wavegen generate` and the studio play) or,
+for a batch of takes, for a block of BLOCK streams (the kernels' tiles: the fastest for one stream need
+not be for a batch, e.g. cbf16 on a Xeon: the fastest for one stream, 0.75x c16 at batch 16; the very first time numba
 also compiles its kernel, some seconds, which it caches for every later run) and keeps the fastest; the
 choice is cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or $XDG_CACHE_HOME/wavegen)
 under the CPU's identity, the C libraries' digests and the model's shape, so later runs read it back.
@@ -38,7 +40,8 @@ from wavegen.errors import WavegenError
 from wavegen.files import write_text_atomic
 from wavegen.synth import fast
 
-CACHE_VERSION = 3  # 2: c16 beside c and numba; 3: cbf16
+CACHE_VERSION = 3  # 2: c16 beside c and numba; 3: cbf16, and a choice per batch class
+BLOCK = 8  # streams a batch is timed with: one of the kernels' blocks
 MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
 # The kernels `choose` may pick by itself. c16 is among them: on the shipped model its fp16 weights moved
 # the held-out loss by +0.00001 bits per sample (the issue allows 0.01) and onset F1 by less than the
@@ -77,10 +80,10 @@ def cache_path() -> Path:
     return machine.cache_dir() / "kernels.json"
 
 
-def cache_key(model) -> str:
+def cache_key(model, batch: int = 1) -> str:
     name, flags = machine.cpu()
     return f"v{CACHE_VERSION} | {platform.machine()} {name} [{' '.join(flags)}] | c {_c_digest()} | " \
-           f"numba {numba.__version__} | {shape(model)}"
+           f"numba {numba.__version__} | {shape(model)} | batch {batch_class(batch)}"
 
 
 def available() -> list[str]:
@@ -88,22 +91,27 @@ def available() -> list[str]:
     return fast.built()
 
 
-def measure(model, backend: str, seconds: float = MEASURE_SECONDS) -> float:
-    """Samples per second of `backend` playing `model` at batch 1 on one thread (after a warm-up tick,
-    which also compiles numba's kernel or loads it from its cache)."""
+def batch_class(batch: int) -> int:
+    """The batch a choice is measured at and cached for: 1, or BLOCK for any batch of takes."""
+    return 1 if batch <= 1 else BLOCK
+
+
+def measure(model, backend: str, seconds: float = MEASURE_SECONDS, batch: int = 1) -> float:
+    """Samples per second of `backend` playing `model` for `batch` streams on one thread (after a warm-up
+    tick, which also compiles numba's kernel or loads it from its cache)."""
     from wavegen.notes import text as T
 
     player = fast.FastWaveNet(model, backend)
     spt = model.samples_per_tick
     sr = spt * 20  # any rate: the speed does not depend on it
     chord = T.parse("HLOS " * 400)  # four keys sounding, as in a chorale
-    player.run(spt, sample_rate_hz=sr, sketch=chord)
+    player.run(spt, sample_rate_hz=sr, sketch=chord, batch=batch)
     n, t0 = spt, time.perf_counter()
     while True:
-        player.run(n, sample_rate_hz=sr, sketch=chord)
+        player.run(n, sample_rate_hz=sr, sketch=chord, batch=batch)
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
-            return n / elapsed
+            return n * batch / elapsed
         n, t0 = 2 * n, time.perf_counter()
 
 
@@ -174,10 +182,11 @@ def _write_cache(cache: dict) -> None:
         pass  # a read-only home: measure again next time
 
 
-def choose(model, *, fresh: bool = False) -> Choice:
+def choose(model, *, fresh: bool = False, batch: int = 1) -> Choice:
     """The kernel for `model` here (see the module's doc): the fastest of those built here that AUTO lets
     it pick, a reduced one only for weights it holds (`reduced_kl`, measured once per model's weights); fresh:
-    measure again, every kernel built here (for `wavegen doctor`), and update the cache."""
+    measure again, every kernel built here (for `wavegen doctor`), and update the cache. batch: the streams
+    it will play (a choice for one stream, and one for any batch: `batch_class`)."""
     options = available()
     candidates = [b for b in options if b in AUTO]
     forced = os.environ.get("WAVEGEN_KERNEL", "").strip().lower()
@@ -200,20 +209,20 @@ def choose(model, *, fresh: bool = False) -> Choice:
             candidates.remove(backend)
     if len(candidates) == 1 and not fresh:
         return Choice(candidates[0], source="only one built", kl=kl)
-    key = cache_key(model)
+    key = cache_key(model, batch)
     hit = cache.get(key)
     known = dict(hit.get("speeds", {})) if isinstance(hit, dict) and isinstance(hit.get("speeds"), dict) else {}
     if not fresh and all(isinstance(known.get(b), (int, float)) for b in candidates):  # timed before, this shape
         return Choice(max(candidates, key=known.get), known, "cache", kl)
-    speeds = {b: measure(model, b) for b in (options if fresh else candidates)}
+    speeds = {b: measure(model, b, batch=batch_class(batch)) for b in (options if fresh else candidates)}
     best = max(candidates, key=speeds.get)
     cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
     _write_cache(cache)
     return Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", kl)
 
 
-def best_backend(model) -> str:
-    return choose(model).backend
+def best_backend(model, batch: int = 1) -> str:
+    return choose(model, batch=batch).backend
 
 
 @dataclass
@@ -265,7 +274,10 @@ def doctor(model: str | None = None) -> Report:
                     f"{'under' if held else 'over'} {REDUCED_KL_LIMIT:g}{'' if held else ': --engine only'}")
         lines.append(f"  {b:<6} {v:>9,.0f} samples/s  {v / sr:5.2f}x real time  (batch 1, one thread, "
                      f"{loaded.path.name}){note}")
-    lines.append(f"wavegen generate runs: {chosen.backend}"
-                 f"{' (forced by WAVEGEN_KERNEL)' if chosen.source.startswith('forced') else ''}; choice cached in "
-                 f"{cache_path()}")
+    batched = choose(loaded.model, fresh=True, batch=BLOCK)
+    lines.append("  for a batch of takes (" + ", ".join(f"{b} {v:,.0f}" for b, v in batched.speeds.items())
+                 + f" samples/s at {BLOCK} streams, one thread)")
+    forced = " (forced by WAVEGEN_KERNEL)" if chosen.source.startswith("forced") else ""
+    lines.append(f"wavegen generate runs: {chosen.backend}{forced}, and {batched.backend} for a batch of takes; "
+                 f"choices cached in {cache_path()}")
     return Report(lines)
