@@ -17,6 +17,7 @@ import argparse
 import numpy as np
 
 from wavegen.data import corpora, recordings
+from wavegen.data.build import BuildSettings
 from wavegen.notes import text as T
 from wavegen.notes.render import render_notes
 
@@ -61,6 +62,11 @@ def main() -> None:
     print(f"confidence, wrong pairs: max {w.max():.3f}, 95th percentile {np.percentile(w, 95):.3f}, "
           f"median {np.median(w):.3f}; within the lag bound (|lag| <= 100 ms): "
           f"{sum(abs(x) <= 100 for x in wrong_lags)} of {len(w)}")
+    s = BuildSettings()
+    print(f"at the threshold {s.min_align_confidence:g} and the bound {s.max_lag_ms:g} ms: right pairs refused "
+          f"{int(np.sum(r < s.min_align_confidence))} of {len(r)}, wrong pairs accepted "
+          f"{sum(c >= s.min_align_confidence and abs(x) <= s.max_lag_ms for c, x in zip(w, wrong_lags, strict=True))}"
+          f" of {len(w)}")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,6 @@ def test_corrected_audio_lands_on_the_notes(built, notes):
     out, _ = built
     ds = dataset.load(out)
     items = {it.id: it for it in ds.items()}
-    ref = dataset.from_int16(ds.audio(items["on-time"])) if hasattr(dataset, "from_int16") else None
     ref = np.asarray(ds.audio(items["on-time"]), np.float32)
     for name in ("late40", "early60"):
         audio = np.asarray(ds.audio(items[name]), np.float32)
@@ -158,7 +157,7 @@ def test_pairs_dataset_loads_with_velocities_and_gives_crops(built):
     assert crop["inputs"].shape == (2000,) and crop["targets"].shape == (2000,)
 
 
-def test_a_broken_velocity_file_is_named(built, tmp_path):
+def test_a_broken_velocity_file_is_named_and_rebuilt(built, pairs_dir, tmp_path):
     out, _ = built
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -168,6 +167,9 @@ def test_a_broken_velocity_file_is_named(built, tmp_path):
     with pytest.raises(WavegenError, match=f"{it.id}.npy: velocities are uint8"):
         ds.velocity(it)
     assert ds.velocity(dataset.Item(**{**vars(it), "velocity_path": ""})) is None
+    again = build.build_dataset(copy, pairs=pairs_dir, jobs=1)
+    assert (again.built, again.reused) == (1, 2)
+    assert dataset.load(copy).velocity(it).shape == (it.n_ticks, 88)
 
 
 def test_maestro_layout_keeps_its_split(tmp_path, notes):

@@ -386,7 +386,8 @@ class BuildResult:
     def summary(self) -> str:
         """The line `wavegen data build` prints."""
         items = self.manifest["items"]
-        return (f"built {self.out}: {len(items)} items ({self.built} rendered, {self.reused} from the cache), "
+        made = "read" if items and all(it.get("notes_source") for it in items) else "rendered"
+        return (f"built {self.out}: {len(items)} items ({self.built} {made}, {self.reused} from the cache), "
                 f"{sum(it['seconds'] for it in items) / 3600:.2f} h of audio, {len(self.skipped)} files skipped, "
                 f"{self.seconds:.1f} s")
 
