@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
-from wavegen.data.conditioning import excitation
+from wavegen.data.conditioning import excitation, tick_features, tick_window, velocity_features
 from wavegen.errors import WavegenError
 from wavegen.nn.model import WaveNet
 from wavegen.notes import text as T
@@ -28,13 +28,13 @@ SMALL = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, he
 SKETCH = T.parse("HLO HLO  H H H  JMQ JM Q ! x ")
 
 
-def torch_logits(model: WaveNet, teacher: np.ndarray, sketch, style=None) -> np.ndarray:
+def torch_logits(model: WaveNet, teacher: np.ndarray, sketch, style=None, velocity=None) -> np.ndarray:
     B, N = teacher.shape
     state = model.init_state(B)
     x = torch.full((B,), model.cfg.n_classes // 2, dtype=torch.long)
     cond_ticks = onsets = None
     if model.uses_notes:
-        cond, onsets = sketch_conditioning(model, sketch)
+        cond, onsets = sketch_conditioning(model, sketch, velocity)
         cond_ticks = torch.from_numpy(cond)
     style_t = torch.full((B,), style, dtype=torch.long) if style is not None else None
     out = np.zeros((B, N, model.n_out), dtype=np.float32)
@@ -55,6 +55,7 @@ CASES = {
     "k2 unconditional": dict(local_conditioning=False),
     "k2 no excitation": dict(excitation=False),
     "k4 wide": dict(kernel_size=4, residual_channels=24, gate_channels=12, cycles=1),
+    "k2 velocity (default)": dict(velocity=True),
 }
 
 
@@ -246,6 +247,44 @@ def test_fast_logits_match_the_pytorch_step(case, batch, backend):
                                           return_logits=True, batch=batch, style=style)
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 1e-4 * scale, np.abs(got - want).max() / scale
+
+
+def forward_logits(model: WaveNet, teacher: np.ndarray, sketch: T.KeyText, velocity: np.ndarray | None) -> np.ndarray:
+    """(B, N, n_out): the full forward pass over the whole sketch, as training computes it (crops.py: the
+    notes' tick features, then the velocity channels), fed silence and then `teacher`."""
+    B, N = teacher.shape
+    inputs = np.concatenate([np.full((B, 1), model.cfg.n_classes // 2), teacher[:, :-1]], axis=1)
+    feats = np.concatenate([tick_features(sketch.roll), velocity_features(sketch.roll, velocity, model.default_velocity)])
+    ticks = tick_window(feats, 0, feats.shape[1] + model.cfg.cond_lookahead_ticks + 1)
+    exc = excitation(sketch.roll, 0, N, SPT, SR)
+    with torch.no_grad():
+        out = model(torch.from_numpy(inputs), torch.from_numpy(ticks)[None].expand(B, -1, -1),
+                    torch.zeros(B, dtype=torch.long), torch.from_numpy(exc)[None].expand(B, -1, -1))
+    return out.transpose(1, 2).numpy()
+
+
+@pytest.mark.parametrize("backend", ["torch", *ALL])
+def test_with_velocities_every_engine_gives_the_full_forward_pass_logits(backend):
+    # the velocities join the tick features, so the fast kernels get them in their per-tick row: the
+    # PyTorch step and each kernel must give what the full forward pass gives for the same velocity roll
+    # (c16: the forward pass of the model with its weights rounded to half)
+    model = loud("k2 velocity (default)")
+    model.default_velocity = 40
+    rng = np.random.default_rng(2)
+    velocity = np.where(SKETCH.roll, rng.integers(1, 128, SKETCH.roll.shape), 0).astype(np.uint8)
+    velocity[SKETCH.roll.nonzero()[0][:3], SKETCH.roll.nonzero()[1][:3]] = 0  # a few notes without: the default
+    n, batch = 5 * SPT + 7, 3
+    teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+    want = forward_logits(half_rounded(model) if backend == "c16" else model, teacher, SKETCH, velocity)
+    if backend == "torch":
+        got = torch_logits(model, teacher, SKETCH, velocity=velocity)
+    else:
+        got = FastWaveNet(model, backend).run(n, sample_rate_hz=SR, sketch=SKETCH, teacher=teacher,
+                                              return_logits=True, batch=batch, velocity=velocity)
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 1e-4 * scale, np.abs(got - want).max() / scale
+    plain = forward_logits(model, teacher, SKETCH, None)  # the same notes at the default velocity
+    assert np.abs(plain - want).max() > 1e-2 * scale
 
 
 @pytest.mark.parametrize("backend", ALL)

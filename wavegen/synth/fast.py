@@ -14,7 +14,9 @@ All:
 - lay weights out input-major, so every matrix-vector product is a run of contiguous `axpy`s that
   the compiler vectorizes, and a batch of streams shares each weight row while it sits in L1;
 - compute the conditioning projection of every layer (and the biases and style) once per tick,
-  not once per sample; the excitation adds only the rows of the keys that sound;
+  not once per sample (velocities, for a model that reads them, are tick features like the notes', so
+  they reach the kernels in this row and in nothing else); the excitation adds only the rows of the keys
+  that sound;
 - use a rational approximation of tanh and sigmoid (Eigen's, error below 1e-6), which vectorizes;
 - give each stream its own seeded random generator, so a take does not depend on the thread count.
 
@@ -465,21 +467,24 @@ class FastWaveNet:
             proj = np.stack([(c @ ly.cond.weight[:, :, 0].T).float().numpy() for ly in model.layers], axis=1)
         return (proj + base[None]).astype(np.float32)
 
-    def sketch_rows(self, sketch: KeyText | None, style: int | None) -> tuple[np.ndarray, tuple | None]:
-        """The sketch's per-tick rows (see tick_rows: the last row for every later tick) and its onsets
-        for the excitation (None for a model without notes)."""
+    def sketch_rows(self, sketch: KeyText | None, style: int | None,
+                    velocity: np.ndarray | None = None) -> tuple[np.ndarray, tuple | None]:
+        """The sketch's per-tick rows (see tick_rows: the last row for every later tick; its velocities, if
+        the model reads them, are folded in there) and its onsets for the excitation (None for a model
+        without notes). velocity: (ticks, 88) MIDI velocities of the sketch's notes, or None."""
         cond = onsets = None
         if self.model.uses_notes:
-            cond, onsets = sketch_conditioning(self.model, sketch)
+            cond, onsets = sketch_conditioning(self.model, sketch, velocity)
         return self.tick_rows(cond, style), onsets
 
     def run(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
             temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1, style: int | None = None,
             teacher: np.ndarray | None = None, return_logits: bool = False, threads: int = 1,
-            progress: Callable[[int], None] | None = None) -> np.ndarray:
+            progress: Callable[[int], None] | None = None, velocity: np.ndarray | None = None) -> np.ndarray:
         """Generate (batch, n_samples) codes; or, with `teacher` (batch, n_samples) codes fed instead of
-        the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing."""
-        rows, onsets = self.sketch_rows(sketch, style)
+        the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing.
+        velocity: the sketch's velocities (see sketch_rows)."""
+        rows, onsets = self.sketch_rows(sketch, style, velocity)
         n_out = self.w2.shape[1]
         rng = seeded(batch, seed)
         out_codes = np.zeros((batch, n_samples), dtype=np.int64)
@@ -545,10 +550,10 @@ class FastWaveNet:
 
     def stream(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                temperature: float = 1.0, min_p: float = 0.0, seed: int = 0,
-               style: int | None = None) -> Iterator[np.ndarray]:
+               style: int | None = None, velocity: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """The take `generate` plays at batch 1, a tick at a time: yields float32 audio (as the network
         played it: `play` de-emphasizes), sample for sample the same as `generate`'s with the same seed."""
-        rows, onsets = self.sketch_rows(sketch, style)
+        rows, onsets = self.sketch_rows(sketch, style, velocity)
         for _, _, oc, _ in self._blocks(np.arange(1), n_samples, rows, onsets, sample_rate_hz,
                                         (temperature, min_p), seeded(1, seed)):
             yield mu_law_decode(oc[0], self.emb.shape[0])
@@ -594,8 +599,9 @@ class FastWaveNet:
 
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                  temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1,
-                 style: int | None = None, threads: int = 1, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """(batch, n_samples) float32 audio."""
+                 style: int | None = None, threads: int = 1, progress: Callable[[int], None] | None = None,
+                 velocity: np.ndarray | None = None) -> np.ndarray:
+        """(batch, n_samples) float32 audio; velocity: the sketch's velocities (see sketch_rows)."""
         codes = self.run(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p,
-                         seed=seed, batch=batch, style=style, threads=threads, progress=progress)
+                         seed=seed, batch=batch, style=style, threads=threads, progress=progress, velocity=velocity)
         return mu_law_decode(codes, self.emb.shape[0])
