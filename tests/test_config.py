@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from wavegen.config import ComposerRunConfig, WaveNetConfig, from_record, load_config
@@ -78,7 +79,8 @@ def test_the_shipped_resume_record_resumes_with_cpu_toml_and_its_checkpoint_load
     from wavegen.train.wavenet import WaveNetTask
 
     saved = json.loads((RESUME / "config.json").read_text())
-    ds = SimpleNamespace(sample_rate_hz=16_000, tick_ms=50.0, root="data/build/bach")
+    ds = SimpleNamespace(sample_rate_hz=16_000, tick_ms=50.0, root="data/build/bach",  # rendered: no velocities
+                         select=lambda split: np.arange(3), index=SimpleNamespace(velocity=np.zeros(3, dtype=bool)))
     WaveNetTask(load_config(CONFIGS / "cpu.toml", ["train.steps=11000"]), ds).check_resume(RESUME, saved)
     with pytest.raises(WavegenError, match=r"another model config \(model.cycles 2 -> 3\)"):
         WaveNetTask(load_config(CONFIGS / "cpu.toml", ["model.cycles=3"]), ds).check_resume(RESUME, saved)

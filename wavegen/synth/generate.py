@@ -13,7 +13,8 @@
 
 Sample i is predicted from sample i - 1 (silence before the first) and the conditioning of sample i:
 the tick conditioning of tick i // samples_per_tick, computed once for the whole sketch (see
-wavegen/synth/sketchcond.py), and the excitation of sample i, computed a tick at a time. `batch` takes
+wavegen/synth/sketchcond.py; with the sketch's velocities for a model that reads them), and the
+excitation of sample i, computed a tick at a time. `batch` takes
 share the model and differ only in their sampling noise; the same seed gives the same samples, and a
 longer request starts with the shorter one. The engines draw their noise differently: the same seed
 gives different takes on different engines.
@@ -80,11 +81,13 @@ def play(
     seed: int = 0,
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
+    velocity: np.ndarray | None = None,
 ) -> np.ndarray:
     """(batch, n_samples) float32 audio of `sketch` (None: an empty one), played by `engine` (see
     `choose_engine`). progress(samples done) is called once per tick. threads: how many the fast
     engine splits the batch over (default: one per take, up to the CPU count; the takes do not depend
-    on it).
+    on it). velocity: (sketch ticks, 88) MIDI velocities of the sketch's notes, for a model with velocity
+    channels (None, or 0 at a sounding key: the model's default velocity); other models ignore it.
 
     temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
     every class less likely than min_p times the most likely one before drawing: the far tail of a
@@ -92,7 +95,7 @@ def play(
     check_sampling(temperature, min_p)
     chosen, _ = choose_engine(model, engine)
     kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
-                  batch=batch, style=style, progress=progress)
+                  batch=batch, style=style, progress=progress, velocity=velocity)
     if chosen == "fast" or chosen in KERNELS:
         threads = threads or min(batch, os.cpu_count() or 1)
         audio = FastWaveNet(model, chosen if chosen in KERNELS else None, batch).generate(n_samples, threads=threads,
@@ -158,6 +161,7 @@ def torch_generate(
     batch: int = 1,
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
+    velocity: np.ndarray | None = None,
 ) -> np.ndarray:
     """The PyTorch engine of `play` (see there): (batch, n_samples) float32 audio."""
     model = model.eval()
@@ -176,7 +180,7 @@ def torch_generate(
     cond_ticks = onsets = roll = None
     if model.uses_notes:
         roll = sketch.roll if sketch is not None else np.zeros((0, N_KEYS), dtype=bool)
-        cond, onsets = sketch_conditioning(model, sketch)
+        cond, onsets = sketch_conditioning(model, sketch, velocity)
         cond_ticks = torch.from_numpy(cond).to(device)  # (ticks, C); the last row for every later tick
 
     step = model.step

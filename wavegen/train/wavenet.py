@@ -1,23 +1,29 @@
 """The WaveNet as a training task: `WaveNetTask` for the loop in wavegen.train.loop, and `train_wavenet`.
 
 Items are crops of `data.crop_samples` samples with their conditioning (data/crops.py); the loss is the
-output's (mu-law softmax or mixture of logistics) in nats per sample. Each evaluation measures the
+output's (mu-law softmax or mixture of logistics) in nats per sample. `model.velocity` is decided here,
+from the dataset, before anything is built or recorded ("auto": velocity channels when every training
+piece has velocities), and a model with them records its default velocity, the median of the training
+data's (`default_velocity`). Each evaluation measures the
 held-out validation bits per sample and the shuffled-notes gap (nn/heldout.py), and plays a short
 clip of the first validation piece into `samples/`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from wavegen.audio import write_audio
-from wavegen.config import WaveNetConfig, from_record
+from wavegen.config import ModelConfig, WaveNetConfig, from_record
 from wavegen.data import dataset
+from wavegen.data.conditioning import DEFAULT_VELOCITY
 from wavegen.data.crops import CropDataset
 from wavegen.errors import WavegenError
 from wavegen.nn import checkpoint, heldout
@@ -33,8 +39,10 @@ class WaveNetTask:
     rate_unit = "samples"
 
     def __init__(self, cfg: WaveNetConfig, ds: dataset.Dataset):
+        cfg = dataclasses.replace(cfg, model=resolve_velocity(cfg.model, ds))
         self.cfg, self.ds = cfg, ds
         mc = cfg.model
+        self.default_velocity = median_velocity(ds) if mc.uses_velocity() else DEFAULT_VELOCITY
         self.styles: list[str] = []
         if mc.n_styles:
             self.styles = ds.styles("train")
@@ -46,13 +54,15 @@ class WaveNetTask:
 
     def meta(self) -> dict[str, Any]:
         ds = self.ds
+        velocity = {"default_velocity": self.default_velocity} if self.cfg.model.uses_velocity() else {}
         return {"sample_rate_hz": ds.sample_rate_hz, "tick_ms": ds.tick_ms, "samples_per_tick": ds.samples_per_tick,
-                "styles": self.styles, "dataset": self.ds.provenance()}
+                "styles": self.styles, **velocity, "dataset": self.ds.provenance()}
 
     def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
         if saved.get("kind", checkpoint.WAVENET) != checkpoint.WAVENET:
             raise WavegenError(f"{run_dir}: a {saved['kind']} run, not a WaveNet's; train into a new --out folder")
         old = from_record(saved["config"], str(run_dir / RUN_CONFIG), kind="wavenet")
+        old = dataclasses.replace(old, model=resolve_velocity(old.model, self.ds))  # a record from before: "auto"
         changed = differences(old, self.cfg, ("model",))
         if changed:
             raise WavegenError(f"{run_dir}: this run was started with another model config ({listed(changed)}); "
@@ -65,12 +75,15 @@ class WaveNetTask:
             )
 
     def build_model(self) -> WaveNet:
-        return WaveNet(self.cfg.model, self.ds.samples_per_tick)
+        return WaveNet(self.cfg.model, self.ds.samples_per_tick, self.default_velocity)
 
     def describe(self, model: torch.nn.Module) -> str:
         rf = self.cfg.model.receptive_field()
         n_params = sum(p.numel() for p in model.parameters())
-        return f"model: {n_params:,} parameters, receptive field {rf} samples ({rf / self.ds.sample_rate_hz * 1000:.1f} ms)"
+        velocity = (f"; velocity channels (a note without one: {self.default_velocity}, the training data's median)"
+                    if self.cfg.model.uses_velocity() else "")
+        return (f"model: {n_params:,} parameters, receptive field {rf} samples "
+                f"({rf / self.ds.sample_rate_hz * 1000:.1f} ms){velocity}")
 
     def init_from(self, model: torch.nn.Module, source: str) -> str:
         """train.init: the inference (EMA) weights of a WaveNet checkpoint, which must fit this model (same
@@ -90,7 +103,8 @@ class WaveNetTask:
         return f"{loaded.path} (step {loaded.meta.get('step', '?')})"
 
     def _crops(self, split: str, seed: int) -> CropDataset:
-        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed)
+        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed,
+                             default_velocity=self.default_velocity)
 
     def train_set(self) -> torch.utils.data.Dataset:
         return self._crops("train", self.cfg.train.seed)
@@ -126,12 +140,43 @@ class WaveNetTask:
         if tc.sample_seconds > 0:
             sketch = self.ds.text(self.sketch_item)
             audio = play(eval_model, int(tc.sample_seconds * sr), sample_rate_hz=sr, sketch=sketch, seed=tc.seed,
-                         style=0)[0]
+                         style=0, velocity=self.ds.velocity(self.sketch_item))[0]
             (run_dir / "samples").mkdir(exist_ok=True)
             write_audio(run_dir / "samples" / f"step-{step:08d}-{self.sketch_item.id}.wav", audio, sr)
             if tb is not None:
                 tb.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=sr)
         return valid
+
+
+def resolve_velocity(mc: ModelConfig, ds: dataset.Dataset) -> ModelConfig:
+    """`mc` with `velocity` true or false for training on `ds`: "auto" is true when every training piece has
+    velocities (recordings), else false; true where no training piece has any is an error."""
+    train = ds.select("train")
+    have = int(ds.index.velocity[train].sum())
+    if mc.velocity == "auto":
+        return dataclasses.replace(mc, velocity=bool(len(train)) and have == len(train))
+    if mc.velocity is True and mc.local_conditioning and not have:
+        raise WavegenError(f"{ds.root}: model.velocity = true, but no training piece has velocities (only recordings "
+                           "built with --pairs or --maestro do); set model.velocity = \"auto\" or false")
+    return mc
+
+
+MEDIAN_ITEMS = 64  # training pieces the default velocity is measured on, spread evenly (start-up stays flat)
+
+
+def median_velocity(ds: dataset.Dataset) -> int:
+    """The median velocity of the sounding keys and ticks of (up to MEDIAN_ITEMS of) the training pieces
+    with velocities: what a note without one (88-key text) gets. DEFAULT_VELOCITY when there are none."""
+    numbers = ds.select("train")
+    numbers = numbers[ds.index.velocity[numbers]]
+    items = ds.items_of(numbers[:: max(1, -(-len(numbers) // MEDIAN_ITEMS))])
+    counts = np.zeros(128, dtype=np.int64)
+    for it in items:
+        counts += np.bincount(np.asarray(ds.velocity(it)).ravel(), minlength=128)[:128]
+    counts[0] = 0  # silence
+    if not counts.sum():
+        return DEFAULT_VELOCITY
+    return int(np.searchsorted(np.cumsum(counts), (counts.sum() + 1) // 2))
 
 
 def train_wavenet(cfg: WaveNetConfig, data_dir: str | Path, run_dir: str | Path, **kwargs: Any) -> TrainResult:
