@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wavegen.config import load_config  # noqa: E402
+from wavegen.data.conditioning import DEFAULT_VELOCITY  # noqa: E402
 from wavegen.evaluate.report import markdown  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
 from wavegen.train.loop import differences  # noqa: E402
@@ -60,6 +61,18 @@ def data_section(meta: dict, data_dir: str | None) -> list[str]:
         lines.append("")
     lines.append("FluidR3_GM is MIT-licensed.")
     return lines
+
+
+def velocity_line(uses_velocity: bool, meta: dict) -> str:
+    """The card's line on velocities: whether the model reads them, and what a note without one gets."""
+    if not uses_velocity:
+        return ("- Velocities: none (`model.velocity` off); every note plays alike, whatever "
+                "its MIDI velocity.")
+    default = meta.get("default_velocity", DEFAULT_VELOCITY)
+    return (f"- Velocities: velocity/127 of every sounding key per tick, 88 tick features beside the notes' "
+            f"(`model.velocity`). A MIDI sketch plays its own velocities (its notes held by the sustain pedal, as "
+            f"the training data's were); a note without one, every note of an 88-key text, plays at velocity "
+            f"{default}, the median of the training data's (`default_velocity` in config.json).")
 
 
 def train_command(cfg, meta: dict, name: str) -> str:
@@ -129,6 +142,7 @@ def main() -> int:
         f"head {m.head_channels}, {m.n_classes} mu-law classes: `configs/cpu.toml`, the reference network.",
         f"- Conditioned on the 88-key text: per-tick state/onset/decay features through a conv net with "
         f"{m.cond_lookahead_ticks} ticks of lookahead, and the audio-rate sine/cosine excitation of every sounding key.",
+        velocity_line(m.uses_velocity(), meta),
         f"- {n_params:,} parameters; receptive field {rf} samples ({rf / loaded.sample_rate_hz * 1000:.0f} ms); "
         f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}). "
         f"Sampling by default: temperature {args.temperature:g}, min-p {args.min_p:g} (never a sample value less likely "

@@ -8,7 +8,8 @@ command("train", "train a WaveNet (resumes if --out holds a run)",
         arg("--config", metavar="FILE", help="TOML overrides of the defaults, e.g. configs/cpu.toml"), c.SET, c.DATA,
         c.RUN_DIR, call="wavegen.train.wavenet:train_wavenet", config="wavenet")
 command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECKPOINT,
-        arg("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI)"),
+        arg("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI; a model trained with "
+            "velocities plays a MIDI file's own, and 88-key text at its default velocity)"),
         arg("--seconds", type=positive_float, help="length (default: the sketch plus a 0.5 s release tail)"),
         c.TEMPERATURE, c.MIN_P, c.SEED,
         arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),

@@ -26,6 +26,7 @@ class Sketch:
     notes: list[T.Note]  # as read: MIDI notes keep their exact times
     keytext: T.KeyText  # quantized to ticks (for a text file, exactly the file)
     warnings: list[str] = field(default_factory=list)
+    velocities: list[int] | None = None  # MIDI: notes[i] was struck with velocities[i] (1..127); text: None
 
     @property
     def is_text(self) -> bool:
@@ -43,14 +44,16 @@ def kind_of(path: str | os.PathLike) -> str:
     )
 
 
-def load(path: str | os.PathLike, *, tick_ms: float = T.DEFAULT_TICK_MS, fold_octaves: bool = False) -> Sketch:
-    """Read a sketch. A text keeps its own tick length; MIDI is quantized with `tick_ms`."""
+def load(path: str | os.PathLike, *, tick_ms: float = T.DEFAULT_TICK_MS, fold_octaves: bool = False,
+         sustain_pedal: bool = False) -> Sketch:
+    """Read a sketch. A text keeps its own tick length; MIDI is quantized with `tick_ms`, keeps its notes'
+    velocities and, with sustain_pedal, holds the notes the pedal holds (notes/midi.py)."""
     p = Path(path)
     if kind_of(p) == "text":
         kt = T.read_file(p)
         return Sketch(p, kt.notes(), kt)
-    read = read_midi(p, fold_octaves=fold_octaves)
-    return Sketch(p, read.notes, T.from_notes(read.notes, tick_ms), read.warnings)
+    read = read_midi(p, fold_octaves=fold_octaves, sustain_pedal=sustain_pedal)
+    return Sketch(p, read.notes, T.from_notes(read.notes, tick_ms), read.warnings, list(read.velocities))
 
 
 AUDIO_SUFFIXES = (".wav", ".flac")

@@ -2,8 +2,10 @@
 
 How long to play (the sketch plus the renderer's release tail, unless `seconds` says), which style (the
 one asked for, else the sketch header's when the model knows it), how to sample (the model's own
-temperature and min-p unless given) and which engine (`play` chooses) are decided here; the command
-line only parses and prints. `batch` takes are written OUT-1.wav, OUT-2.wav, ... beside OUT.wav. The
+temperature and min-p unless given), the velocities (a MIDI sketch's own, read with its sustain pedal, for
+a model that reads them; 88-key text plays at the model's default velocity) and which engine (`play`
+chooses) are decided here; the command line only parses and prints. `batch` takes are written OUT-1.wav,
+OUT-2.wav, ... beside OUT.wav. The
 length, the number of takes (notes/limits.py) and every output path are checked before the model is
 loaded, the memory of all takes together before they are played.
 """
@@ -52,6 +54,18 @@ def take_paths(output: str | os.PathLike, batch: int) -> list[Path]:
     return [out] if batch == 1 else [out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(batch)]
 
 
+def sketch_velocity(sk: sketches.Sketch) -> np.ndarray | None:
+    """(ticks, 88) uint8: the velocity of the MIDI note sounding at each tick and key of the sketch's text,
+    0 where none sounds (as a dataset's velocity file holds them); None for 88-key text, whose notes play at
+    the model's default velocity."""
+    if sk.velocities is None:
+        return None
+    from wavegen.data.recordings import velocity_roll
+
+    kt = sk.keytext
+    return velocity_roll(kt.roll, sk.notes, sk.velocities, kt.tick_ms)
+
+
 def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketch: str | None = None,
                    seconds: float | None = None, batch: int = 1, style: str | None = None,
                    temperature: float | None = None, min_p: float | None = None, seed: int = 0,
@@ -73,12 +87,15 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
     loaded = checkpoint.load(model)
     sampling = loaded.sampling(temperature, min_p)
     sr = loaded.sample_rate_hz
-    sk = None
+    sk = velocity = None
     if sketch:
-        sk = sketches.load(sketch, tick_ms=loaded.tick_ms)
+        # a model with velocities learned from performances: a MIDI sketch is read as its data was, the
+        # velocities kept and the notes the sustain pedal holds held
+        sk = sketches.load(sketch, tick_ms=loaded.tick_ms, sustain_pedal=loaded.model.uses_velocity)
         for w in sk.warnings:
             warn(w)
         loaded.check_ticks(sk.keytext.tick_ms, str(sketch))
+        velocity = sketch_velocity(sk)
     if seconds is not None:
         n = int(round(seconds * sr))
     elif sk is not None:
@@ -96,7 +113,8 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
         on_start(n, sr)
     t0 = time.perf_counter()
     audio = play(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None, engine=engine,
-                 batch=batch, threads=threads, **sampling, seed=seed, style=style_id, progress=progress)
+                 batch=batch, threads=threads, **sampling, seed=seed, style=style_id, progress=progress,
+                 velocity=velocity)
     took = time.perf_counter() - t0
     paths = take_paths(output, batch)
     for path, take in zip(paths, audio, strict=True):
