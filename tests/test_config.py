@@ -88,7 +88,7 @@ def test_the_shipped_resume_record_resumes_with_cpu_toml_and_its_checkpoint_load
     assert loaded.meta["step"] == 9000 and loaded.config.model == load_config(CONFIGS / "cpu.toml").model
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "cluster"])
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "cluster", "maestro-gpu"])
 def test_shipped_configs_load_and_state_their_receptive_field(name):
     path = CONFIGS / f"{name}.toml"
     cfg = load_config(path)

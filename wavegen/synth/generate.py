@@ -109,7 +109,9 @@ def play(
 class CudaGraphStep:
     """On CUDA: `WaveNet.step` captured once in a CUDA graph and replayed for every sample, so a batch
     costs one graph launch per sample instead of a hundred kernel launches. The step counter lives on
-    the device (see `StepState.t`); inputs are copied into static tensors before each replay."""
+    the device (see `StepState.t`); inputs are copied into static tensors before each replay. Elsewhere
+    (a CPU) nothing is captured: each call runs the step on the same static tensors, so that everything
+    but the capture is tested without a GPU (tests/test_gpu_check.py)."""
 
     def __init__(self, model: WaveNet, batch: int, device: torch.device, x: torch.Tensor,
                  cond_dim: int, exc_dim: int, style: torch.Tensor | None):
@@ -120,6 +122,9 @@ class CudaGraphStep:
         self.cond = torch.zeros(batch, cond_dim, device=device) if cond_dim else None
         self.exc = torch.zeros(batch, exc_dim, device=device) if exc_dim else None
         self.style = style
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if device.type != "cuda":
+            return
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm up outside the graph, as capture requires
@@ -144,7 +149,10 @@ class CudaGraphStep:
             self.cond.copy_(cond)
         if self.exc is not None and exc is not None:
             self.exc.copy_(exc)
-        self.graph.replay()
+        if self.graph is None:
+            self.out = self.model.step(self.x, self.state, self.cond, self.exc, self.style)
+        else:
+            self.graph.replay()
         return self.out
 
 
