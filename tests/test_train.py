@@ -174,7 +174,7 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_runs_it_fast(flags, want, 
 def _cpu_fp16(init_scale: float):
     """What `loop.precision` gives fp16 on CUDA, on the CPU: fp16 autocast and a loss scaler (growing
     every 2 good steps, so that a few steps of the tiny model see it grow and overflow)."""
-    def precision(mixed_precision: str, device: torch.device) -> train_mod.Precision:
+    def precision(mixed_precision: str, device: torch.device, probe=None) -> train_mod.Precision:
         assert mixed_precision == "fp16"
         scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=2)
         return train_mod.Precision("fp16", "cpu", torch.float16, scaler)
