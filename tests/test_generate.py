@@ -139,10 +139,13 @@ def test_a_model_can_ship_its_min_p(capsys, tmp_path):
     ck = make_checkpoint(tmp_path / "cut")
     meta = json.loads((ck / "config.json").read_text())
     (ck / "config.json").write_text(json.dumps({**meta, "sampling_min_p": 0.999}))  # only the most likely value
+    # the float kernel: in bf16 (cbf16) two of this random model's near-equal logits can round to a tie,
+    # which min-p keeps both of, and then the seed picks
     for seed in ("1", "2"):
-        assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", seed, "-o", str(tmp_path / f"{seed}.wav"))[0] == 0
+        assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", seed, "--engine", "c",
+                   "-o", str(tmp_path / f"{seed}.wav"))[0] == 0
     assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
-    assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--min-p", "0",
+    assert gen(capsys, "--checkpoint", str(ck), "--seconds", "0.05", "--seed", "2", "--min-p", "0", "--engine", "c",
                "-o", str(tmp_path / "3.wav"))[0] == 0
     assert (tmp_path / "3.wav").read_bytes() != (tmp_path / "2.wav").read_bytes()
 
