@@ -245,7 +245,7 @@ def test_the_sustain_pedal_holds_notes_and_velocities_are_kept():
 
     # the velocity roll at 100 ms ticks: each note's run (one tick shorter than it sounds) holds its velocity
     kt = T.from_notes(read.notes, 100.0)
-    vel = recordings.velocity_roll(kt.roll, read.notes, read.velocities, 100.0)
+    vel = T.velocity_roll(kt.roll, read.notes, read.velocities, 100.0)
     k = {p: p - T.LOWEST_PITCH for p in (48, 60, 64, 67, 72)}
     want = np.zeros((kt.n_ticks, 88), np.uint8)
     want[0:1, k[60]] = 80      # 0.0-0.2 s: ticks 0..2, written as [0, 1)

@@ -256,7 +256,7 @@ def build_recording(src: Source, settings: BuildSettings, out_dir: str) -> tuple
     pcm, clipped = to_int16(audio)
     if len(pcm) < n_ticks * spt:  # notes ring past the recording's end: silence under them
         pcm = np.concatenate([pcm, np.zeros(n_ticks * spt - len(pcm), np.int16)])
-    vel = recordings.velocity_roll(kt.roll, read.notes, read.velocities, settings.tick_ms)
+    vel = T.velocity_roll(kt.roll, read.notes, read.velocities, settings.tick_ms)
     write_text_atomic(out / "text" / f"{src.piece}.txt", T.write(kt))
     write_pcm_npy(out / "audio" / f"{src.piece}.npy", pcm)
     with atomic_path(out / "velocity" / f"{src.piece}.npy") as tmp:

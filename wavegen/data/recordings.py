@@ -9,7 +9,7 @@ Two layouts are read (`wavegen data build --pairs DIR | --maestro DIR`):
 
 The notes are a performance: read with the sustain pedal (a note released under the pedal sounds on until
 it lifts, notes/midi.py) and the velocities, kept as a (n_ticks, 88) uint8 roll beside the 88-key text
-(`velocity_roll`). The audio becomes mono at the dataset's rate (`wavegen.audio.read_recording`).
+(`text.velocity_roll`). The audio becomes mono at the dataset's rate (`wavegen.audio.read_recording`).
 
 **Alignment is checked, not assumed** (`align`): the audio's onset strength (librosa, a frame every
 `hop_ms`) is cross-correlated with the notes' onsets on the same frames, over lags within `search_ms`.
@@ -144,24 +144,6 @@ def maestro_sources(folder: str | os.PathLike, *, style: str = "maestro",
 
 # ---------------------------------------------------------------------------------------------
 # velocities
-
-
-def velocity_roll(roll: np.ndarray, notes: list[T.Note], velocities: list[int], tick_ms: float) -> np.ndarray:
-    """(n_ticks, 88) uint8: at each tick and key where `roll` (the notes' 88-key text) sounds, the velocity of
-    the note sounding there, 0 elsewhere; so velocity > 0 exactly where the text has the key.
-
-    A run of the roll starts at the tick its note's onset rounds to (text.note_runs); it takes the loudest
-    velocity of the key's notes whose onsets round to that tick (notes merged into one run keep the first
-    onset's tick)."""
-    tick_s = tick_ms / 1000.0
-    at: dict[tuple[int, int], int] = {}  # (key, onset tick) -> loudest velocity
-    for n, v in zip(notes, velocities, strict=True):
-        key = (n.pitch - T.LOWEST_PITCH, max(0, math.floor(n.start / tick_s + 0.5)))
-        at[key] = max(at.get(key, 0), int(v))
-    out = np.zeros(roll.shape, dtype=np.uint8)
-    for k, s, e in T.roll_runs(roll):
-        out[s:e, k] = np.clip(at.get((k, s), 0), 1, 127)  # a run the notes do not start: never, but never 0
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

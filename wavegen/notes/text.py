@@ -313,6 +313,24 @@ def roll_runs(roll: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(k), int(s), int(e)) for k, s, e in zip(k_on, t_on, t_off, strict=True)]
 
 
+def velocity_roll(roll: np.ndarray, notes: list[Note], velocities: list[int], tick_ms: float) -> np.ndarray:
+    """(n_ticks, 88) uint8: at each tick and key where `roll` (the notes' 88-key text) sounds, the velocity of
+    the note sounding there, 0 elsewhere; so velocity > 0 exactly where the text has the key.
+
+    A run of the roll starts at the tick its note's onset rounds to (note_runs); it takes the loudest
+    velocity of the key's notes whose onsets round to that tick (notes merged into one run keep the first
+    onset's tick)."""
+    tick_s = tick_ms / 1000.0
+    at: dict[tuple[int, int], int] = {}  # (key, onset tick) -> loudest velocity
+    for n, v in zip(notes, velocities, strict=True):
+        key = (n.pitch - LOWEST_PITCH, max(0, math.floor(n.start / tick_s + 0.5)))
+        at[key] = max(at.get(key, 0), int(v))
+    out = np.zeros(roll.shape, dtype=np.uint8)
+    for k, s, e in roll_runs(roll):
+        out[s:e, k] = np.clip(at.get((k, s), 0), 1, 127)  # a run the notes do not start: never, but never 0
+    return out
+
+
 def note_runs(notes: Iterable[Note], tick_ms: float) -> dict[int, list[tuple[int, int]]]:
     """Encode notes as runs of ticks per key index (0..87), following the format's rules.
 

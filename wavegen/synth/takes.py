@@ -26,6 +26,7 @@ from wavegen.files import check_output
 from wavegen.nn import checkpoint
 from wavegen.notes import limits
 from wavegen.notes import sketch as sketches
+from wavegen.notes import text as T
 from wavegen.synth.generate import choose_engine, play
 from wavegen.synth.sketchcond import sketch_samples
 
@@ -60,10 +61,8 @@ def sketch_velocity(sk: sketches.Sketch) -> np.ndarray | None:
     the model's default velocity."""
     if sk.velocities is None:
         return None
-    from wavegen.data.recordings import velocity_roll
-
     kt = sk.keytext
-    return velocity_roll(kt.roll, sk.notes, sk.velocities, kt.tick_ms)
+    return T.velocity_roll(kt.roll, sk.notes, sk.velocities, kt.tick_ms)
 
 
 def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketch: str | None = None,
