@@ -78,6 +78,17 @@ def velocity_features(roll: np.ndarray, velocity: np.ndarray | None, default_vel
     return (v / 127.0).T.astype(np.float32)
 
 
+def model_tick_features(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int,
+                        with_velocity: bool) -> np.ndarray:
+    """What a model's conditioning network reads of a roll, (3*88 [+ 88], T + 1) float32: `tick_features`,
+    and for a model with velocity channels (with_velocity) `velocity_features` after them. The one place
+    training crops and generation build them, so both give a model the same channels."""
+    feats = tick_features(roll)
+    if not with_velocity:
+        return feats
+    return np.concatenate([feats, velocity_features(roll, velocity, default_velocity)])
+
+
 def tick_window(features: np.ndarray, first_tick: int, n_ticks: int) -> np.ndarray:
     """features[:, first_tick : first_tick + n_ticks], zero outside the piece. (C, n_ticks)."""
     out = np.zeros((features.shape[0], n_ticks), dtype=np.float32)

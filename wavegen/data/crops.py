@@ -19,10 +19,9 @@ from wavegen.data.conditioning import (
     crop_ticks,
     crop_window,
     excitation,
+    model_tick_features,
     sounding_and_onsets,
-    tick_features,
     tick_window,
-    velocity_features,
 )
 from wavegen.data.dataset import Dataset, Items
 from wavegen.errors import WavegenError
@@ -71,10 +70,8 @@ class CropDataset(torch.utils.data.Dataset):
                 cache.pop(next(iter(cache)))
             roll = self.ds.text(self.items[k]).roll
             sounding, _, last_onset = sounding_and_onsets(roll)
-            feats = tick_features(roll)
-            if self.velocity:
-                vel = self.ds.velocity(self.items[k])
-                feats = np.concatenate([feats, velocity_features(roll, vel, self.default_velocity)])
+            vel = self.ds.velocity(self.items[k]) if self.velocity else None
+            feats = model_tick_features(roll, vel, self.default_velocity, self.velocity)
             cache[k] = (roll, feats, (sounding, last_onset))
         return cache[k]
 

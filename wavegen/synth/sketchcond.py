@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wavegen.data.conditioning import sounding_and_onsets, tick_features, tick_window, velocity_features
+from wavegen.data.conditioning import model_tick_features, sounding_and_onsets, tick_window
 from wavegen.nn.model import WaveNet
 from wavegen.notes.render import (
     RELEASE_TAIL_S,  # generated past the sketch's last note-off, as the renderer does
@@ -32,9 +32,9 @@ def roll_conditioning(model: WaveNet, roll: np.ndarray, velocity: np.ndarray | N
     and (sounding, last_onset) for the excitation. roll: (ticks, 88) bool; velocity: (ticks, 88) MIDI
     velocities of its notes (the model's default velocity for each note without: None, or 0 at a sounding
     key), read by a model with velocity channels and ignored by the others."""
-    feats = tick_features(roll)  # the roll's ticks and the tick the decoder gives back
-    if model.uses_velocity:  # the velocity channels join the tick features, so every engine gets them here
-        feats = np.concatenate([feats, velocity_features(roll, velocity, model.default_velocity)])
+    # the roll's ticks and the tick the decoder gives back; the velocity channels join the tick features here,
+    # so every engine gets them
+    feats = model_tick_features(roll, velocity, model.default_velocity, model.uses_velocity)
     n = feats.shape[1] + model.cfg.cond_lookahead_ticks + 1  # the last row sees zeros only
     device = next(model.parameters()).device
     window = torch.from_numpy(tick_window(feats, 0, n))[None].to(device)
