@@ -40,7 +40,14 @@ import numpy as np
 from wavegen.audio import read_pcm_npy, read_recording, to_int16, write_pcm_npy
 from wavegen.data import corpora, recordings
 from wavegen.data.corpora import Source, corpus_sources, midi_dir_sources  # noqa: F401  (build.X still works)
-from wavegen.data.dataset import DATASET_VERSION, MANIFEST, Item, samples_per_tick, style_summary
+from wavegen.data.dataset import (
+    DATASET_VERSION,
+    MANIFEST,
+    Item,
+    read_velocity_npy,
+    samples_per_tick,
+    style_summary,
+)
 from wavegen.errors import WavegenError
 from wavegen.files import atomic_path, check_output_dir, write_text_atomic
 from wavegen.notes import text as T
@@ -190,10 +197,8 @@ def _load_item(out_dir: Path, item_id: str) -> Item | None:
     try:  # a truncated or foreign .npy (a crash, a full disk, a hand) is rebuilt, never trusted
         read_pcm_npy(out_dir / item.audio_path, item.n_samples)
         if item.velocity_path:
-            vel = np.load(out_dir / item.velocity_path, mmap_mode="r")
-            if vel.dtype != np.uint8 or vel.shape != (item.n_ticks, T.N_KEYS):
-                return None
-    except (WavegenError, OSError, ValueError, EOFError):
+            read_velocity_npy(out_dir / item.velocity_path, item.n_ticks)
+    except WavegenError:
         return None
     return item
 

@@ -278,6 +278,20 @@ class Items(Sequence[Item]):
 
 
 
+def read_velocity_npy(path: str | os.PathLike, n_ticks: int) -> np.ndarray:
+    """The (n_ticks, 88) uint8 velocity roll of a .npy file (velocity/<id>.npy), memory-mapped; a file that
+    is truncated or of another dtype or shape is a WavegenError naming it (as audio.read_pcm_npy)."""
+    try:
+        vel = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WavegenError(f"{path}: not a complete velocity array ({detail})") from None
+    if not isinstance(vel, np.ndarray) or vel.dtype != np.uint8 or vel.shape != (n_ticks, T.N_KEYS):
+        got = f"{vel.dtype} {vel.shape}" if isinstance(vel, np.ndarray) else type(vel).__name__
+        raise WavegenError(f"{path}: velocities are {got}, not uint8 ({n_ticks}, {T.N_KEYS})")
+    return vel
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A built dataset (`load`): its folder, its manifest's settings (`manifest`: every key but the items),
@@ -357,18 +371,10 @@ class Dataset:
         A broken file (truncated, another dtype or shape) is a WavegenError naming it."""
         if not item.velocity_path:
             return None
-        path = self.root / item.velocity_path
         try:
-            vel = np.load(path, mmap_mode="r")
-        except (OSError, ValueError, EOFError) as e:
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WavegenError(f"{path}: not a complete velocity array ({detail}); "
-                               "rerun `wavegen data build` to rebuild it") from None
-        if not isinstance(vel, np.ndarray) or vel.dtype != np.uint8 or vel.shape != (item.n_ticks, T.N_KEYS):
-            got = f"{vel.dtype} {vel.shape}" if isinstance(vel, np.ndarray) else type(vel).__name__
-            raise WavegenError(f"{path}: velocities are {got}, not uint8 ({item.n_ticks}, {T.N_KEYS}); "
-                               "rerun `wavegen data build` to rebuild it")
-        return vel
+            return read_velocity_npy(self.root / item.velocity_path, item.n_ticks)
+        except WavegenError as e:
+            raise WavegenError(f"{e}; rerun `wavegen data build` to rebuild it") from None
 
     def text(self, item: Item) -> T.KeyText:
         return T.read_file(self.root / item.text_path)
