@@ -11,10 +11,11 @@ The notes are a performance: read with the sustain pedal (a note released under 
 it lifts, notes/midi.py) and the velocities, kept as a (n_ticks, 88) uint8 roll beside the 88-key text
 (`text.velocity_roll`). The audio becomes mono at the dataset's rate (`wavegen.audio.read_recording`).
 
-**Alignment is checked, not assumed** (`align`): the audio's onset strength (librosa, a frame every
-`hop_ms`) is cross-correlated with the notes' onsets on the same frames, over lags within `search_ms`.
-The lag is the peak (refined between frames by a parabola); the confidence is the correlation there
-(Pearson's r of the two series, the audio's shifted by the lag). `build` corrects a lag within its bound
+**Alignment is checked, not assumed** (`align`): the audio's onsets in semitone bands (a frame every
+`hop_ms`) are cross-correlated with the notes' onsets in the bands of their harmonics, over lags within
+`search_ms`; the peak is the lag, and the confidence is how many standard deviations it stands above the
+correlation at the other lags. The lag is then refined on librosa's broadband onset strength (between
+frames by a parabola). `build` corrects a lag within its bound
 by shifting the *audio* by whole samples (the notes stay as the MIDI has them, quantised to ticks like any
 MIDI file), and skips a pair whose lag is beyond the bound or whose confidence is below the threshold:
 notes that do not match the sound. The threshold is calibrated in docs/data.md.
@@ -74,8 +75,9 @@ def pair_sources(folder: str | os.PathLike, *, style: str = "pairs",
         paired.add(m)
         sources.append(Source(piece=_piece_name(str(a.relative_to(root).with_suffix("")).replace(os.sep, "__")),
                               path=str(m), kind="recording", style=style, licence=licence, audio=str(a)))
+    audio_stems = {a.with_suffix("") for a in audio}
     for m in midi:
-        if m not in paired and m.with_suffix("") not in {a.with_suffix("") for a in audio}:
+        if m not in paired and m.with_suffix("") not in audio_stems:
             skipped.append({"source": str(m), "reason": f"{m}: no audio file of the same name beside it "
                             f"({', '.join(AUDIO_SUFFIXES)}); add one to build it"})
     return sources, skipped
@@ -140,10 +142,6 @@ def maestro_sources(folder: str | os.PathLike, *, style: str = "maestro",
     if not sources and not skipped:
         raise WavegenError(f"{table}: lists no pieces")
     return sources, skipped
-
-
-# ---------------------------------------------------------------------------------------------
-# velocities
 
 
 # ---------------------------------------------------------------------------------------------
