@@ -260,3 +260,21 @@ def test_velocity_channels_are_read_by_a_velocity_model_alone():
     softer = ticks.clone()
     softer[:, N_TICK_FEATURES:] = softer[:, N_TICK_FEATURES:] * 0.5
     assert (on(inputs, ticks, offset, exc) - on(inputs, softer, offset, exc)).abs().amax() > 1e-3
+
+
+def test_compiled_training_makes_a_handful_of_graphs_however_many_keys_sound():
+    # a training batch's sounding keys change from step to step; inductor made a new graph for every new
+    # count (40 s each on cpu.toml's model, then eager once torch's recompile limit was reached)
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    model = make().train()
+    compiled = torch.compile(model)
+    inputs, ticks, offset, exc, _ = random_batch(model, 2, 50)
+    for n_keys in (3, 5, 7, 9):
+        sparse = exc.clone()
+        sparse[:, n_keys:] = 0
+        compiled(inputs, ticks, offset, sparse).sum().backward()
+    # the graph before the keys are counted and the one after them, for all four counts (width 16)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - before == 2

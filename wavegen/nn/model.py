@@ -28,6 +28,7 @@ MOL_BITS = 16  # the mixture of logistics models 16-bit audio
 # up to this many ticks in a window, layers repeat the tick conditioning by a matmul with the one-hot
 # tick map (n_ticks multiply-adds per value: fast, both ways); longer windows gather (memory stays linear)
 ONE_HOT_MAX_TICKS = 32
+SOUNDING_MIN = 16  # the excitation channels a CPU forward projects: at least this many, a power of two
 
 
 class ResidualLayer(nn.Module):
@@ -125,10 +126,20 @@ def sounding_channels(exc: Tensor) -> tuple[Tensor, Tensor | None]:
     if exc.device.type != "cpu":
         return exc, None
     keys = exc.detach().abs().amax(dim=(0, 2)).nonzero()[:, 0]
-    if keys.numel() == exc.shape[1]:
+    # the count changes from batch to batch, and torch.compile compiles its graphs again for every new
+    # width (~40 s each, marking the width dynamic does not stop it) until its recompile limit sends the
+    # rest of the run back to eager: so the width is rounded up to a power of two from SOUNDING_MIN with
+    # silent channels (zero input, zero gradient: the same sums), a handful of graphs in all; a silent
+    # batch gets SOUNDING_MIN zero channels, which keep every weight in the graph (DDP wants that)
+    width = SOUNDING_MIN
+    while width < keys.numel():
+        width *= 2
+    if width >= exc.shape[1]:
         return exc, None
-    if keys.numel() == 0:  # silence: one zero channel keeps every weight in the graph (DDP wants that)
-        keys = keys.new_zeros(1)
+    if width > keys.numel():
+        silent = torch.ones(exc.shape[1], dtype=torch.bool)
+        silent[keys] = False
+        keys = torch.cat([keys, silent.nonzero()[: width - keys.numel(), 0]]).sort().values
     return exc.index_select(1, keys), keys
 
 
