@@ -125,7 +125,7 @@ def train_steps(cfg: WaveNetConfig, init: dict[str, torch.Tensor], batches: list
         _sync(device)
         t0 = time.perf_counter()
         with amp.autocast():  # as WaveNetTask.loss: the forward under autocast, the loss in fp32
-            out = heldout.forward(forward_model, batch, cfg.model.n_styles > 0)
+            out = heldout.forward(forward_model, batch, cfg.model)
         loss = loss_fn(cfg.model.output, out, batch["targets"])
         amp.scale(loss).backward()
         if scaler is not None:
@@ -252,7 +252,7 @@ def estimate(cfg: WaveNetConfig, peak_tflops: float, utilization: float) -> dict
 
     with FlopCounterMode(display=False) as flops:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = heldout.forward(model, meta, mc.n_styles > 0)
+            out = heldout.forward(model, meta, mc)
             width.clear()
             loss = loss_fn(mc.output, out, meta["targets"])  # in fp32, as in training
         forward_flops = flops.get_total_flops()

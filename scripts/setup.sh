@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install wavegen on a fresh machine: the FluidSynth library and the FluidR3 General MIDI SoundFont
+# Install wavegen on a fresh machine: the FluidSynth library, the FluidR3 and MuseScore General MIDI SoundFonts
 # (Debian/Ubuntu packages), then a virtual environment in .venv with wavegen and its test tools.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so' || need_apt+=(libfluidsynth3)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+# a second harpsichord (timbre "musescore"; the third, timgm6mb, comes inside pretty_midi)
+[ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || need_apt+=(musescore-general-soundfont)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)  # the fast generation kernel (else numba)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then

@@ -49,6 +49,16 @@ def data_section(meta: dict, data_dir: str | None) -> list[str]:
              f"transpositions {ds_meta.get('transpositions')}; each piece rendered from its own 88-key text by "
              f"FluidSynth with the {ds_meta.get('soundfont')} harpsichord (General MIDI program 6). Split by piece: "
              "the model never saw a validation or test piece.", ""]
+    if ds_meta.get("timbres"):
+        from wavegen.notes.render import TIMBRE_LICENCES
+
+        names = list(ds_meta["timbres"])
+        lines[0] = lines[0].replace(f"with the {ds_meta.get('soundfont')} harpsichord",
+                                    f"with each of {len(names)} harpsichords")
+        lines += [f"**Timbres** (`wavegen generate --timbre NAME`; default `{names[0]}`): every piece was rendered "
+                  "with each, and the model plays the one it is asked for (global conditioning, like a speaker id):", ""]
+        lines += [f"- `{name}`: {TIMBRE_LICENCES.get(name, t['soundfont'])}" for name, t in ds_meta["timbres"].items()]
+        lines.append("")
     if data_dir:
         ds = dataset.load(data_dir)
         per = dataset.style_summary(ds.items())

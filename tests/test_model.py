@@ -92,6 +92,7 @@ CASES = {
     "k2 no excitation": dict(excitation=False),
     "k2 velocity": dict(velocity=True),
     "k3 velocity+style": dict(kernel_size=3, n_styles=2, velocity=True),
+    "k2 mulaw local+style+timbre": dict(n_styles=2, n_timbres=3),
 }
 
 
@@ -100,14 +101,17 @@ def test_cached_step_equals_full_forward(case):
     model = make(**CASES[case])
     B, T = 3, 60
     inputs, ticks, offset, exc, style = random_batch(model, B, T, seed=1)
-    full = model(inputs, ticks, offset, exc, style)
+    timbre = torch.tensor([2, 0, 1]) if model.cfg.n_timbres else None
+    full = model(inputs, ticks, offset, exc, style, timbre)
     cond = model.upsample(model.tick_conditioning(ticks), offset, T) if model.uses_notes else None
     state = model.init_state(B)
     for t in range(T):
         out = model.step(inputs[:, t], state,
                          cond=cond[:, :, t] if cond is not None else None,
-                         exc=exc[:, :, t] if model.uses_excitation else None, style=style)
+                         exc=exc[:, :, t] if model.uses_excitation else None, style=style, timbre=timbre)
         torch.testing.assert_close(out, full[:, :, t], rtol=1e-4, atol=1e-5)
+    if timbre is not None:  # and the timbre is heard: another timbre, another output
+        assert not torch.allclose(model(inputs, ticks, offset, exc, style, timbre.flip(0)), full, atol=1e-4)
 
 
 def test_mol_loss_prefers_the_right_sample_and_sampling_stays_on_the_grid():

@@ -165,7 +165,7 @@ def test_a_velocity_model_trains_and_its_checkpoint_says_so(tmp_path):
     batch = validation_batch(heldout.crops(dataset.load(data), "train", loaded.config.model, 200,
                                            default_velocity=model.default_velocity), 2)
     assert batch["ticks"].shape[1] == N_TICK_FEATURES + 88
-    loss_fn(loaded.config.model.output, heldout.forward(model, batch, False), batch["targets"]).backward()
+    loss_fn(loaded.config.model.output, heldout.forward(model, batch, loaded.config.model), batch["targets"]).backward()
     assert model.cond_net[0].weight.grad[:, N_TICK_FEATURES:].abs().amax() > 0
     # the same command resumes it ("auto" decides the same)
     cfg6 = load_config(TINY, ["train.steps=6", "train.eval_every=4", "train.ckpt_every=4", "train.sample_seconds=0",

@@ -59,6 +59,7 @@ class ModelConfig:
     cond_lookahead_ticks: int = 2  # how far the conditioning network sees into the future
     excitation: bool = True  # sine and cosine of every sounding key's fundamental, at audio rate
     n_styles: int = 0  # global conditioning on a style id; 0 = none
+    n_timbres: int = 0  # global conditioning on the harpsichord (a dataset's timbres); 0 = none
     pre_emphasis: float = 0.0  # mulaw: predict (x[n] - a x[n-1]) / (1 + a), played back de-emphasized; 0 = off
     velocity: str | bool = "auto"  # velocity/127 per sounding key and tick: true, false, "auto" (if all training pieces have it)
 

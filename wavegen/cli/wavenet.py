@@ -14,6 +14,8 @@ command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECK
         c.TEMPERATURE, c.MIN_P, c.SEED,
         arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),
         arg("--style", help="a style the model was trained on (default: the sketch's header style)"),
+        arg("--timbre", help="the harpsichord, for a model trained on several (its card lists them: e.g. "
+            "fluidr3, musescore, timgm6mb; default: its first)"),
         arg("--plot", action="store_true", help="also write a PNG: spectrogram with the sketch's notes"),
         arg("--engine", choices=("auto", "fast", "c", "c16", "cbf16", "numba", "torch"), default="auto",
             help="fast: the compiled CPU path, with whichever kernel is faster here (measured once, cached; "
@@ -30,7 +32,9 @@ command("evaluate", "measure how well a model plays held-out pieces", c.CHECKPOI
         arg("--pieces", type=positive_int, default=5, help="held-out pieces to play (default 5)"),
         arg("--seconds", type=positive_float, default=15.0, help="seconds of each piece (default 15)"),
         arg("--corpus", metavar="NAME", help="only the held-out pieces of this corpus (their style), e.g. bach in "
-            "a dataset built with --corpus all (default: the split's first pieces, whatever their corpus)"), c.SEED,
+            "a dataset built with --corpus all (default: the split's first pieces, whatever their corpus)"),
+        arg("--timbre", help="in a dataset of several harpsichords, the one to measure (its pieces and SoundFont; "
+            "default: the model's first timbre, or the one it was trained on)"), c.SEED,
         c.TEMPERATURE, c.MIN_P, arg("--sketches", metavar="DIR", default="data/sketches", help="a sketch suite played "
                                     "whole too (default data/sketches; none: the chorales only)"),
         arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json", help="the "

@@ -5,12 +5,15 @@ A dataset folder holds::
     manifest.json          settings, one entry per piece and transposition, the skipped files
     text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
     audio/<id>.npy         int16 mono audio, read back through a memory map
+                           (rendered with several SoundFonts, `--soundfont A --soundfont B`, an item per
+                           timbre: audio/<id>@<timbre>.npy, all of a piece's timbres sharing its text)
     velocity/<id>.npy      (recordings only) uint8 (n_ticks, 88): the velocity sounding at each tick and key
     items/<id>.json        one item's entry and cache keys, written when its files are complete
 
 Sample i of an item's audio lies in tick i // samples_per_tick of its text. Each item is cached by
 content: its text by the source file's bytes and the settings that shape the text, its audio by the
-text, the sample rate, the SoundFont's bytes and the renderer version. A re-run redoes only what
+text, the sample rate, the SoundFont's bytes and the renderer version (so adding a timbre renders only
+that timbre). A re-run redoes only what
 changed; a file that fails is skipped with its reason and never stops the build.
 
 A recording (data/recordings.py: `--pairs`, `--maestro`) is read, not rendered: its audio becomes mono at
@@ -55,7 +58,7 @@ from wavegen.notes.midi import read_midi_bytes, transpose_notes
 from wavegen.notes.render import (
     RENDER_VERSION,
     render_notes,
-    resolve_soundfont,
+    resolve_timbre,
     soundfont_digest,
 )
 
@@ -70,8 +73,10 @@ class BuildSettings:
     tick_ms: float = T.DEFAULT_TICK_MS
     transpositions: tuple[int, ...] = (0,)
     fold_octaves: bool = False
-    soundfont: str = ""  # resolved path
+    soundfont: str = ""  # resolved path (of the first timbre)
     soundfont_sha256: str = ""
+    # (name, SoundFont path, its sha256) per timbre, rendered in this order; one entry: items keep plain ids
+    timbres: tuple[tuple[str, str, str], ...] = ()
     # recordings: a lag up to this is corrected (the audio shifted by whole samples), a larger one skips the
     # item; and a confidence below this (standard deviations, data/recordings.py) skips it as a wrong pair.
     # Calibrated in docs/data.md (scripts/calibrate_alignment.py).
@@ -115,6 +120,14 @@ def _digest(*parts: object) -> str:
 
 def _item_id(piece: str, transpose: int) -> str:
     return piece if transpose == 0 else f"{piece}_t{transpose:+d}"
+
+
+def _timbre_ids(text_id: str, settings: BuildSettings) -> list[tuple[str, str, str, str]]:
+    """(item id, timbre, SoundFont path, its sha256) per timbre of the build: one timbre keeps the text's id
+    (the datasets built before timbres keep their cache), several are told apart by "@<timbre>"."""
+    if len(settings.timbres) == 1:
+        return [(text_id, *settings.timbres[0])]
+    return [(f"{text_id}@{name}", name, path, sha) for name, path, sha in settings.timbres]
 
 
 def _source_notes(src: Source, data: bytes, settings: BuildSettings) -> tuple[list[T.Note], list[str]]:
@@ -291,13 +304,17 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
     items: list[Item] = []
     rebuilt = 0
     for tr in settings.transpositions:
-        item_id = _item_id(src.piece, tr)
+        text_id = _item_id(src.piece, tr)
         text_key = _digest(data, text_setting, tr)
-        old = _load_item(out, item_id)
-        text_path = out / "text" / f"{item_id}.txt"
-        if old is not None and old.text_key == text_key:
+        timbres = _timbre_ids(text_id, settings)
+        olds = {item_id: _load_item(out, item_id) for item_id, *_ in timbres}
+        text_path = out / "text" / f"{text_id}.txt"
+        # the text made by an earlier build of this piece: any of its timbres', or its one-timbre item's
+        earlier = [*olds.values(), *([] if text_id in olds else [_load_item(out, text_id)])]
+        made = [old for old in earlier if old is not None and old.text_key == text_key]
+        if made:
             text = text_path.read_text(encoding="utf-8")
-            item_warnings = old.warnings
+            item_warnings = made[0].warnings
         else:
             if notes is None:
                 notes, warnings = _source_notes(src, data, settings)
@@ -309,24 +326,24 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
             write_text_atomic(text_path, text)
             item_warnings = list(warnings)
         kt = T.parse(text, str(text_path))
-        audio_key = _digest(
-            text.encode(), settings.sample_rate_hz, settings.soundfont_sha256, RENDER_VERSION
-        )
-        if old is not None and old.text_key == text_key and old.audio_key == audio_key:
-            items.append(old)
-            continue
-        rendered = render_notes(
-            kt.notes(), sample_rate_hz=settings.sample_rate_hz, soundfont=settings.soundfont,
-            min_seconds=kt.n_ticks * kt.tick_s,
-        )
-        pcm, _ = to_int16(rendered.audio)
-        write_pcm_npy(out / "audio" / f"{item_id}.npy", pcm)
-        item = _item_from(kt, item_id, src, tr, pcm, settings, clipped=rendered.clipped,
-                          peak=round(rendered.peak, 4), text_key=text_key, audio_key=audio_key,
-                          warnings=item_warnings)
-        write_text_atomic(out / "items" / f"{item_id}.json", json.dumps(asdict(item), indent=1))
-        items.append(item)
-        rebuilt += 1
+        for item_id, timbre, soundfont, sha in timbres:
+            audio_key = _digest(text.encode(), settings.sample_rate_hz, sha, RENDER_VERSION)
+            old = olds[item_id]
+            if old is not None and old.text_key == text_key and old.audio_key == audio_key and old.timbre == timbre:
+                items.append(old)
+                continue
+            rendered = render_notes(
+                kt.notes(), sample_rate_hz=settings.sample_rate_hz, soundfont=soundfont,
+                min_seconds=kt.n_ticks * kt.tick_s,
+            )
+            pcm, _ = to_int16(rendered.audio)
+            write_pcm_npy(out / "audio" / f"{item_id}.npy", pcm)
+            item = _item_from(kt, item_id, src, tr, pcm, settings, clipped=rendered.clipped,
+                              peak=round(rendered.peak, 4), text_key=text_key, audio_key=audio_key,
+                              warnings=item_warnings, timbre=timbre, text_id="" if item_id == text_id else text_id)
+            write_text_atomic(out / "items" / f"{item_id}.json", json.dumps(asdict(item), indent=1))
+            items.append(item)
+            rebuilt += 1
     return items, warnings, rebuilt
 
 
@@ -402,6 +419,20 @@ class BuildResult:
         return None if self.manifest["items"] else f"{self.out}: no piece could be built; see the reasons above"
 
 
+def resolve_timbres(soundfonts: str | os.PathLike | Sequence[str | os.PathLike] | None
+                    ) -> tuple[tuple[str, str, str], ...]:
+    """(name, path, sha256) of each `--soundfont` (`render.resolve_timbre`; none: the default SoundFont);
+    two of one name are refused."""
+    specs = [soundfonts] if soundfonts is None or isinstance(soundfonts, (str, os.PathLike)) else list(soundfonts)
+    out: list[tuple[str, str, str]] = []
+    for spec in specs or [None]:
+        name, path = resolve_timbre(spec)
+        if any(name == n for n, _, _ in out):
+            raise WavegenError(f"--soundfont {spec}: a second timbre called {name!r}; name it with NAME=FILE")
+        out.append((name, str(path), soundfont_digest(path)))
+    return tuple(out)
+
+
 def parse_transpose(spec: str) -> tuple[int, ...]:
     """'-3..3' -> (-3, ..., 3); '0' -> (0,); '-2,0,2' -> (-2, 0, 2)."""
     try:
@@ -425,7 +456,7 @@ def build(
     tick_ms: float = T.DEFAULT_TICK_MS,
     transpositions: Sequence[int] = (0,),
     fold_octaves: bool = False,
-    soundfont: str | os.PathLike | None = None,
+    soundfont: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_lag_ms: float = BuildSettings.max_lag_ms,
@@ -435,7 +466,8 @@ def build(
     """Build a dataset folder from `sources`; see the module docstring. Returns counts and the manifest.
 
     progress(done, total) is called as sources finish. `skipped`: files already found unusable (a
-    recording without its MIDI, say), listed in the manifest with the others.
+    recording without its MIDI, say), listed in the manifest with the others. `soundfont`: one timbre or
+    several (`render.resolve_timbre`: a name, a file, NAME=FILE), each piece rendered with every one.
     """
     t0 = time.perf_counter()
     samples_per_tick(sample_rate_hz, tick_ms)
@@ -444,10 +476,11 @@ def build(
     recorded = any(src.kind == "recording" for src in sources)
     for sub in ("text", "audio", "items") + (("velocity",) if recorded else ()):
         check_output_dir(out / sub)
-    sf2 = resolve_soundfont(soundfont) if rendered else None  # recordings need no SoundFont
+    timbres = resolve_timbres(soundfont) if rendered else ()  # recordings need no SoundFont
     settings = BuildSettings(
         sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=tuple(transpositions),
-        fold_octaves=fold_octaves, soundfont=str(sf2 or ""), soundfont_sha256=soundfont_digest(sf2) if sf2 else "",
+        fold_octaves=fold_octaves, soundfont=timbres[0][1] if timbres else "",
+        soundfont_sha256=timbres[0][2] if timbres else "", timbres=timbres,
         max_lag_ms=max_lag_ms, min_align_confidence=min_align_confidence,
     )
     seen: dict[str, str] = {}
@@ -498,6 +531,8 @@ def build(
         "fold_octaves": fold_octaves,
         "soundfont": settings.soundfont,
         "soundfont_sha256": settings.soundfont_sha256,
+        **({"timbres": {name: {"soundfont": path, "soundfont_sha256": sha} for name, path, sha in timbres}}
+           if timbres else {}),
         "render_version": RENDER_VERSION,
         **({"alignment": {"max_lag_ms": max_lag_ms, "min_confidence": min_align_confidence,
                           "recording_version": RECORDING_VERSION}}
@@ -550,8 +585,8 @@ def build_dataset(out: str | os.PathLike, *, corpus: str | None = None, midi_dir
                   style: str | None = None, licence: str | None = None,
                   max_lag_ms: float | None = None, min_align_confidence: float | None = None,
                   limit: int | None = None, transpose: str = "0", sample_rate_hz: int = 16_000,
-                  tick_ms: float = T.DEFAULT_TICK_MS, soundfont: str | os.PathLike | None = None,
-                  fold_octaves: bool = False, jobs: int | None = None,
+                  tick_ms: float = T.DEFAULT_TICK_MS,
+                  soundfont: str | os.PathLike | Sequence[str | os.PathLike] | None = None, fold_octaves: bool = False, jobs: int | None = None,
                   note: Callable[[str], None] = lambda message: None,
                   on_start: Callable[[int], None] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> BuildResult:

@@ -31,20 +31,24 @@ class CropDataset(torch.utils.data.Dataset):
     """Index -> dict of tensors for one crop of `crop_samples` predicted samples:
 
     inputs (T,) int64 codes or float32 audio; targets (T,) the next samples; ticks (3*88, n_ticks) and
-    offset (): the tick window and where the targets start in it; exc (2*88, T); style (); item ().
+    offset (): the tick window and where the targets start in it; exc (2*88, T); style (); timbre ();
+    item (). A style id is the position of the item's style in `styles` and a timbre id its timbre's in
+    `timbres` (0 for one not there); the shuffled-notes crops take the style with the notes and keep the
+    timbre of the audio.
     With velocity, ticks is (4*88, n_ticks): the velocity channels after the notes' (the item's velocity
     file, or default_velocity for every note of an item without one).
     """
 
     def __init__(self, ds: Dataset, split: str, *, crop_samples: int, margin_ticks: int, output: str,
                  n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
+                 timbres: Sequence[str] = (),
                  excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None,
-                 velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY):
+                 velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
         self.velocity, self.default_velocity = velocity, default_velocity
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
-        numbers = ds.select(split, style=corpus, min_samples=crop_samples + 1)
+        numbers = ds.select(split, style=corpus, timbre=timbre, min_samples=crop_samples + 1)
         self.items: Items = ds.items_of(numbers)  # each parsed when a crop first needs it
         if not self.items:
             raise WavegenError(
@@ -55,6 +59,8 @@ class CropDataset(torch.utils.data.Dataset):
         self.n_samples = ds.index.n_samples[numbers]  # (n_items,) int64, items[k].n_samples
         style_id = np.array([self.style_ids.get(s, 0) for s in ds.index.styles], dtype=np.int64)
         self.style_of = style_id[ds.index.style[numbers]]  # (n_items,) items[k]'s style id
+        timbre_id = np.array([list(timbres).index(t) if t in timbres else 0 for t in ds.index.timbres], dtype=np.int64)
+        self.timbre_of = timbre_id[ds.index.timbre[numbers]]  # (n_items,) items[k]'s timbre id
         spans = (self.n_samples - crop_samples - 1).astype(np.float64)
         self.cum = np.cumsum(spans) / spans.sum()
         self.n_ticks = crop_ticks(crop_samples, ds.samples_per_tick, margin_ticks)
@@ -63,17 +69,20 @@ class CropDataset(torch.utils.data.Dataset):
         return 2**62  # indices are drawn by the sampler; every index is a valid crop
 
     def _piece(self, k: int):
-        """(roll, tick features, (sounding, last_onset)) of item k, cached per process (most recent 64)."""
+        """(roll, tick features, (sounding, last_onset)) of item k, cached per process (most recent 64; the
+        timbres of one piece share their text, so one entry)."""
         cache = self.__dict__.setdefault("_cache", {})
-        if k not in cache:
+        item = self.items[k]
+        key = (item.text_path, item.velocity_path)
+        if key not in cache:
             if len(cache) >= 64:
                 cache.pop(next(iter(cache)))
-            roll = self.ds.text(self.items[k]).roll
+            roll = self.ds.text(item).roll
             sounding, _, last_onset = sounding_and_onsets(roll)
-            vel = self.ds.velocity(self.items[k]) if self.velocity else None
+            vel = self.ds.velocity(item) if self.velocity else None
             feats = model_tick_features(roll, vel, self.default_velocity, self.velocity)
-            cache[k] = (roll, feats, (sounding, last_onset))
-        return cache[k]
+            cache[key] = (roll, feats, (sounding, last_onset))
+        return cache[key]
 
     def locate(self, index: int) -> tuple[int, int]:
         """(item number, first sample of the crop's inputs) for crop `index`."""
@@ -112,7 +121,7 @@ class CropDataset(torch.utils.data.Dataset):
         return {
             "inputs": inputs, "targets": targets, "ticks": torch.from_numpy(ticks),
             "offset": torch.tensor(offset), "exc": torch.from_numpy(exc),
-            "style": torch.tensor(style), "item": torch.tensor(k),
+            "style": torch.tensor(style), "timbre": torch.tensor(int(self.timbre_of[k])), "item": torch.tensor(k),
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -4,7 +4,8 @@ A dataset folder holds::
 
     manifest.json          settings, one entry per piece and transposition, the skipped files
     text/<id>.txt          the 88-key text (the audio is rendered from it, so notes and sound align)
-    audio/<id>.npy         int16 mono audio, read back through a memory map
+    audio/<id>.npy         int16 mono audio, read back through a memory map (several timbres: an item
+                           <id>@<timbre> per SoundFont, each with its audio, all sharing text/<id>.txt)
     velocity/<id>.npy      (recordings only) uint8 (n_ticks, 88): the MIDI velocity sounding per tick and key
     items/<id>.json        one item's entry and cache keys, written when its files are complete
     index.npz              a cache: the items as columns (`Index`), made from the manifest on first load
@@ -45,7 +46,7 @@ MANIFEST = "manifest.json"
 DATASET_VERSION = 1
 SPLITS = ("train", "valid", "test")
 INDEX = "index.npz"  # the items as columns, cached beside the manifest (see `Index`)
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 ITEM_CACHE = 256  # parsed items an `Items` keeps (the most recently read)
 
 def samples_per_tick(sample_rate_hz: int, tick_ms: float) -> int:
@@ -60,7 +61,7 @@ def samples_per_tick(sample_rate_hz: int, tick_ms: float) -> int:
 
 @dataclass
 class Item:
-    """One built (text, audio) pair: a piece at one transposition."""
+    """One built (text, audio) pair: a piece at one transposition, in one timbre."""
 
     id: str
     piece: str
@@ -84,10 +85,12 @@ class Item:
     notes_source: str = ""  # a recording's MIDI file (`source` is its audio file); "" for a rendered item
     lag_ms: float | None = None  # a recording: how late its sound came after its notes (corrected), ms
     align_confidence: float | None = None  # a recording: the alignment check's confidence (data/recordings.py)
+    timbre: str = ""  # the harpsichord it was rendered with (notes/render.py TIMBRES); "" for a recording
+    text_id: str = ""  # the item whose text this one shares (the piece in another timbre); "" = its own
 
     @property
     def text_path(self) -> str:
-        return f"text/{self.id}.txt"
+        return f"text/{self.text_id or self.id}.txt"
 
     @property
     def audio_path(self) -> str:
@@ -121,12 +124,15 @@ class Index:
     style: np.ndarray  # (n,) int32: its style's position in `styles`
     piece: np.ndarray  # (n,) int32: its piece, numbered in order of first appearance
     velocity: np.ndarray  # (n,) bool: it has a velocity file
+    timbre: np.ndarray  # (n,) int32: its timbre's position in `timbres`
     splits: tuple[str, ...]  # the splits the items have, sorted
     styles: tuple[str, ...]  # the styles the items have, sorted
+    timbres: tuple[str, ...]  # the timbres the items have, sorted ("" for recordings and older datasets)
     manifest_sha256: str
     manifest_stat: tuple[int, int, int]  # (size, mtime_ns, inode) of the manifest it was made from
 
-    COLUMNS = ("start", "stop", "n_samples", "seconds", "transpose", "split", "style", "piece", "velocity")
+    COLUMNS = ("start", "stop", "n_samples", "seconds", "transpose", "split", "style", "piece", "velocity", "timbre")
+    NAMED = (("split", "splits"), ("style", "styles"), ("timbre", "timbres"))  # coded columns, their names
 
     def __len__(self) -> int:
         return len(self.start)
@@ -200,6 +206,7 @@ def _index(data: bytes | mmap.mmap, stat: tuple[int, int, int]) -> tuple[dict, I
         cols["style"].append(str(e["style"]))
         cols["piece"].append(pieces.setdefault(str(e["piece"]), len(pieces)))
         cols["velocity"].append(bool(e.get("velocity_path")))
+        cols["timbre"].append(str(e.get("timbre", "")))
     if "items" not in header:
         raise ValueError("no items in it")
     del header["items"]
@@ -213,15 +220,16 @@ def _index(data: bytes | mmap.mmap, stat: tuple[int, int, int]) -> tuple[dict, I
             stops.append(pos)
             chars = b
         cols["start"], cols["stop"] = starts, stops
-    splits, styles = sorted(set(cols["split"])), sorted(set(cols["style"]))
-    for name, names in (("split", splits), ("style", styles)):
-        code = {v: i for i, v in enumerate(names)}
-        cols[name] = [code[v] for v in cols[name]]
+    names = {}
+    for column, plural in Index.NAMED:
+        names[plural] = tuple(sorted(set(cols[column])))
+        code = {v: i for i, v in enumerate(names[plural])}
+        cols[column] = [code[v] for v in cols[column]]
     dtypes = {"start": np.int64, "stop": np.int64, "n_samples": np.int64, "seconds": np.float64,
-              "transpose": np.int32, "split": np.int32, "style": np.int32, "piece": np.int32, "velocity": bool}
+              "transpose": np.int32, "split": np.int32, "style": np.int32, "piece": np.int32, "velocity": bool,
+              "timbre": np.int32}
     arrays = {name: np.array(cols[name], dtype=dtypes[name]) for name in Index.COLUMNS}
-    return header, Index(**arrays, splits=tuple(splits), styles=tuple(styles),
-                         manifest_sha256=hashlib.sha256(data).hexdigest(), manifest_stat=stat)
+    return header, Index(**arrays, **names, manifest_sha256=hashlib.sha256(data).hexdigest(), manifest_stat=stat)
 
 
 def _read_index(path: Path, stat: tuple[int, int, int]) -> tuple[dict, Index] | None:
@@ -236,15 +244,15 @@ def _read_index(path: Path, stat: tuple[int, int, int]) -> tuple[dict, Index] | 
         return None  # missing, half-written or foreign: made again
     if len({len(a) for a in arrays.values()}) > 1:
         return None
-    return meta["header"], Index(**arrays, splits=tuple(meta["splits"]), styles=tuple(meta["styles"]),
+    return meta["header"], Index(**arrays, **{plural: tuple(meta[plural]) for _, plural in Index.NAMED},
                                  manifest_sha256=meta["manifest_sha256"], manifest_stat=stat)
 
 
 def _write_index(path: Path, header: dict, index: Index) -> None:
     """Cache `index` at `path` (atomically); where the folder cannot be written, the next load makes it again."""
     meta = {"index_version": INDEX_VERSION, "manifest_stat": list(index.manifest_stat),
-            "manifest_sha256": index.manifest_sha256, "splits": list(index.splits), "styles": list(index.styles),
-            "header": header}
+            "manifest_sha256": index.manifest_sha256, "header": header,
+            **{plural: list(getattr(index, plural)) for _, plural in Index.NAMED}}
     try:
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -332,12 +340,13 @@ class Dataset:
         return _item(json.loads(self.manifest_bytes[int(self.index.start[i]) : int(self.index.stop[i])]))
 
     def select(self, split: str | None = None, *, style: str | None = None, transpose: int | None = None,
-               min_samples: int = 0) -> np.ndarray:
+               timbre: str | None = None, min_samples: int = 0) -> np.ndarray:
         """(k,) int64: in manifest order, the numbers of the items of `split` (every split given None), of
-        `style` and `transpose` where given, with more than `min_samples` samples."""
+        `style`, `transpose` and `timbre` where given, with more than `min_samples` samples."""
         ix = self.index
         keep = ix.n_samples > min_samples
-        for value, names, column in ((split, ix.splits, ix.split), (style, ix.styles, ix.style)):
+        for value, names, column in ((split, ix.splits, ix.split), (style, ix.styles, ix.style),
+                                     (timbre, ix.timbres, ix.timbre)):
             if value is not None:
                 keep &= column == (names.index(value) if value in names else -1)
         if transpose is not None:
@@ -351,6 +360,11 @@ class Dataset:
     def styles(self, split: str | None = None) -> list[str]:
         """The styles of the items of `split` (of every item given None), sorted."""
         return [self.index.styles[c] for c in np.unique(self.index.style[self.select(split)])]
+
+    def timbres(self, split: str | None = None) -> list[str]:
+        """The timbres (the harpsichords rendered, by name) of the items of `split` (every item given
+        None), sorted; "" stands for items without one (recordings, datasets built before timbres)."""
+        return [self.index.timbres[c] for c in np.unique(self.index.timbre[self.select(split)])]
 
     def items(self, split: str | None = None) -> list[Item]:
         """Every item of `split` (every item given None): reads the manifest's entries of all of them, so
@@ -387,7 +401,9 @@ class Dataset:
                 "items": len(ix), "pieces": len(np.unique(ix.piece)),
                 "hours": round(sum(ix.seconds.tolist()) / 3600, 3),
                 "styles": list(self.styles()), "transpositions": m.get("transpositions"),
-                "soundfont": Path(str(m.get("soundfont", ""))).name, "soundfont_sha256": m.get("soundfont_sha256")}
+                "soundfont": Path(str(m.get("soundfont", ""))).name, "soundfont_sha256": m.get("soundfont_sha256"),
+                **({"timbres": {name: {"soundfont": Path(t["soundfont"]).name, "soundfont_sha256": t["soundfont_sha256"]}
+                                for name, t in m["timbres"].items()}} if m.get("timbres") else {})}
 
 
 def _map(path: Path) -> tuple[mmap.mmap, tuple[int, int, int]]:
@@ -466,6 +482,9 @@ def info(ds: Dataset) -> dict:
         "hours": round(sum(it.seconds for it in items) / 3600, 3),
         "splits": per_split,
         "styles": style_summary(items),
+        **({"timbres": {name: {"items": len(its), "hours": round(sum(it.seconds for it in its) / 3600, 3)}
+                        for name in ds.timbres() for its in [[it for it in items if it.timbre == name]]}}
+           if ds.manifest.get("timbres") else {}),
         "lowest_pitch": min((it.lowest_pitch for it in items if it.n_ticks), default=None),
         "highest_pitch": max((it.highest_pitch for it in items if it.n_ticks), default=None),
         "keys_used": len(used),
@@ -504,6 +523,9 @@ def info_text(s: dict, pitch_name: Callable[[int], str]) -> str:
     if len(s.get("styles", {})) > 1:
         lines.append("styles: " + ", ".join(f"{name} {row['pieces']} pieces {row['hours']:.3f} h"
                                             for name, row in s["styles"].items()))
+    if s.get("timbres"):
+        lines.append("timbres: " + ", ".join(f"{name} {row['items']} items {row['hours']:.3f} h"
+                                             for name, row in s["timbres"].items()))
     if s["lowest_pitch"] is not None:
         lines.append(f"keys used: {s['keys_used']} of 88, {pitch_name(s['lowest_pitch'])} (MIDI {s['lowest_pitch']}) "
                      f"to {pitch_name(s['highest_pitch'])} (MIDI {s['highest_pitch']}): {s['keys']}")

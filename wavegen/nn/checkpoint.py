@@ -85,6 +85,11 @@ class Loaded(Generic[M]):
         return list(self.meta.get("styles", []))
 
     @property
+    def timbres(self) -> list[str]:
+        """The harpsichords (SoundFont timbres, by name) the model learned to play, [] for a model of one."""
+        return list(self.meta.get("timbres", []))
+
+    @property
     def temperature(self) -> float:
         """The sampling temperature the model was shipped with (1 unless its card says otherwise)."""
         return float(self.meta.get("sampling_temperature", 1.0))
@@ -121,6 +126,19 @@ class Loaded(Generic[M]):
             warn(f"the sketch's style {header_style!r} is not one {self.path.name} knows ({', '.join(self.styles)}): "
                  f"it plays {self.styles[0]!r}; choose one with --style")
         return None
+
+    def timbre_index(self, timbre: str | None) -> int | None:
+        """The model's id of `timbre` (an error if it never learned it); None gives None: the model's first
+        timbre (or, for a model of one, the only one it has)."""
+        if timbre is None:
+            return None
+        if timbre not in self.timbres:
+            if not self.timbres:
+                sf = (self.meta.get("dataset") or {}).get("soundfont") or "one SoundFont"
+                raise WavegenError(f"--timbre {timbre}: {self.path.name} learned one harpsichord ({sf}), not several; "
+                                   "leave --timbre out")
+            raise WavegenError(f"--timbre {timbre}: {self.path.name} plays the timbres: {', '.join(self.timbres)}")
+        return self.timbres.index(timbre)
 
     def sampling(self, temperature: float | None = None, min_p: float | None = None) -> dict[str, float]:
         """temperature and min_p: those given, else the model's own (see `check_sampling`)."""

@@ -26,25 +26,27 @@ Batch = dict[str, torch.Tensor]
 
 
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
-          seed: int = 0, corpus: str | None = None, default_velocity: int = DEFAULT_VELOCITY) -> CropDataset:
-    """The crops of `split` (only its pieces of `corpus`, given one) in the shape a model of config `model`
+          timbres: Sequence[str] = (), seed: int = 0, corpus: str | None = None,
+          default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None) -> CropDataset:
+    """The crops of `split` (only its pieces of `corpus`, and its items of `timbre`, given them) in the shape a model of config `model`
     trains on (with velocity channels when `model.velocity` is true: default_velocity for a piece without)."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
-                       output=model.output, n_classes=model.n_classes, seed=seed, styles=styles,
+                       output=model.output, n_classes=model.n_classes, seed=seed, styles=styles, timbres=timbres,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
                        corpus=corpus, velocity=model.uses_velocity(),
-                       default_velocity=default_velocity)
+                       default_velocity=default_velocity, timbre=timbre)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def forward(model: torch.nn.Module, batch: Batch, use_style: bool) -> torch.Tensor:
-    """The model's output on a batch of crops (see CropDataset for the keys)."""
+def forward(model: torch.nn.Module, batch: Batch, cfg: ModelConfig) -> torch.Tensor:
+    """The model's output on a batch of crops (see CropDataset for the keys), with the style and timbre
+    ids where the model config `cfg` has them."""
     return model(batch["inputs"], batch["ticks"], batch["offset"],
                  batch["exc"] if batch["exc"].shape[1] else None,
-                 batch["style"] if use_style else None)
+                 batch["style"] if cfg.n_styles else None, batch["timbre"] if cfg.n_timbres else None)
 
 
 @torch.no_grad()
@@ -54,7 +56,7 @@ def validation_loss(model: WaveNet, batch: Batch, chunk: int = 4) -> float:
     device = next(model.parameters()).device
     for i in range(0, n, chunk):
         part = to_device({k: v[i : i + chunk] for k, v in batch.items()}, device)
-        out = forward(model, part, model.cfg.n_styles > 0)
+        out = forward(model, part, model.cfg)
         total += loss_fn(model.cfg.output, out, part["targets"]).item() * part["inputs"].shape[0]
     return total / n / LN2
 

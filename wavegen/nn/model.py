@@ -1,8 +1,8 @@
 """WaveNet: dilated causal convolutions with gated units, conditioned on the 88-key text.
 
-    codes ─► embed ─► [dilated causal conv ─(+ cond, excitation, style)─► tanh·σ ─┬─► 1x1 ─► + residual]
-                                                                                 └─► 1x1 ─► skip ─┐
-                          ... layers_per_cycle x cycles, dilations 1, 2, 4, ... per cycle          │
+    codes ─► embed ─► [dilated causal conv ─(+ cond, excitation, style, timbre)─► tanh·σ ─┬─► 1x1 ─► + residual]
+                                                                                          └─► 1x1 ─► skip ─┐
+                          ... layers_per_cycle x cycles, dilations 1, 2, 4, ... per cycle                  │
     Σ skips ─► ReLU ─► 1x1 ─► ReLU ─► 1x1 ─► logits (256 mu-law classes, or mixture of logistics)
 
 Time alignment: `out[..., t]` is the distribution of the sample after `inputs[..., t]`, and the
@@ -35,13 +35,14 @@ class ResidualLayer(nn.Module):
     """One gated layer: (B, R, T) -> residual (B, R, T) and skip (B, S, T)."""
 
     def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int,
-                 cond_channels: int, exc_channels: int, n_styles: int, last: bool = False):
+                 cond_channels: int, exc_channels: int, n_styles: int, n_timbres: int = 0, last: bool = False):
         super().__init__()
         self.kernel_size, self.dilation = kernel_size, dilation
         self.dilated = nn.Conv1d(residual, 2 * gate, kernel_size, dilation=dilation)
         self.cond = nn.Conv1d(cond_channels, 2 * gate, 1, bias=False) if cond_channels else None
         self.exc = nn.Conv1d(exc_channels, 2 * gate, 1, bias=False) if exc_channels else None
         self.style = nn.Embedding(n_styles, 2 * gate) if n_styles else None
+        self.timbre = nn.Embedding(n_timbres, 2 * gate) if n_timbres else None
         # the last layer feeds only the skips: a residual output would get no gradient (and DDP
         # refuses parameters without one)
         self.res = None if last else nn.Conv1d(gate, residual, 1)
@@ -56,12 +57,21 @@ class ResidualLayer(nn.Module):
         a, b = h.chunk(2, dim=1)
         return torch.tanh(a) * torch.sigmoid(b)
 
+    def globals(self, style: Tensor | None, timbre: Tensor | None) -> Tensor | None:
+        """The global conditioning (B, 2 * gate) of style ids (B,) and timbre ids (B,), or None."""
+        g = None
+        for table, ids in ((self.style, style), (self.timbre, timbre)):
+            if table is not None and ids is not None:
+                g = table(ids) if g is None else g + table(ids)
+        return g
+
     def forward(self, x: Tensor, cond: Tensor | None, exc: Tensor | None, style: Tensor | None,
-                ticks_to_samples: Tensor | None = None, exc_keys: Tensor | None = None):
+                ticks_to_samples: Tensor | None = None, exc_keys: Tensor | None = None,
+                timbre: Tensor | None = None):
         """x (B, R, T); cond (B, cond_channels, n_ticks) at tick rate with ticks_to_samples either the
         one-hot map (B, n_ticks, T) of each sample's tick or its tick index (B, T), or cond (B,
         cond_channels, T) with ticks_to_samples None; exc (B, 2*88, T), or only its channels
-        `exc_keys` (the others being zero); style (B,)."""
+        `exc_keys` (the others being zero); style (B,) and timbre (B,) ids."""
         h = self.dilated(F.pad(x, (self.history, 0)))  # left padding only: causal
         if self.cond is not None and cond is not None:
             c = self.cond(cond)  # a 1x1 conv commutes with repeating a tick: project, then repeat
@@ -74,16 +84,17 @@ class ResidualLayer(nn.Module):
         if self.exc is not None and exc is not None:
             w = self.exc.weight if exc_keys is None else self.exc.weight.index_select(1, exc_keys)
             h = h + F.conv1d(exc, w)
-        if self.style is not None and style is not None:
-            h = h + self.style(style)[:, :, None]
+        g = self.globals(style, timbre)
+        if g is not None:
+            h = h + g[:, :, None]
         z = self.gate(h)
         return (x if self.res is None else x + self.res(z)), self.skip(z)
 
     def step(self, x: Tensor, buf: Tensor, t: int | Tensor, cond: Tensor | None, exc: Tensor | None,
-             style: Tensor | None) -> tuple[Tensor, Tensor]:
+             style: Tensor | None, timbre: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """`forward` for one sample t: x (B, R) is this sample's input, buf (B, R, max(history, 1)) the
         circular buffer of the past ones (input t' at t' % its length; x is written into it); cond
-        (B, cond_channels), exc (B, 2*88) and style (B,) as in `forward`, for this sample.
+        (B, cond_channels), exc (B, 2*88), style (B,) and timbre (B,) as in `forward`, for this sample.
         Returns residual (B, R) and skip (B, S). t may be a 0-d long tensor on the device: then no
         value leaves the device, and the step can be captured in a CUDA graph."""
         on_device = isinstance(t, Tensor)
@@ -105,8 +116,9 @@ class ResidualLayer(nn.Module):
             h = h + F.linear(cond, self.cond.weight[:, :, 0])
         if self.exc is not None and exc is not None:
             h = h + F.linear(exc, self.exc.weight[:, :, 0])
-        if self.style is not None and style is not None:
-            h = h + self.style(style)
+        g = self.globals(style, timbre)
+        if g is not None:
+            h = h + g
         z = self.gate(h)
         residual = x if self.res is None else x + F.linear(z, self.res.weight[:, :, 0], self.res.bias)
         return residual, F.linear(z, self.skip.weight[:, :, 0], self.skip.bias)
@@ -178,7 +190,7 @@ class WaveNet(nn.Module):
             self.cond_net = None
         dilations = cfg.dilations()
         self.layers = nn.ModuleList(
-            ResidualLayer(R, G, S, cfg.kernel_size, d, C, E, cfg.n_styles, last=i == len(dilations) - 1)
+            ResidualLayer(R, G, S, cfg.kernel_size, d, C, E, cfg.n_styles, cfg.n_timbres, last=i == len(dilations) - 1)
             for i, d in enumerate(dilations)
         )
         self.head = nn.Sequential(
@@ -231,9 +243,9 @@ class WaveNet(nn.Module):
         return gather_ticks(cond_ticks, self.tick_index(offset.to(cond_ticks.device), n_samples))
 
     def forward(self, inputs: Tensor, ticks: Tensor | None = None, offset: Tensor | None = None,
-                exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+                exc: Tensor | None = None, style: Tensor | None = None, timbre: Tensor | None = None) -> Tensor:
         """inputs: (B, T); ticks: (B, n_tick_features, n_ticks) and offset: (B,) int, the sample in the tick
-        window where the conditioning of out[..., 0] starts; exc: (B, 2*88, T); style: (B,) int.
+        window where the conditioning of out[..., 0] starts; exc: (B, 2*88, T); style and timbre: (B,) int.
         Returns (B, n_out, T): out[..., t] predicts the sample after inputs[..., t]."""
         x = self.embed_inputs(inputs)
         T = x.shape[-1]
@@ -252,7 +264,7 @@ class WaveNet(nn.Module):
             exc = None
         skips = None
         for layer in self.layers:
-            x, s = layer(x, cond, exc, style, ticks_to_samples, exc_keys)
+            x, s = layer(x, cond, exc, style, ticks_to_samples, exc_keys, timbre)
             skips = s if skips is None else skips + s
         return self.head(skips)
 
@@ -264,14 +276,14 @@ class WaveNet(nn.Module):
 
     @torch.no_grad()
     def step(self, inputs: Tensor, state: StepState, cond: Tensor | None = None,
-             exc: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+             exc: Tensor | None = None, style: Tensor | None = None, timbre: Tensor | None = None) -> Tensor:
         """One sample. inputs: (B,) the previous sample (code or float); cond: (B, cond_channels), the
-        tick conditioning of the sample to predict; exc: (B, 2*88); style: (B,).
+        tick conditioning of the sample to predict; exc: (B, 2*88); style and timbre: (B,).
         Returns (B, n_out) and advances `state` (a device counter in `state.t` stays on the device)."""
         x = self.embed_inputs(inputs[:, None])[:, :, 0]  # (B, R)
         skips = None
         for layer, buf in zip(self.layers, state.buffers, strict=True):
-            x, s = layer.step(x, buf, state.t, cond, exc, style)
+            x, s = layer.step(x, buf, state.t, cond, exc, style, timbre)
             skips = s if skips is None else skips + s
         if isinstance(state.t, Tensor):
             state.t.add_(1)

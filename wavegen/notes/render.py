@@ -1,5 +1,9 @@
 """Notes -> harpsichord audio, through the FluidSynth synthesizer and a General MIDI SoundFont.
 
+A SoundFont's harpsichord is a *timbre*, named (`TIMBRES`: fluidr3, musescore, timgm6mb, the harpsichords
+that install with Debian and pretty_midi) or given by path (`resolve_timbre`); a dataset may be rendered
+with several, and a model trained on them plays whichever is asked for.
+
 Every note is played by General MIDI program 6 (Harpsichord) at one velocity, with reverb and chorus
 off, by a fresh synthesizer per call (a reused one makes the output depend on what it played before).
 FluidSynth renders in float at 44.1 kHz; soxr resamples to the target rate (rendering at 16 kHz
@@ -15,7 +19,8 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +39,7 @@ RELEASE_TAIL_S = 0.5
 RENDER_GAIN = 0.8  # FluidSynth's synth.gain: 4-voice chorales peak near -4 dBFS with FluidR3_GM
 VELOCITY = 100
 DEBIAN_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+MUSESCORE_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General.sf3")  # Debian musescore-general-soundfont
 RENDER_VERSION = 1  # bump when the rendered samples change for the same input (invalidates caches)
 
 _INSTALL_HINT = (
@@ -59,11 +65,67 @@ def default_soundfont() -> Path:
     return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
+def _timgm6mb() -> Path:
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+# The named harpsichords: the SoundFonts Debian installs (fluid-soundfont-gm, musescore-general-soundfont)
+# and the one inside pretty_midi's wheel. A name is what a dataset's items, a model card and
+# `--timbre` call the instrument.
+TIMBRES: dict[str, Callable[[], Path]] = {
+    "fluidr3": lambda: DEBIAN_SOUNDFONT,
+    "musescore": lambda: MUSESCORE_SOUNDFONT,
+    "timgm6mb": _timgm6mb,
+}
+TIMBRE_LICENCES = {  # as their distributors state them (Debian's copyright files; MuseScore for TimGM6mb)
+    "fluidr3": "FluidR3_GM.sf2, Frank Wen, MIT",
+    "musescore": "MuseScore_General.sf3, S. Christian Collins, MIT (parts public domain or CC0)",
+    "timgm6mb": "TimGM6mb.sf2, Tim Brechbill, GPL-2.0 (inside pretty_midi's wheel)",
+}
+_TIMBRE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
 def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
     path = Path(soundfont) if soundfont else default_soundfont()
     if not path.is_file():
-        raise WavegenError(f"{path}: SoundFont not found; give an .sf2 file with --soundfont")
+        raise WavegenError(f"{path}: SoundFont not found; give an .sf2 or .sf3 file with --soundfont")
     return path
+
+
+def timbre_name(path: str | os.PathLike) -> str:
+    """The timbre a SoundFont file is called by: the name of `TIMBRES` it is, else its file's stem in
+    lower case with every run of other characters made one '-' ("My Harpsichord.sf2" -> "my-harpsichord")."""
+    resolved = Path(path).resolve()
+    for name, where in TIMBRES.items():
+        if where().resolve() == resolved:
+            return name
+    return re.sub(r"[^a-z0-9_]+", "-", Path(path).stem.lower()).strip("-") or "soundfont"
+
+
+def resolve_timbre(spec: str | os.PathLike | None) -> tuple[str, Path]:
+    """(name, SoundFont file) of `--soundfont SPEC`: a name of `TIMBRES` (fluidr3, musescore, timgm6mb), a
+    file (named by `timbre_name`), or NAME=FILE; None is the default SoundFont (`default_soundfont`)."""
+    if spec is None or str(spec) == "":
+        path = default_soundfont()
+        return timbre_name(path), path
+    spec = str(spec)
+    if spec in TIMBRES:
+        path = TIMBRES[spec]()
+        if not path.is_file():
+            hint = {"fluidr3": "fluid-soundfont-gm", "musescore": "musescore-general-soundfont"}.get(spec)
+            raise WavegenError(f"--soundfont {spec}: {path} is not installed"
+                               + (f" (Debian: `sudo apt-get install {hint}`)" if hint else ""))
+        return spec, path
+    name, eq, file = spec.partition("=")
+    if eq and _TIMBRE_NAME.fullmatch(name) and not Path(spec).is_file():
+        return name, resolve_soundfont(file)
+    path = Path(spec)
+    if not path.is_file():
+        raise WavegenError(f"--soundfont {spec}: neither a timbre ({', '.join(TIMBRES)}) nor a SoundFont file "
+                           "(.sf2, .sf3); give one of those, or NAME=FILE")
+    return timbre_name(path), path
 
 
 @lru_cache(maxsize=8)
@@ -132,7 +194,10 @@ def render_notes(
         events.append((int(round(n.end * SYNTH_RATE_HZ)), 0, n.pitch))
     events.sort()
 
-    settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1}
+    # dynamic sample loading reads only the harpsichord's samples (the same output; MuseScore_General.sf3
+    # decodes in 0.1 s instead of 15 s, since an .sf3's samples are compressed)
+    settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1,
+                "synth.dynamic-sample-loading": 1}
     synth = fluidsynth.Synth(gain=float(gain), samplerate=float(SYNTH_RATE_HZ), **settings)
     try:
         sfid = synth.sfload(str(sf2))

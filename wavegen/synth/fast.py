@@ -458,13 +458,15 @@ class FastWaveNet:
                 w1, _ptr(self.b1, F32), w2, _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
 
     # ------------------------------------------------------------------------------------------
-    def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None) -> np.ndarray:
-        """(n_ticks, L, 2G): per tick and layer, the conditioning projection plus all biases."""
+    def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None, timbre: int | None = None) -> np.ndarray:
+        """(n_ticks, L, 2G): per tick and layer, the conditioning projection plus all biases (the style's
+        and the timbre's embeddings among them: None is id 0)."""
         model = self.model
         base = self.b_dil.copy()
-        if model.cfg.n_styles:
-            s = torch.tensor([style or 0])
-            base += np.stack([ly.style(s)[0].detach().float().numpy() for ly in model.layers])
+        with torch.no_grad():
+            g = [ly.globals(torch.tensor([style or 0]), torch.tensor([timbre or 0])) for ly in model.layers]
+        if g[0] is not None:
+            base += np.stack([v[0].float().numpy() for v in g])
         if cond_ticks is None:
             return base[None].astype(np.float32)
         c = torch.from_numpy(cond_ticks)  # (n_ticks, C)
@@ -472,24 +474,25 @@ class FastWaveNet:
             proj = np.stack([(c @ ly.cond.weight[:, :, 0].T).float().numpy() for ly in model.layers], axis=1)
         return (proj + base[None]).astype(np.float32)
 
-    def sketch_rows(self, sketch: KeyText | None, style: int | None,
-                    velocity: np.ndarray | None = None) -> tuple[np.ndarray, tuple | None]:
+    def sketch_rows(self, sketch: KeyText | None, style: int | None, velocity: np.ndarray | None = None,
+                    timbre: int | None = None) -> tuple[np.ndarray, tuple | None]:
         """The sketch's per-tick rows (see tick_rows: the last row for every later tick; its velocities, if
         the model reads them, are folded in there) and its onsets for the excitation (None for a model
         without notes). velocity: (ticks, 88) MIDI velocities of the sketch's notes, or None."""
         cond = onsets = None
         if self.model.uses_notes:
             cond, onsets = sketch_conditioning(self.model, sketch, velocity)
-        return self.tick_rows(cond, style), onsets
+        return self.tick_rows(cond, style, timbre), onsets
 
     def run(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
             temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1, style: int | None = None,
             teacher: np.ndarray | None = None, return_logits: bool = False, threads: int = 1,
-            progress: Callable[[int], None] | None = None, velocity: np.ndarray | None = None) -> np.ndarray:
+            progress: Callable[[int], None] | None = None, velocity: np.ndarray | None = None,
+            timbre: int | None = None) -> np.ndarray:
         """Generate (batch, n_samples) codes; or, with `teacher` (batch, n_samples) codes fed instead of
         the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing.
         velocity: the sketch's velocities (see sketch_rows)."""
-        rows, onsets = self.sketch_rows(sketch, style, velocity)
+        rows, onsets = self.sketch_rows(sketch, style, velocity, timbre)
         n_out = self.w2.shape[1]
         rng = seeded(batch, seed)
         out_codes = np.zeros((batch, n_samples), dtype=np.int64)
@@ -555,10 +558,11 @@ class FastWaveNet:
 
     def stream(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                temperature: float = 1.0, min_p: float = 0.0, seed: int = 0,
-               style: int | None = None, velocity: np.ndarray | None = None) -> Iterator[np.ndarray]:
+               style: int | None = None, velocity: np.ndarray | None = None,
+               timbre: int | None = None) -> Iterator[np.ndarray]:
         """The take `generate` plays at batch 1, a tick at a time: yields float32 audio (as the network
         played it: `play` de-emphasizes), sample for sample the same as `generate`'s with the same seed."""
-        rows, onsets = self.sketch_rows(sketch, style, velocity)
+        rows, onsets = self.sketch_rows(sketch, style, velocity, timbre)
         for _, _, oc, _ in self._blocks(np.arange(1), n_samples, rows, onsets, sample_rate_hz,
                                         (temperature, min_p), seeded(1, seed)):
             yield mu_law_decode(oc[0], self.emb.shape[0])
@@ -605,8 +609,9 @@ class FastWaveNet:
     def generate(self, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                  temperature: float = 1.0, min_p: float = 0.0, seed: int = 0, batch: int = 1,
                  style: int | None = None, threads: int = 1, progress: Callable[[int], None] | None = None,
-                 velocity: np.ndarray | None = None) -> np.ndarray:
+                 velocity: np.ndarray | None = None, timbre: int | None = None) -> np.ndarray:
         """(batch, n_samples) float32 audio; velocity: the sketch's velocities (see sketch_rows)."""
         codes = self.run(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p,
-                         seed=seed, batch=batch, style=style, threads=threads, progress=progress, velocity=velocity)
+                         seed=seed, batch=batch, style=style, threads=threads, progress=progress, velocity=velocity,
+                         timbre=timbre)
         return mu_law_decode(codes, self.emb.shape[0])

@@ -82,9 +82,10 @@ def play(
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
     velocity: np.ndarray | None = None,
+    timbre: int | None = None,
 ) -> np.ndarray:
     """(batch, n_samples) float32 audio of `sketch` (None: an empty one), played by `engine` (see
-    `choose_engine`). progress(samples done) is called once per tick. threads: how many the fast
+    `choose_engine`) in style and timbre ids `style`, `timbre` (None: the first). progress(samples done) is called once per tick. threads: how many the fast
     engine splits the batch over (default: one per take, up to the CPU count; the takes do not depend
     on it). velocity: (sketch ticks, 88) MIDI velocities of the sketch's notes, for a model with velocity
     channels (None, or 0 at a sounding key: the model's default velocity); other models ignore it.
@@ -95,7 +96,7 @@ def play(
     check_sampling(temperature, min_p)
     chosen, _ = choose_engine(model, engine)
     kwargs = dict(sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature, min_p=min_p, seed=seed,
-                  batch=batch, style=style, progress=progress, velocity=velocity)
+                  batch=batch, style=style, progress=progress, velocity=velocity, timbre=timbre)
     if chosen == "fast" or chosen in KERNELS:
         threads = threads or min(batch, os.cpu_count() or 1)
         audio = FastWaveNet(model, chosen if chosen in KERNELS else None, batch).generate(n_samples, threads=threads,
@@ -114,14 +115,14 @@ class CudaGraphStep:
     but the capture is tested without a GPU (tests/test_gpu_check.py)."""
 
     def __init__(self, model: WaveNet, batch: int, device: torch.device, x: torch.Tensor,
-                 cond_dim: int, exc_dim: int, style: torch.Tensor | None):
+                 cond_dim: int, exc_dim: int, style: torch.Tensor | None, timbre: torch.Tensor | None = None):
         self.model = model
         self.state = model.init_state(batch, device)
         self.state.t = torch.zeros((), dtype=torch.long, device=device)
         self.x = x.clone()
         self.cond = torch.zeros(batch, cond_dim, device=device) if cond_dim else None
         self.exc = torch.zeros(batch, exc_dim, device=device) if exc_dim else None
-        self.style = style
+        self.style, self.timbre = style, timbre
         self.graph: torch.cuda.CUDAGraph | None = None
         if device.type != "cuda":
             return
@@ -129,12 +130,12 @@ class CudaGraphStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm up outside the graph, as capture requires
             for _ in range(2):
-                model.step(self.x, self.state, self.cond, self.exc, self.style)
+                model.step(self.x, self.state, self.cond, self.exc, self.style, self.timbre)
         torch.cuda.current_stream().wait_stream(side)
         self.reset()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.out = model.step(self.x, self.state, self.cond, self.exc, self.style)
+            self.out = model.step(self.x, self.state, self.cond, self.exc, self.style, self.timbre)
         self.reset()  # capture records the kernels without running them; start clean all the same
 
     def reset(self) -> None:
@@ -143,14 +144,15 @@ class CudaGraphStep:
         self.state.t.zero_()
 
     def __call__(self, x: torch.Tensor, state: object, cond: torch.Tensor | None = None,
-                 exc: torch.Tensor | None = None, style: torch.Tensor | None = None) -> torch.Tensor:
+                 exc: torch.Tensor | None = None, style: torch.Tensor | None = None,
+                 timbre: torch.Tensor | None = None) -> torch.Tensor:
         self.x.copy_(x)
         if self.cond is not None and cond is not None:
             self.cond.copy_(cond)
         if self.exc is not None and exc is not None:
             self.exc.copy_(exc)
         if self.graph is None:
-            self.out = self.model.step(self.x, self.state, self.cond, self.exc, self.style)
+            self.out = self.model.step(self.x, self.state, self.cond, self.exc, self.style, self.timbre)
         else:
             self.graph.replay()
         return self.out
@@ -170,6 +172,7 @@ def torch_generate(
     style: int | None = None,
     progress: Callable[[int], None] | None = None,
     velocity: np.ndarray | None = None,
+    timbre: int | None = None,
 ) -> np.ndarray:
     """The PyTorch engine of `play` (see there): (batch, n_samples) float32 audio."""
     model = model.eval()
@@ -184,6 +187,9 @@ def torch_generate(
     style_t = None
     if model.cfg.n_styles:
         style_t = torch.full((batch,), style or 0, dtype=torch.long, device=device)
+    timbre_t = None
+    if model.cfg.n_timbres:
+        timbre_t = torch.full((batch,), timbre or 0, dtype=torch.long, device=device)
 
     cond_ticks = onsets = roll = None
     if model.uses_notes:
@@ -194,7 +200,8 @@ def torch_generate(
     step = model.step
     if device.type == "cuda":
         step = CudaGraphStep(model, batch, device, x, cond_ticks.shape[1] if cond_ticks is not None else 0,
-                             N_KEYS * 2 if (cond_ticks is not None and model.uses_excitation) else 0, style_t)
+                             N_KEYS * 2 if (cond_ticks is not None and model.uses_excitation) else 0, style_t,
+                             timbre_t)
     out = torch.empty(batch, n_samples, dtype=torch.long if model.cfg.output == "mulaw" else torch.float32)
     for tick_start in range(0, n_samples, spt):
         n = min(spt, n_samples - tick_start)
@@ -208,7 +215,7 @@ def torch_generate(
         for i in range(n):
             if cond_ticks is not None and model.uses_excitation:
                 exc = exc_block[i][None].expand(batch, -1)
-            logits = step(x, state, cond=cond, exc=exc, style=style_t)
+            logits = step(x, state, cond=cond, exc=exc, style=style_t, timbre=timbre_t)
             x = sample(model.cfg.output, logits, temperature, gen, min_p)
             out[:, tick_start + i] = x.cpu()
         if progress:

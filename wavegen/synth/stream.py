@@ -26,8 +26,8 @@ HISTORY_TICKS = 400  # 20 s at 50 ms: longer-held notes lose their onset (a deca
 
 class StreamPlayer:
     def __init__(self, fast: FastWaveNet, sample_rate_hz: int, *, temperature: float = 1.0, min_p: float = 0.0,
-                 seed: int = 0, style: int | None = None):
-        self.fast, self.sr, self.style = fast, sample_rate_hz, style
+                 seed: int = 0, style: int | None = None, timbre: int | None = None):
+        self.fast, self.sr, self.style, self.timbre = fast, sample_rate_hz, style, timbre
         self.sampling = (temperature, min_p)
         self.spt = fast.spt
         self.lookahead = fast.model.cfg.cond_lookahead_ticks if fast.model.uses_notes else 0
@@ -57,9 +57,9 @@ class StreamPlayer:
         rows = onsets = None
         if model.uses_notes:
             cond, onsets = roll_conditioning(model, roll)  # as the offline engines compute it
-            rows = self.fast.tick_rows(cond, self.style)
+            rows = self.fast.tick_rows(cond, self.style, self.timbre)
         else:
-            rows = self.fast.tick_rows(None, self.style)
+            rows = self.fast.tick_rows(None, self.style, self.timbre)
         out = []
         for tick in range(self.played, last):
             rel = tick - self.first
@@ -84,12 +84,12 @@ class StreamPlayer:
 
 def stream_take(fast: FastWaveNet, n_samples: int, *, sample_rate_hz: int, sketch: KeyText | None = None,
                 temperature: float = 1.0, min_p: float = 0.0, seed: int = 0,
-                style: int | None = None) -> Iterator[np.ndarray]:
+                style: int | None = None, timbre: int | None = None) -> Iterator[np.ndarray]:
     """The take `play` makes of a whole sketch with the fast engine at batch 1, a tick of float32 audio
     at a time: joined, the chunks are `play`'s take sample for sample (de-emphasis carried across)."""
     a, last = fast.model.cfg.pre_emphasis, 0.0
     for audio in fast.stream(n_samples, sample_rate_hz=sample_rate_hz, sketch=sketch, temperature=temperature,
-                             min_p=min_p, seed=seed, style=style):
+                             min_p=min_p, seed=seed, style=style, timbre=timbre):
         if a:
             audio = deemphasize(audio, a, last)
             last = float(audio[-1])

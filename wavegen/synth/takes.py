@@ -66,7 +66,7 @@ def sketch_velocity(sk: sketches.Sketch) -> np.ndarray | None:
 
 
 def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketch: str | None = None,
-                   seconds: float | None = None, batch: int = 1, style: str | None = None,
+                   seconds: float | None = None, batch: int = 1, style: str | None = None, timbre: str | None = None,
                    temperature: float | None = None, min_p: float | None = None, seed: int = 0,
                    engine: str = "auto", threads: int | None = None, plot: bool = False,
                    warn: Callable[[str], None] = lambda message: None,
@@ -103,6 +103,7 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
         raise WavegenError("give --seconds (how long to play) or --sketch (what to play)")
     limits.check_takes(batch, n, sr)
     style_id = loaded.style_index(style, sk.keytext.meta.get("style") if sk else None, warn)
+    timbre_id = loaded.timbre_index(timbre)
     if sk is None and loaded.model.uses_notes:
         warn("this model follows notes: without --sketch it plays an empty sketch (near silence)")
     engine, notice = choose_engine(loaded.model, engine)
@@ -113,7 +114,7 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
     t0 = time.perf_counter()
     audio = play(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None, engine=engine,
                  batch=batch, threads=threads, **sampling, seed=seed, style=style_id, progress=progress,
-                 velocity=velocity)
+                 velocity=velocity, timbre=timbre_id)
     took = time.perf_counter() - t0
     paths = take_paths(output, batch)
     for path, take in zip(paths, audio, strict=True):

@@ -6,7 +6,8 @@ from the dataset, before anything is built or recorded ("auto": velocity channel
 piece has velocities), and a model with them records its default velocity, the median of the training
 data's (`default_velocity`). Each evaluation measures the
 held-out validation bits per sample and the shuffled-notes gap (nn/heldout.py), and plays a short
-clip of the first validation piece into `samples/`.
+clip of the first validation piece into `samples/`. With `model.n_timbres`, the timbre ids are the
+training items' timbres (the SoundFonts the dataset was rendered with, by name), recorded with the model.
 """
 
 from __future__ import annotations
@@ -49,14 +50,24 @@ class WaveNetTask:
             if len(self.styles) > mc.n_styles:
                 raise WavegenError(f"{ds.root}: {len(self.styles)} styles ({', '.join(self.styles)}) but "
                                    f"model.n_styles = {mc.n_styles}")
+        self.timbres: list[str] = []
+        if mc.n_timbres:
+            self.timbres = ds.timbres("train")
+            if "" in self.timbres:
+                raise WavegenError(f"{ds.root}: items without a timbre (recordings, or built before timbres); "
+                                   "set model.n_timbres = 0, or rebuild it with `wavegen data build --soundfont ...`")
+            if len(self.timbres) > mc.n_timbres:
+                raise WavegenError(f"{ds.root}: {len(self.timbres)} timbres ({', '.join(self.timbres)}) but "
+                                   f"model.n_timbres = {mc.n_timbres}")
         self.held_out: HeldOut | None = None
-        self.sketch_item = None
+        self.sketch_item, self.sketch_timbre = None, 0
 
     def meta(self) -> dict[str, Any]:
         ds = self.ds
         velocity = {"default_velocity": self.default_velocity} if self.cfg.model.uses_velocity() else {}
         return {"sample_rate_hz": ds.sample_rate_hz, "tick_ms": ds.tick_ms, "samples_per_tick": ds.samples_per_tick,
-                "styles": self.styles, **velocity, "dataset": self.ds.provenance()}
+                "styles": self.styles, **({"timbres": self.timbres} if self.timbres else {}), **velocity,
+                "dataset": self.ds.provenance()}
 
     def check_resume(self, run_dir: Path, saved: dict[str, Any]) -> None:
         if saved.get("kind", checkpoint.WAVENET) != checkpoint.WAVENET:
@@ -87,7 +98,9 @@ class WaveNetTask:
 
     def init_from(self, model: torch.nn.Module, source: str) -> str:
         """train.init: the inference (EMA) weights of a WaveNet checkpoint, which must fit this model (same
-        channels, layers, output) and have been trained at this dataset's sample rate and tick length."""
+        channels, layers, output) and have been trained at this dataset's sample rate and tick length. A
+        source without timbres may start a run with them: their embeddings start at zero, so the run
+        starts playing every timbre as the source played its one, and learns them apart."""
         loaded = checkpoint.load(source)
         ds = self.ds
         loaded.check_ticks(ds.tick_ms, f"{ds.root} (train.init = {source})", ds.sample_rate_hz)
@@ -95,6 +108,12 @@ class WaveNetTask:
             raise WavegenError(f"train.init = {source}: trained on the styles {loaded.styles or 'none (no style ids)'}, "
                                f"this run has {self.styles or 'none (no style ids)'}; set model.n_styles alike")
         weights = loaded.model.state_dict()
+        if loaded.timbres and loaded.timbres != self.timbres:
+            raise WavegenError(f"train.init = {source}: trained on the timbres {', '.join(loaded.timbres)}, this run "
+                               f"has {', '.join(self.timbres) or 'none (model.n_timbres = 0)'}; train on the same ones")
+        if not loaded.timbres and self.timbres:
+            weights.update({k: torch.zeros_like(v) for k, v in model.state_dict().items()
+                            if k.endswith(".timbre.weight") and k not in weights})
         wrong = checkpoint.mismatch(model.state_dict(), weights)
         if wrong:
             raise WavegenError(f"train.init = {source}: its weights do not fit this run's [model] ({wrong}); use "
@@ -103,8 +122,8 @@ class WaveNetTask:
         return f"{loaded.path} (step {loaded.meta.get('step', '?')})"
 
     def _crops(self, split: str, seed: int) -> CropDataset:
-        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles, seed=seed,
-                             default_velocity=self.default_velocity)
+        return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles,
+                             timbres=self.timbres, seed=seed, default_velocity=self.default_velocity)
 
     def train_set(self) -> torch.utils.data.Dataset:
         return self._crops("train", self.cfg.train.seed)
@@ -115,7 +134,7 @@ class WaveNetTask:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
              autocast: Callable[[], AbstractContextManager]) -> torch.Tensor:
         with autocast():
-            out = heldout.forward(model, batch, self.cfg.model.n_styles > 0)
+            out = heldout.forward(model, batch, self.cfg.model)
         return loss_fn(self.cfg.model.output, out, batch["targets"])  # float32
 
     def prepare_validation(self) -> str | None:
@@ -125,7 +144,7 @@ class WaveNetTask:
         except WavegenError as e:
             return f"no validation: {e}"
         self.held_out = HeldOut.of(vcrops, dc.valid_crops)
-        self.sketch_item = vcrops.items[0]
+        self.sketch_item, self.sketch_timbre = vcrops.items[0], int(vcrops.timbre_of[0])
         return None
 
     def evaluate(self, weights: dict[str, torch.Tensor], device: torch.device, step: int, run_dir: Path,
@@ -140,7 +159,7 @@ class WaveNetTask:
         if tc.sample_seconds > 0:
             sketch = self.ds.text(self.sketch_item)
             audio = play(eval_model, int(tc.sample_seconds * sr), sample_rate_hz=sr, sketch=sketch, seed=tc.seed,
-                         style=0, velocity=self.ds.velocity(self.sketch_item))[0]
+                         style=0, timbre=self.sketch_timbre, velocity=self.ds.velocity(self.sketch_item))[0]
             (run_dir / "samples").mkdir(exist_ok=True)
             write_audio(run_dir / "samples" / f"step-{step:08d}-{self.sketch_item.id}.wav", audio, sr)
             if tb is not None:
