@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from conftest import note_track, smf
 from fastapi.testclient import TestClient
-from test_generate import make_checkpoint
+from test_generate import TINY, make_checkpoint
 
 from wavegen.studio.server import MAX_UPLOAD_BYTES, Studio, create_app
 
@@ -342,3 +342,39 @@ def test_ctrl_c_stops_the_studio_cleanly(tmp_path, studio):
         proc.kill()
     assert proc.returncode == 0 and "stopped" in out, (out, err)
     assert "Traceback" not in err and "warning: --host 0.0.0.0: anyone who can reach" in err
+
+
+def test_a_model_of_several_harpsichords_plays_and_renders_the_one_chosen(tmp_path):
+    import torch
+
+    from wavegen.config import load_config
+    from wavegen.nn import checkpoint
+    from wavegen.nn.model import WaveNet
+    from wavegen.notes import text as T
+    from wavegen.notes.render import TIMBRES, render_notes
+
+    cfg = load_config(TINY, ["model.n_timbres=2"])
+    torch.manual_seed(0)
+    model = WaveNet(cfg.model, 800)
+    with torch.no_grad():
+        for ly in model.layers:
+            ly.timbre.weight.normal_(0, 2.0)  # two timbres the model tells apart
+    meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": [],
+            "timbres": ["fluidr3", "timgm6mb"]}
+    ckpt = checkpoint.save(tmp_path / "timbres", weights=model.state_dict(), config=cfg, meta=meta)
+    studio = Studio(tmp_path / "work", model=str(ckpt), composer="composer-lstm", jobs=1)
+    with TestClient(create_app(studio), raise_server_exceptions=False) as c:
+        assert c.get("/api/info").json()["timbres"] == ["fluidr3", "timgm6mb"]
+        got = sf.read(io.BytesIO(c.post("/api/render", json={"text": NINE, "timbre": "timgm6mb"}).content))[0]
+        want = render_notes(T.parse(NINE).notes(), sample_rate_hz=16_000, soundfont=TIMBRES["timgm6mb"](),
+                            min_seconds=0.45).audio
+        assert np.abs(got - want).max() < 1e-4  # 16-bit WAV
+        first = sf.read(io.BytesIO(c.post("/api/render", json={"text": NINE}).content))[0]
+        assert np.abs(first - got).max() > 0.01  # no timbre: the model's first, another SoundFont
+        refused(c.post("/api/render", json={"text": NINE, "timbre": "virginal"}), 400, "plays fluidr3, timgm6mb")
+
+    def take(timbre):
+        job = studio.job({"mode": "sketch", "text": NINE, "seed": 1, **({"timbre": timbre} if timbre else {})})
+        return np.concatenate([a for kind, a in job.items if kind == "audio"])
+
+    assert np.array_equal(take(None), take("fluidr3")) and not np.array_equal(take("fluidr3"), take("timgm6mb"))

@@ -311,7 +311,8 @@ class Studio:
 
         c = self.composer
         return {"model": self.loaded.path.name, "sample_rate_hz": self.sr, "tick_ms": self.tick_ms,
-                "styles": self.loaded.styles, "version": __version__, "jobs": self.cores.n,
+                "styles": self.loaded.styles, "timbres": self.loaded.timbres, "version": __version__,
+                "jobs": self.cores.n,
                 "composer": {"name": self.composer_name, "styles": list(c.styles), "tick_ms": c.tick_ms},
                 "sampling": {"temperature": self.loaded.temperature, "min_p": self.loaded.min_p},
                 "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_seconds": MAX_SECONDS,
@@ -328,13 +329,24 @@ class Studio:
             raise BadRequest(f"style {style!r}: the model knows {', '.join(self.loaded.styles) or 'none'}")
         return self.loaded.style_index(style, header_style)
 
+    def timbre(self, body: dict) -> int | None:
+        """The id of the body's timbre (a model of several harpsichords), None for its first or a model of one."""
+        timbre = _string(body, "timbre", 100)
+        if timbre and timbre not in self.loaded.timbres:
+            raise BadRequest(f"timbre {timbre!r}: the model plays {', '.join(self.loaded.timbres) or 'one harpsichord'}")
+        return self.loaded.timbre_index(timbre) if timbre else None
+
     def render(self, body: dict) -> bytes:
-        """`POST /api/render`: the SoundFont rendering of the sketch, at the model's rate."""
-        from wavegen.notes.render import render_notes
+        """`POST /api/render`: the SoundFont rendering of the sketch, at the model's rate (with the body's
+        timbre's SoundFont, for a model of several)."""
+        from wavegen.notes.render import render_notes, resolve_timbre
 
         kt = parse_sketch(_string(body, "text"))
+        timbre = self.timbre(body)
+        soundfont = resolve_timbre(self.loaded.timbres[timbre or 0])[1] if self.loaded.timbres else None
         with self.render_lock:
-            r = render_notes(kt.notes(), sample_rate_hz=self.sr, min_seconds=kt.n_ticks * kt.tick_s)
+            r = render_notes(kt.notes(), sample_rate_hz=self.sr, soundfont=soundfont,
+                             min_seconds=kt.n_ticks * kt.tick_s)
         return wav_bytes(r.audio, r.sample_rate_hz)
 
     def compose(self, body: dict) -> dict[str, Any]:
@@ -371,7 +383,8 @@ class Studio:
             kt = parse_sketch(_string(request, "text"), self.tick_ms)
             n = sketch_samples(kt, self.sr)
             chunks = stream_take(self.fast, n, sample_rate_hz=self.sr, sketch=kt, seed=seed,
-                                 style=self.style(request, kt.meta.get("style")), **sampling)
+                                 style=self.style(request, kt.meta.get("style")), timbre=self.timbre(request),
+                                 **sampling)
             return Job({"type": "start", "sample_rate_hz": self.sr, "n_samples": n, "tick_ms": self.tick_ms},
                        (("audio", a) for a in chunks))
         if mode == "radio":
@@ -383,7 +396,7 @@ class Studio:
             check_style(c, style)
             prime = _prime(request, self.tick_ms)
             player = StreamPlayer(self.fast, self.sr, seed=seed, style=self.style({"style": style} if style in
-                                  self.loaded.styles else {}), **sampling)
+                                  self.loaded.styles else {}), timbre=self.timbre(request), **sampling)
 
             def items() -> Iterator[tuple]:
                 first = len(prime)

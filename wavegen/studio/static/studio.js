@@ -880,10 +880,10 @@ function concatInt16(chunks) {
 }
 
 // A take: a WAV blob playable in the <audio id="take"> element.
-function setTake(source, blob, { durationS, text }) {
+function setTake(source, blob, { durationS, text, timbre = null }) {
   const old = state.takes[source];
   if (old) URL.revokeObjectURL(old.url);
-  state.takes[source] = { blob, url: URL.createObjectURL(blob), durationS, text };
+  state.takes[source] = { blob, url: URL.createObjectURL(blob), durationS, text, timbre };
   state.spectrograms[source] = null;
   if (source === "wavenet") $("save-wav").disabled = false;
   if (state.source === source) showTake(source);
@@ -929,12 +929,13 @@ function showTake(source) {
 // The SoundFont rendering of the current text (fetched again only when the text changed).
 async function ensureSoundFontTake() {
   const text = $("text").value;
+  const timbre = $("timbre").value || null;
   const have = state.takes.soundfont;
-  if (have && have.text === text) return have;
+  if (have && have.text === text && have.timbre === timbre) return have;
   setStatus("rendering with the SoundFont…");
-  const blob = await api("/api/render", { json: { text }, as: "blob" });
+  const blob = await api("/api/render", { json: { text, timbre }, as: "blob" });
   const durationS = await wavDuration(blob);
-  setTake("soundfont", blob, { durationS, text });
+  setTake("soundfont", blob, { durationS, text, timbre });
   setStatus(`SoundFont rendering: ${fmt(durationS, 2)} s`);
   return state.takes.soundfont;
 }
@@ -1006,6 +1007,7 @@ function playMessage(mode) {
     min_p: Number($("min-p").value),
     seed: seedOf($("seed")),
     style: $("style").value || null,
+    timbre: $("timbre").value || null,
   };
   if (mode === "sketch") return { mode, text: $("text").value, ...common };
   return {
@@ -1579,6 +1581,8 @@ function applyInfo(info) {
   if (s.temperature !== undefined) $("temperature").value = s.temperature;
   if (s.min_p !== undefined) $("min-p").value = s.min_p;
   fillSelect($("style"), info.styles || []);
+  fillSelect($("timbre"), info.timbres || [], false);
+  $("timbre-row").hidden = !(info.timbres && info.timbres.length);
   const cstyles = (info.composer && info.composer.styles) || [];
   fillSelect($("compose-style"), cstyles);
   if (cstyles.length >= 2) {
