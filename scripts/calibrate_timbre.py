@@ -5,7 +5,7 @@ level, missing and wrong notes), and whether every copy is still nearest to its 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/calibrate_timbre.py [--seconds 15] [--json report.json]
 
 The clips: every sketch of data/sketches and five test-split chorales of the Bach corpus, their first
-`--seconds`, each rendered by every timbre (notes/render.py TIMBRES: fluidr3, musescore, timgm6mb). Prints
+`--seconds`, each rendered by every timbre (notes/render.py TIMBRES: fluidr3, musescore, musescore-coupled, timgm6mb). Prints
 (a) each rendering against itself, (b) the matrix of distances between timbres on the same notes (the
 median over the clips; rows the clip's timbre, columns the reference's), (c) each perturbation's distance
 from its own timbre's rendering and its margin to the nearest other timbre, (d) which timbre each

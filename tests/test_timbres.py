@@ -47,7 +47,7 @@ def test_names_files_and_name_equals_file_resolve(tmp_path):
     shutil.copy(TIMBRES["timgm6mb"](), copy)
     assert resolve_timbre(str(copy)) == ("my-harpsichord", copy)
     assert resolve_timbre(f"virginal={copy}") == ("virginal", copy)
-    with pytest.raises(WavegenError, match="neither a timbre .*fluidr3, musescore, timgm6mb"):
+    with pytest.raises(WavegenError, match="neither a timbre .*fluidr3, musescore, musescore-coupled, timgm6mb"):
         resolve_timbre("harpsichrod")
     with pytest.raises(WavegenError, match="a second timbre called 'timgm6mb'"):
         build.resolve_timbres(["timgm6mb", str(TIMBRES["timgm6mb"]())])
@@ -147,3 +147,23 @@ def test_a_run_with_timbres_starts_from_a_model_of_one_with_silent_timbre_embedd
         torch.testing.assert_close(started[k], v, rtol=0, atol=1e-6)  # ... and the rest is the source
     record = json.loads((tmp_path / "two" / "config.json").read_text())
     assert record["config"]["model"]["n_timbres"] == 2
+
+
+def test_a_bank_after_hash_picks_another_harpsichord_of_the_same_file(tmp_path):
+    from wavegen.notes.render import render_notes, soundfont_digest, split_bank
+
+    assert split_bank("/x/MuseScore_General.sf3#8") == (Path("/x/MuseScore_General.sf3"), 8)
+    odd = tmp_path / "a#1"  # a file whose name has a '#': itself
+    odd.write_bytes(b"")
+    assert split_bank(odd) == (odd, 0) and split_bank("plain.sf2") == (Path("plain.sf2"), 0)
+    name, coupled = resolve_timbre("musescore-coupled")
+    if not split_bank(coupled)[0].is_file():
+        pytest.skip("MuseScore_General.sf3 is not installed")
+    assert name == "musescore-coupled" and str(coupled).endswith(".sf3#8")
+    plain = resolve_timbre("musescore")[1]
+    assert soundfont_digest(coupled) != soundfont_digest(plain)  # another cache key
+    notes = [Note(60, 0.0, 0.4), Note(64, 0.2, 0.6)]
+    a, b = (render_notes(notes, soundfont=sf).audio for sf in (plain, coupled))
+    assert np.abs(a - b).max() > 0.01
+    with pytest.raises(WavegenError, match="no harpsichord .* in bank 99"):
+        render_notes(notes, soundfont=f"{split_bank(plain)[0]}#99")

@@ -15,7 +15,7 @@ command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECK
         arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),
         arg("--style", help="a style the model was trained on (default: the sketch's header style)"),
         arg("--timbre", help="the harpsichord, for a model trained on several (its card lists them: e.g. "
-            "fluidr3, musescore, timgm6mb; default: its first)"),
+            "fluidr3, musescore-coupled, timgm6mb; default: its first)"),
         arg("--plot", action="store_true", help="also write a PNG: spectrogram with the sketch's notes"),
         arg("--engine", choices=("auto", "fast", "c", "c16", "cbf16", "numba", "torch"), default="auto",
             help="fast: the compiled CPU path, with whichever kernel is faster here (measured once, cached; "

@@ -1,8 +1,9 @@
 """Notes -> harpsichord audio, through the FluidSynth synthesizer and a General MIDI SoundFont.
 
-A SoundFont's harpsichord is a *timbre*, named (`TIMBRES`: fluidr3, musescore, timgm6mb, the harpsichords
-that install with Debian and pretty_midi) or given by path (`resolve_timbre`); a dataset may be rendered
-with several, and a model trained on them plays whichever is asked for.
+A SoundFont's harpsichord is a *timbre*, named (`TIMBRES`: fluidr3, musescore, musescore-coupled,
+timgm6mb, the harpsichords that install with Debian and pretty_midi) or given by path (`resolve_timbre`;
+FILE#N for the harpsichord of bank N); a dataset may be rendered with several, and a model trained on
+them plays whichever is asked for.
 
 Every note is played by General MIDI program 6 (Harpsichord) at one velocity, with reverb and chorus
 off, by a fresh synthesizer per call (a reused one makes the output depend on what it played before).
@@ -73,23 +74,38 @@ def _timgm6mb() -> Path:
 
 # The named harpsichords: the SoundFonts Debian installs (fluid-soundfont-gm, musescore-general-soundfont)
 # and the one inside pretty_midi's wheel. A name is what a dataset's items, a model card and
-# `--timbre` call the instrument.
+# `--timbre` call the instrument. "FILE#N" is the harpsichord of bank N (GS's variations) instead of bank
+# 0's. MuseScore General's bank-0 harpsichord is FluidR3's samples 6.9 dB softer (docs/evaluation/timbre.md:
+# one instrument at two levels); its Coupled Harpsichord (bank 8) is an instrument of its own.
 TIMBRES: dict[str, Callable[[], Path]] = {
     "fluidr3": lambda: DEBIAN_SOUNDFONT,
     "musescore": lambda: MUSESCORE_SOUNDFONT,
+    "musescore-coupled": lambda: Path(f"{MUSESCORE_SOUNDFONT}#8"),
     "timgm6mb": _timgm6mb,
 }
 TIMBRE_LICENCES = {  # as their distributors state them (Debian's copyright files; MuseScore for TimGM6mb)
     "fluidr3": "FluidR3_GM.sf2, Frank Wen, MIT",
     "musescore": "MuseScore_General.sf3, S. Christian Collins, MIT (parts public domain or CC0)",
+    "musescore-coupled": "MuseScore_General.sf3 (bank 8, Coupled Harpsichord), S. Christian Collins, MIT",
     "timgm6mb": "TimGM6mb.sf2, Tim Brechbill, GPL-2.0 (inside pretty_midi's wheel)",
 }
 _TIMBRE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
+def split_bank(soundfont: str | os.PathLike) -> tuple[Path, int]:
+    """(file, bank) of a SoundFont spec: "FILE#N" is bank N of FILE (unless a file has that very name),
+    anything else bank 0 of itself."""
+    text = str(soundfont)
+    file, hash_, bank = text.rpartition("#")
+    if hash_ and bank.isdigit() and not Path(text).is_file():
+        return Path(file), int(bank)
+    return Path(text), 0
+
+
 def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
+    """The SoundFont spec `soundfont` (a file, or FILE#BANK) once its file is found; None: the default."""
     path = Path(soundfont) if soundfont else default_soundfont()
-    if not path.is_file():
+    if not split_bank(path)[0].is_file():
         raise WavegenError(f"{path}: SoundFont not found; give an .sf2 or .sf3 file with --soundfont")
     return path
 
@@ -97,24 +113,30 @@ def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
 def timbre_name(path: str | os.PathLike) -> str:
     """The timbre a SoundFont file is called by: the name of `TIMBRES` it is, else its file's stem in
     lower case with every run of other characters made one '-' ("My Harpsichord.sf2" -> "my-harpsichord")."""
-    resolved = Path(path).resolve()
+    def key(spec: str | os.PathLike) -> tuple[Path, int]:
+        file, bank = split_bank(spec)
+        return file.resolve(), bank
+
+    wanted = key(path)
     for name, where in TIMBRES.items():
-        if where().resolve() == resolved:
+        if key(where()) == wanted:
             return name
-    return re.sub(r"[^a-z0-9_]+", "-", Path(path).stem.lower()).strip("-") or "soundfont"
+    file, bank = split_bank(path)
+    stem = re.sub(r"[^a-z0-9_]+", "-", file.stem.lower()).strip("-") or "soundfont"
+    return f"{stem}-bank{bank}" if bank else stem
 
 
 def resolve_timbre(spec: str | os.PathLike | None) -> tuple[str, Path]:
-    """(name, SoundFont file) of `--soundfont SPEC`: a name of `TIMBRES` (fluidr3, musescore, timgm6mb), a
-    file (named by `timbre_name`), or NAME=FILE; None is the default SoundFont (`default_soundfont`)."""
+    """(name, SoundFont file) of `--soundfont SPEC`: a name of `TIMBRES` (fluidr3, musescore,
+    musescore-coupled, timgm6mb), a file (named by `timbre_name`; FILE#N: its bank N), or NAME=FILE; None is the default SoundFont (`default_soundfont`)."""
     if spec is None or str(spec) == "":
         path = default_soundfont()
         return timbre_name(path), path
     spec = str(spec)
     if spec in TIMBRES:
         path = TIMBRES[spec]()
-        if not path.is_file():
-            hint = {"fluidr3": "fluid-soundfont-gm", "musescore": "musescore-general-soundfont"}.get(spec)
+        if not split_bank(path)[0].is_file():
+            hint = {"fluidr3": "fluid-soundfont-gm"}.get(spec, "musescore-general-soundfont" if "musescore" in spec else None)
             raise WavegenError(f"--soundfont {spec}: {path} is not installed"
                                + (f" (Debian: `sudo apt-get install {hint}`)" if hint else ""))
         return spec, path
@@ -122,7 +144,7 @@ def resolve_timbre(spec: str | os.PathLike | None) -> tuple[str, Path]:
     if eq and _TIMBRE_NAME.fullmatch(name) and not Path(spec).is_file():
         return name, resolve_soundfont(file)
     path = Path(spec)
-    if not path.is_file():
+    if not split_bank(path)[0].is_file():
         raise WavegenError(f"--soundfont {spec}: neither a timbre ({', '.join(TIMBRES)}) nor a SoundFont file "
                            "(.sf2, .sf3); give one of those, or NAME=FILE")
     return timbre_name(path), path
@@ -138,9 +160,12 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def soundfont_digest(path: Path) -> str:
-    """sha256 of the SoundFont file (cached per path, size and mtime): part of every audio cache key."""
-    st = path.stat()
-    return _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    """sha256 of the SoundFont file (cached per path, size and mtime), and of its bank when not 0: part of
+    every audio cache key."""
+    file, bank = split_bank(path)
+    st = file.stat()
+    digest = _file_digest(str(file.resolve()), st.st_size, st.st_mtime_ns)
+    return hashlib.sha256(f"{digest}#{bank}".encode()).hexdigest() if bank else digest
 
 
 def _fluidsynth():
@@ -181,7 +206,7 @@ def render_notes(
     """
     sample_rate_hz = limits.check_sample_rate(sample_rate_hz)
     notes = one_voice_per_key(notes)
-    sf2 = resolve_soundfont(soundfont)
+    sf2, bank = split_bank(resolve_soundfont(soundfont))
     fluidsynth, write_float = _fluidsynth()
     limits.check_seconds(max([n.end for n in notes] + [min_seconds]), "the music to render")
     end_s = max([n.end for n in notes] + [min_seconds]) + tail_s
@@ -203,8 +228,8 @@ def render_notes(
         sfid = synth.sfload(str(sf2))
         if sfid < 0:
             raise WavegenError(f"{sf2}: FluidSynth cannot load this SoundFont")
-        if synth.program_select(0, sfid, 0, HARPSICHORD_PROGRAM) != 0:
-            raise WavegenError(f"{sf2}: this SoundFont has no General MIDI program 6 (Harpsichord)")
+        if synth.program_select(0, sfid, bank, HARPSICHORD_PROGRAM) != 0:
+            raise WavegenError(f"{sf2}: this SoundFont has no harpsichord (program 6) in bank {bank}")
         left = np.zeros(n_synth, dtype=np.float32)
         right = np.zeros(n_synth, dtype=np.float32)
         pos = 0
