@@ -28,6 +28,8 @@ data/sketches and 5 test chorales, their first 15 s at 16 kHz, each rendered by 
 - A rendering scores 0 against itself, and against itself 6 dB softer.
 - fluidr3 against timgm6mb: median 5.6 dB (a fluidr3 clip against timgm6mb's rendering) and 7.3 dB (the
   other way); the lowest clip 2.95 dB (single notes C6-C8: high partials are few and alike).
+- musescore-coupled (MuseScore General's bank-8 Coupled Harpsichord) against fluidr3: 4.8 dB (lowest 3.4),
+  against timgm6mb 5.8 dB (3.0): a third harpsichord; every perturbed copy below of it is nearest it too.
 - fluidr3 against musescore: 0.05 dB. MuseScore_General's harpsichord is FluidR3's samples about 7 dB
   softer (waveform correlation 0.9999): one harpsichord at two levels, which no timbre measure tells apart.
 - A copy of one timbre's rendering, its distance from that rendering (median, max): white noise at
