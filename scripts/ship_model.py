@@ -153,6 +153,9 @@ def main() -> int:
         f"- Conditioned on the 88-key text: per-tick state/onset/decay features through a conv net with "
         f"{m.cond_lookahead_ticks} ticks of lookahead, and the audio-rate sine/cosine excitation of every sounding key.",
         velocity_line(m.uses_velocity(), meta),
+        *([f"- Global conditioning on the harpsichord: a timbre embedding per layer added to its gates, "
+           f"{m.n_timbres} timbres ({', '.join(meta.get('timbres', []))}; `--timbre NAME`, default "
+           f"`{meta.get('timbres', ['?'])[0]}`)."] if m.n_timbres else []),
         f"- {n_params:,} parameters; receptive field {rf} samples ({rf / loaded.sample_rate_hz * 1000:.0f} ms); "
         f"{loaded.sample_rate_hz} Hz, {loaded.tick_ms:g} ms ticks. Weights: the EMA (decay {cfg.train.ema_decay}). "
         f"Sampling by default: temperature {args.temperature:g}, min-p {args.min_p:g} (never a sample value less likely "
@@ -190,7 +193,8 @@ def main() -> int:
         lines.append(f"| {r['step']} | {r['valid_bits']:.3f} | {r['gap_bits']:.3f} | {of} | {ff} |")
     lines += ["", "## Evaluation", "", markdown(report).split("\n", 1)[1].strip(), "",
               "Reproduce: `wavegen evaluate --checkpoint " + args.name + f" --data {report['dataset']}"
-              + (f" --corpus {report['corpus']}" if report.get("corpus") else "") + f" --pieces "
+              + (f" --corpus {report['corpus']}" if report.get("corpus") else "")
+              + (f" --timbre {report['timbre']}" if report.get("timbre") else "") + f" --pieces "
               f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}` (the model's own temperature and "
               "min-p unless given; the sketch suite in data/sketches/ too).", ""]
     if notes:

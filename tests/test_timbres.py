@@ -80,6 +80,11 @@ def test_a_rebuild_renders_only_a_new_timbre(tmp_path):
     first = build.build(build.midi_dir_sources(src), tmp_path / "ds", jobs=1)  # one timbre: plain ids
     assert first.built == 3 and {it["id"] for it in first.manifest["items"]} == {"piece0", "piece1", "piece2"}
     assert {it["timbre"] for it in first.manifest["items"]} == {resolve_timbre(None)[0]}
+    for entry in (tmp_path / "ds" / "items").iterdir():  # as a build from before timbres wrote them
+        entry.write_text(json.dumps({k: v for k, v in json.loads(entry.read_text()).items() if k != "timbre"}))
+    before = build.build(build.midi_dir_sources(src), tmp_path / "ds", jobs=1)
+    assert (before.built, before.reused) == (0, 3)
+    assert {it["timbre"] for it in before.manifest["items"]} == {resolve_timbre(None)[0]}
     again = build.build(build.midi_dir_sources(src), tmp_path / "ds", soundfont=[None, "timgm6mb"], jobs=1)
     assert (again.built, again.reused) == (6, 0)  # new ids, but the texts came from the first build
     more = build.build(build.midi_dir_sources(src), tmp_path / "ds", jobs=1,

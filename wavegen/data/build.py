@@ -329,7 +329,10 @@ def build_source(src: Source, settings: BuildSettings, out_dir: str) -> tuple[li
         for item_id, timbre, soundfont, sha in timbres:
             audio_key = _digest(text.encode(), settings.sample_rate_hz, sha, RENDER_VERSION)
             old = olds[item_id]
-            if old is not None and old.text_key == text_key and old.audio_key == audio_key and old.timbre == timbre:
+            if old is not None and old.text_key == text_key and old.audio_key == audio_key and old.timbre in (timbre, ""):
+                if old.timbre != timbre:  # built before items named their timbre: the same audio, named now
+                    old.timbre = timbre
+                    write_text_atomic(out / "items" / f"{item_id}.json", json.dumps(asdict(old), indent=1))
                 items.append(old)
                 continue
             rendered = render_notes(
