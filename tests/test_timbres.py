@@ -172,3 +172,16 @@ def test_a_bank_after_hash_picks_another_harpsichord_of_the_same_file(tmp_path):
     assert np.abs(a - b).max() > 0.01
     with pytest.raises(WavegenError, match="no harpsichord .* in bank 99"):
         render_notes(notes, soundfont=f"{split_bank(plain)[0]}#99")
+
+
+def test_evaluation_asks_a_timbre_model_for_the_harpsichord_of_the_dataset(timbre_run, two_timbres, tmp_path):
+    from wavegen.evaluate.report import pick_timbre
+
+    loaded = checkpoint.load(str(timbre_run))
+    build.build(build.midi_dir_sources(pieces(tmp_path / "midi", 3)), tmp_path / "one", soundfont="timgm6mb", jobs=1)
+    timbre, soundfont = pick_timbre(loaded, dataset.load(tmp_path / "one"), None)
+    assert (timbre, soundfont) == ("timgm6mb", str(TIMBRES["timgm6mb"]()))
+    assert pick_timbre(loaded, dataset.load(two_timbres), None)[0] == "fluidr3"  # the model's first
+    assert pick_timbre(loaded, dataset.load(two_timbres), "timgm6mb")[0] == "timgm6mb"
+    with pytest.raises(WavegenError, match="has the timbres fluidr3, timgm6mb"):
+        pick_timbre(loaded, dataset.load(two_timbres), "musescore")

@@ -290,17 +290,22 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
 
 def pick_timbre(loaded: Loaded, ds: dataset.Dataset, timbre: str | None) -> tuple[str | None, str | None]:
     """(timbre, its SoundFont) an evaluation measures: `timbre` if given (one the dataset has, and the model
-    too when it learned several), else the model's first timbre, else the one of the dataset's SoundFonts
-    the model was trained on (the dataset's first if none is); (None, the dataset's SoundFont) for a
-    dataset of one timbre."""
+    too when it learned several), else the model's first timbre the dataset has, else the one of the
+    dataset's SoundFonts the model was trained on (the dataset's first if none is). A dataset of one SoundFont: its timbre when the
+    model knows it (so that it plays that harpsichord), else None, and the dataset's SoundFont."""
+    from wavegen.notes.render import timbre_name
+
     rendered = ds.manifest.get("timbres") or {}
     if not rendered:
         if timbre is not None:
             raise WavegenError(f"--timbre {timbre}: {ds.root} was rendered with one SoundFont; leave --timbre out")
-        return None, ds.manifest.get("soundfont") or None
+        soundfont = ds.manifest.get("soundfont") or None
+        name = timbre_name(soundfont) if soundfont else None
+        return (name if name in loaded.timbres else None), soundfont
     if timbre is None:
         trained = (loaded.meta.get("dataset") or {}).get("soundfont_sha256")
-        timbre = (loaded.timbres[0] if loaded.timbres else
+        known = [name for name in loaded.timbres if name in rendered]
+        timbre = (known[0] if known else
                   next((name for name, t in rendered.items() if t["soundfont_sha256"] == trained), next(iter(rendered))))
     if timbre not in rendered:
         raise WavegenError(f"--timbre {timbre}: {ds.root} has the timbres {', '.join(rendered)}")
