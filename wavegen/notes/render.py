@@ -59,11 +59,7 @@ class Rendered:
 
 def default_soundfont() -> Path:
     """FluidR3_GM.sf2 when installed (Debian fluid-soundfont-gm), else the TimGM6mb.sf2 of pretty_midi."""
-    if DEBIAN_SOUNDFONT.is_file():
-        return DEBIAN_SOUNDFONT
-    import pretty_midi
-
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    return DEBIAN_SOUNDFONT if DEBIAN_SOUNDFONT.is_file() else _timgm6mb()
 
 
 def _timgm6mb() -> Path:
@@ -112,7 +108,8 @@ def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
 
 def timbre_name(path: str | os.PathLike) -> str:
     """The timbre a SoundFont file is called by: the name of `TIMBRES` it is, else its file's stem in
-    lower case with every run of other characters made one '-' ("My Harpsichord.sf2" -> "my-harpsichord")."""
+    lower case with every run of other characters made one '-' ("My Harpsichord.sf2" -> "my-harpsichord"),
+    and "-bankN" for FILE#N."""
     def key(spec: str | os.PathLike) -> tuple[Path, int]:
         file, bank = split_bank(spec)
         return file.resolve(), bank
