@@ -119,7 +119,8 @@ class WaveNetTask:
             raise WavegenError(f"train.init = {source}: its weights do not fit this run's [model] ({wrong}); use "
                                f"the [model] settings in {loaded.path / checkpoint.CONFIG}")
         model.load_state_dict(weights)
-        return f"{loaded.path} (step {loaded.meta.get('step', '?')})"
+        shown = loaded.path if Path(source).exists() else source  # a shipped model by its name, not its path here
+        return f"{shown} (step {loaded.meta.get('step', '?')})"
 
     def _crops(self, split: str, seed: int) -> CropDataset:
         return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles,
