@@ -16,8 +16,8 @@ command("data build", "build (or update) a dataset folder", one_of(
             "(default 0)"), arg("--jobs", type=positive_int, help="worker processes (default: all cores)"),
         arg("--sample-rate", dest="sample_rate_hz", metavar="SAMPLE_RATE", type=positive_int, default=16_000),
         arg("--tick-ms", type=positive_float, default=50.0), arg("--soundfont", metavar="SF2|NAME", action="append",
-            help="the harpsichord: a timbre (fluidr3, musescore-coupled, timgm6mb; musescore is fluidr3 7 dB softer), an .sf2/.sf3 file (FILE#N: its bank N), or NAME=FILE; "
-            "repeat it to render every piece with each (several timbres: the model learns each, and "
+            help="the harpsichord: a timbre (fluidr3, musescore-coupled, timgm6mb; musescore is fluidr3 7 dB "
+            "softer), an .sf2/.sf3 file (FILE#N: its bank N), or NAME=FILE; repeat it to render every piece with each (several timbres: the model learns each, and "
             "`generate --timbre` picks one). Default: fluidr3 if installed, else timgm6mb"),
         arg("--fold-octaves", action="store_true"),
         arg("--style", help="recordings: the style id of their items (default pairs, or maestro)"),
