@@ -51,6 +51,9 @@ def test_names_files_and_name_equals_file_resolve(tmp_path):
         resolve_timbre("harpsichrod")
     with pytest.raises(WavegenError, match="a second timbre called 'timgm6mb'"):
         build.resolve_timbres(["timgm6mb", str(TIMBRES["timgm6mb"]())])
+    with pytest.raises(WavegenError, match="neither a timbre"):  # refused before the folder is made
+        build.build(build.midi_dir_sources(pieces(tmp_path / "midi", 1)), tmp_path / "ds", soundfont=["nope"])
+    assert not (tmp_path / "ds").exists()
 
 
 def test_every_piece_is_rendered_in_every_timbre_sharing_its_text(two_timbres):

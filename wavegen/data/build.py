@@ -474,12 +474,12 @@ def build(
     """
     t0 = time.perf_counter()
     samples_per_tick(sample_rate_hz, tick_ms)
-    out = check_output_dir(out_dir)
     rendered = any(src.kind != "recording" for src in sources)
     recorded = any(src.kind == "recording" for src in sources)
+    timbres = resolve_timbres(soundfont) if rendered else ()  # recordings need no SoundFont; before any folder
+    out = check_output_dir(out_dir)
     for sub in ("text", "audio", "items") + (("velocity",) if recorded else ()):
         check_output_dir(out / sub)
-    timbres = resolve_timbres(soundfont) if rendered else ()  # recordings need no SoundFont
     settings = BuildSettings(
         sample_rate_hz=sample_rate_hz, tick_ms=tick_ms, transpositions=tuple(transpositions),
         fold_octaves=fold_octaves, soundfont=timbres[0][1] if timbres else "",
