@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wavegen.data import dataset  # noqa: E402
 from wavegen.evaluate.report import suite_sketches  # noqa: E402
-from wavegen.evaluate.timbre import timbre_distance  # noqa: E402
+from wavegen.evaluate.timbre import nearest_timbre, timbre_distance  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
 from wavegen.notes import text as T  # noqa: E402
 from wavegen.notes.render import render_notes, resolve_timbre  # noqa: E402
@@ -90,16 +90,16 @@ def main() -> int:
         refs = {t: render_notes(notes, sample_rate_hz=sr, soundfont=fonts[t], min_seconds=kt.n_ticks * kt.tick_s).audio
                 for t in timbres}
         n = min(len(r) for r in refs.values())
-        between = {f"{a}-{b}": timbre_distance(refs[a][:n], refs[b][:n], sr)
-                   for i, a in enumerate(timbres) for b in timbres[i + 1 :]}
+        refs = {t: r[:n] for t, r in refs.items()}
+        apart = {(a, b): timbre_distance(refs[a], refs[b], sr) for a in timbres for b in timbres}  # once per clip
+        between = {f"{a}-{b}": apart[a, b] for i, a in enumerate(timbres) for b in timbres[i + 1 :]}
+        levels = {t: level_db(r) for t, r in refs.items()}
         for asked in timbres:
             take = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=args.seed,
                         timbre=timbres.index(asked), **sampling)[0]
-            d = {t: timbre_distance(take, refs[t][:n], sr) for t in timbres}
-            same = {t for t in timbres if timbre_distance(refs[t][:n], refs[asked][:n], sr) < SAME_DB}
-            spectral = min(d, key=d.get)
-            instrument = [t for t in timbres if timbre_distance(refs[t][:n], refs[spectral][:n], sr) < SAME_DB]
-            levels = {t: level_db(refs[t][:n]) for t in timbres}
+            spectral, d = nearest_timbre(take, refs, sr)
+            same = {t for t in timbres if apart[t, asked] < SAME_DB}
+            instrument = [t for t in timbres if apart[t, spectral] < SAME_DB]
             nearest = min(instrument, key=lambda t: abs(level_db(take) - levels[t]))
             others = [v for t, v in d.items() if t not in same]
             margin = min(others) - d[asked] if others else float("nan")

@@ -59,7 +59,8 @@ class CropDataset(torch.utils.data.Dataset):
         self.n_samples = ds.index.n_samples[numbers]  # (n_items,) int64, items[k].n_samples
         style_id = np.array([self.style_ids.get(s, 0) for s in ds.index.styles], dtype=np.int64)
         self.style_of = style_id[ds.index.style[numbers]]  # (n_items,) items[k]'s style id
-        timbre_id = np.array([list(timbres).index(t) if t in timbres else 0 for t in ds.index.timbres], dtype=np.int64)
+        timbre_ids = {t: i for i, t in enumerate(timbres)}
+        timbre_id = np.array([timbre_ids.get(t, 0) for t in ds.index.timbres], dtype=np.int64)
         self.timbre_of = timbre_id[ds.index.timbre[numbers]]  # (n_items,) items[k]'s timbre id
         spans = (self.n_samples - crop_samples - 1).astype(np.float64)
         self.cum = np.cumsum(spans) / spans.sum()

@@ -28,8 +28,9 @@ Batch = dict[str, torch.Tensor]
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
           timbres: Sequence[str] = (), seed: int = 0, corpus: str | None = None,
           default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None) -> CropDataset:
-    """The crops of `split` (only its pieces of `corpus`, and its items of `timbre`, given them) in the shape a model of config `model`
-    trains on (with velocity channels when `model.velocity` is true: default_velocity for a piece without)."""
+    """The crops of `split` (only its pieces of `corpus`, and its items of `timbre`, given them) in the shape
+    a model of config `model` trains on (with velocity channels when `model.velocity` is true:
+    default_velocity for a piece without); style and timbre ids by their place in `styles`, `timbres`."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles, timbres=timbres,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,

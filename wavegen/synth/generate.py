@@ -85,10 +85,11 @@ def play(
     timbre: int | None = None,
 ) -> np.ndarray:
     """(batch, n_samples) float32 audio of `sketch` (None: an empty one), played by `engine` (see
-    `choose_engine`) in style and timbre ids `style`, `timbre` (None: the first). progress(samples done) is called once per tick. threads: how many the fast
-    engine splits the batch over (default: one per take, up to the CPU count; the takes do not depend
-    on it). velocity: (sketch ticks, 88) MIDI velocities of the sketch's notes, for a model with velocity
-    channels (None, or 0 at a sounding key: the model's default velocity); other models ignore it.
+    `choose_engine`) in style and timbre ids `style`, `timbre` (None: the first). progress(samples done) is
+    called once per tick. threads: how many the fast engine splits the batch over (default: one per take,
+    up to the CPU count; the takes do not depend on it). velocity: (sketch ticks, 88) MIDI velocities of the
+    sketch's notes, for a model with velocity channels (None, or 0 at a sounding key: the model's default
+    velocity); other models ignore it.
 
     temperature divides the logits (0 = always the most likely sample). min_p (min-p sampling) drops
     every class less likely than min_p times the most likely one before drawing: the far tail of a
