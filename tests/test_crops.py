@@ -11,6 +11,7 @@ import torch
 
 from wavegen.data import dataset
 from wavegen.data.crops import CropDataset, StepSampler, validation_batch
+from wavegen.errors import WavegenError
 
 
 def crops(ds_dir, **kw) -> CropDataset:
@@ -112,3 +113,51 @@ def test_ranks_share_out_the_global_batch_exactly_and_resume_where_they_stopped(
     for got, want in zip(loader, ranks[world - 1][2 * accum : 4 * accum], strict=True):
         assert torch.equal(got["inputs"], torch.stack([c[i]["inputs"] for i in want]))
         assert got["item"].tolist() == [c.locate(i)[0] for i in want]
+
+
+@pytest.fixture(scope="module")
+def two_styles(tmp_path_factory):
+    """Eight 3-second pieces, the first four of style "a", the others "b"."""
+    import dataclasses
+
+    from conftest import write_notes_midi
+    from wavegen.data import build
+    from wavegen.notes.text import Note
+
+    root = tmp_path_factory.mktemp("styles")
+    (root / "midi").mkdir()
+    for i in range(8):
+        write_notes_midi(root / "midi" / f"p{i}.mid", [Note(50 + i + j % 5, j * 0.25, j * 0.25 + 0.45) for j in range(12)])
+    sources = [dataclasses.replace(s, style="a" if int(s.piece[-1]) < 4 else "b")
+               for s in build.midi_dir_sources(root / "midi")]
+    build.build(sources, root / "ds", jobs=1)
+    return root / "ds"
+
+
+def test_style_weights_set_each_styles_share_of_the_crops(two_styles):
+    plain = crops(two_styles)
+    styles = [plain.ds.index.styles[plain.ds.index.style[plain.ds.select("train")][k]] for k in range(len(plain.items))]
+    n_a, n_b = styles.count("a"), styles.count("b")
+    assert n_a and n_b and len(set(plain.n_samples.tolist())) == 1  # equal lengths: shares go by count
+
+    def share_of_a(c):
+        return np.mean([styles[c.locate(i)[0]] == "a" for i in range(4000)])
+
+    assert share_of_a(plain) == pytest.approx(n_a / (n_a + n_b), abs=0.03)
+    assert share_of_a(crops(two_styles, weights={"a": 3.0})) == pytest.approx(3 * n_a / (3 * n_a + n_b), abs=0.03)
+    assert share_of_a(crops(two_styles, weights={"b": 0.0})) == 1.0  # weight 0: the style is left out
+    with pytest.raises(WavegenError, match="names c, but its train pieces have the styles a, b"):
+        crops(two_styles, weights={"c": 2.0})
+    with pytest.raises(WavegenError, match="leaves no train piece"):
+        crops(two_styles, weights={"a": 0.0, "b": 0.0})
+
+
+def test_data_weights_are_checked_where_they_are_set():
+    from wavegen.config import load_config, parse_weights
+
+    assert parse_weights("") == {}
+    assert parse_weights("random=8, essen=2.5") == {"random": 8.0, "essen": 2.5}
+    assert load_config(None, ["data.weights=random=4"]).data.weights == "random=4"
+    for bad in ("random", "random=-1", "random=x", "random=1,random=2", "=3", "random=inf"):
+        with pytest.raises(WavegenError, match=r"--set data.weights=.*expected STYLE=WEIGHT"):
+            load_config(None, [f"data.weights={bad}"])

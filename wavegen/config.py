@@ -40,6 +40,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes
     valid_crops: int = 16  # fixed validation crops, drawn from held-out pieces
     valid_split: str = "valid"
+    weights: str = ""  # training crops per style, e.g. "random=8,essen=2": a piece's share is its length times its style's weight (default 1); "" = by length alone
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,31 @@ def _validate(cfg: RunConfig, where: str, origin: dict[str, str] | None = None) 
     if hasattr(cfg, "model") and cfg.model.velocity not in ("auto", True, False):
         raise WavegenError(f"{at('model.velocity')}: model.velocity = {cfg.model.velocity!r}; choose true, false "
                            "or \"auto\" (on when every training piece has velocities)")
+    if hasattr(cfg.data, "weights"):
+        try:
+            parse_weights(cfg.data.weights)
+        except WavegenError as e:
+            raise WavegenError(f"{at('data.weights')}: {e}") from None
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{at('train.ema_decay')}: train.ema_decay must be in [0, 1)")
     return cfg
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """data.weights "random=8,essen=2" -> {"random": 8.0, "essen": 2.0}; "" -> {}. Weights are finite and
+    >= 0 (0 leaves a style out of training)."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, raw = part.partition("=")
+        try:
+            w = float(raw)
+        except ValueError:
+            w = math.nan
+        if not eq or not name.strip() or not math.isfinite(w) or w < 0 or name.strip() in weights:
+            raise WavegenError(f"data.weights = {text!r}: expected STYLE=WEIGHT,..., each style once, each weight "
+                               "a number >= 0, e.g. \"random=8,essen=2\"")
+        weights[name.strip()] = w
+    return weights
 
 
 def _keys(table: dict[str, Any]) -> list[str]:

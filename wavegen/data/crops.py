@@ -3,12 +3,13 @@
 Crop i is a pure function of (seed, i): any worker, process or machine that asks for index i gets the
 same crop. So the training position is just the step number, and an exact resume needs no saved
 sampler. A crop starts at a uniformly random sample of a piece chosen with probability proportional to
-its length, so crops start neither only at note onsets nor only in silence.
+its length (times its style's weight, given `weights`), so crops start neither only at note onsets nor
+only in silence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ class CropDataset(torch.utils.data.Dataset):
                  n_classes: int = MU_LAW_CLASSES, seed: int = 0, styles: Sequence[str] = (),
                  timbres: Sequence[str] = (),
                  excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None,
-                 velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None):
+                 velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None,
+                 weights: Mapping[str, float] | None = None):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
         self.velocity, self.default_velocity = velocity, default_velocity
         self.pre_emphasis = pre_emphasis
@@ -63,6 +65,16 @@ class CropDataset(torch.utils.data.Dataset):
         timbre_id = np.array([timbre_ids.get(t, 0) for t in ds.index.timbres], dtype=np.int64)
         self.timbre_of = timbre_id[ds.index.timbre[numbers]]  # (n_items,) items[k]'s timbre id
         spans = (self.n_samples - crop_samples - 1).astype(np.float64)
+        if weights:
+            have = [ds.index.styles[c] for c in np.unique(ds.index.style[numbers])]
+            unknown = sorted(set(weights) - set(have))
+            if unknown:
+                raise WavegenError(f"{ds.root}: data.weights names {', '.join(unknown)}, but its {split} pieces "
+                                   f"have the styles {', '.join(have)}")
+            per_style = np.array([weights.get(s, 1.0) for s in ds.index.styles], dtype=np.float64)
+            spans = spans * per_style[ds.index.style[numbers]]
+            if not spans.sum() > 0:
+                raise WavegenError(f"{ds.root}: data.weights leaves no {split} piece to crop from")
         self.cum = np.cumsum(spans) / spans.sum()
         self.n_ticks = crop_ticks(crop_samples, ds.samples_per_tick, margin_ticks)
 

@@ -10,7 +10,7 @@ One home for what training (every `eval_every` steps) and `wavegen evaluate` bot
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,15 +27,17 @@ Batch = dict[str, torch.Tensor]
 
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
           timbres: Sequence[str] = (), seed: int = 0, corpus: str | None = None,
-          default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None) -> CropDataset:
+          default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None,
+          weights: Mapping[str, float] | None = None) -> CropDataset:
     """The crops of `split` (only its pieces of `corpus`, and its items of `timbre`, given them) in the shape
     a model of config `model` trains on (with velocity channels when `model.velocity` is true:
-    default_velocity for a piece without); style and timbre ids by their place in `styles`, `timbres`."""
+    default_velocity for a piece without); style and timbre ids by their place in `styles`, `timbres`;
+    weights: a share per style (see CropDataset; training crops only, so held-out crops stay comparable)."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles, timbres=timbres,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
                        corpus=corpus, velocity=model.uses_velocity(),
-                       default_velocity=default_velocity, timbre=timbre)
+                       default_velocity=default_velocity, timbre=timbre, weights=weights)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

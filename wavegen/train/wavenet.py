@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from wavegen.audio import write_audio
-from wavegen.config import ModelConfig, WaveNetConfig, from_record
+from wavegen.config import ModelConfig, WaveNetConfig, from_record, parse_weights
 from wavegen.data import dataset
 from wavegen.data.conditioning import DEFAULT_VELOCITY
 from wavegen.data.crops import CropDataset
@@ -122,12 +122,13 @@ class WaveNetTask:
         shown = loaded.path if Path(source).exists() else source  # a shipped model by its name, not its path here
         return f"{shown} (step {loaded.meta.get('step', '?')})"
 
-    def _crops(self, split: str, seed: int) -> CropDataset:
+    def _crops(self, split: str, seed: int, weights: dict[str, float] | None = None) -> CropDataset:
         return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles,
-                             timbres=self.timbres, seed=seed, default_velocity=self.default_velocity)
+                             timbres=self.timbres, seed=seed, default_velocity=self.default_velocity,
+                             weights=weights)
 
     def train_set(self) -> torch.utils.data.Dataset:
-        return self._crops("train", self.cfg.train.seed)
+        return self._crops("train", self.cfg.train.seed, parse_weights(self.cfg.data.weights))
 
     def units_per_item(self) -> int:
         return self.cfg.data.crop_samples
