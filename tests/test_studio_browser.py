@@ -115,3 +115,25 @@ def test_three_notes_drawn_on_the_roll_play_as_a_take_with_its_spectrogram(page,
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "studio-three-notes.png"))
     assert not errors, errors
+
+
+def test_undo_takes_back_a_header_changed_in_the_text(page):
+    page, errors = page
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')", timeout=20_000)
+    before = page.input_value("#text")
+    header, body = before.split("\n", 1)
+    assert "tick_ms=50" in header and "title" not in header, header
+    edited = header.replace("tick_ms=50", "tick_ms=100 title=minuet") + "\n" + body
+    page.fill("#text", edited)  # as typed: the page parses the text after a pause
+    page.wait_for_function("window.studio.state.meta.title === 'minuet' && window.studio.state.tickMs === 100",
+                           timeout=10_000)
+    assert page.evaluate("window.studio.state.fileBase") == "minuet"
+
+    page.evaluate("document.activeElement.blur()")  # Ctrl+Z in the text is the textarea's own undo
+    page.keyboard.press("Control+z")
+    page.wait_for_function("!document.getElementById('text').value.split('\\n')[0].includes('minuet')",
+                           timeout=10_000)
+    restored = page.input_value("#text").split("\n", 1)[0]
+    assert "tick_ms=50" in restored and "title" not in restored, restored
+    assert page.evaluate("[window.studio.state.tickMs, window.studio.state.fileBase]") == [50, "sketch"]
+    assert not errors, errors

@@ -416,7 +416,12 @@ function hitTest({ x, y }) {
   return null;
 }
 
-const snapshot = () => ({ notes: state.notes.map((n) => ({ ...n })), nTicks: state.nTicks });
+// The sketch as it is before an edit: its notes and its header (tick length, title and the other keys),
+// so that undo also takes back a header changed in the text, and the file name the title gave.
+const snapshot = () => ({
+  notes: state.notes.map((n) => ({ ...n })), nTicks: state.nTicks,
+  tickMs: state.tickMs, meta: structuredClone(state.meta), fileBase: state.fileBase,
+});
 
 function pushUndo(snap) {
   state.undo.push(snap);
@@ -428,6 +433,9 @@ function undo() {
   if (!snap) return;
   state.notes = snap.notes;
   state.nTicks = snap.nTicks;
+  state.tickMs = snap.tickMs;
+  state.meta = snap.meta;
+  state.fileBase = snap.fileBase;
   state.selected.clear();
   commitRoll();
 }
@@ -672,11 +680,12 @@ async function parseText({ undoable = true } = {}) {
 }
 
 // Load a whole new text (composed): into the textarea, then parse it for the roll. A new piece starts
-// a new undo history.
+// a new undo history, and is saved as "sketch" (or its title), not under the name of a file opened before.
 async function loadText(text) {
   $("text").value = text;
   state.selected.clear();
   state.undo = [];
+  state.fileBase = "sketch";
   await parseText({ undoable: false });
 }
 
@@ -1060,6 +1069,7 @@ async function onRadio() {
   state.selected.clear();
   state.sections = [];
   state.undo = [];
+  state.fileBase = "radio";
   forgetTakes();
   commitRoll();
   setScroll(0);
