@@ -121,6 +121,7 @@ def two_styles(tmp_path_factory):
     import dataclasses
 
     from conftest import write_notes_midi
+
     from wavegen.data import build
     from wavegen.notes.text import Note
 
@@ -161,3 +162,21 @@ def test_data_weights_are_checked_where_they_are_set():
     for bad in ("random", "random=-1", "random=x", "random=1,random=2", "=3", "random=inf"):
         with pytest.raises(WavegenError, match=r"--set data.weights=.*expected STYLE=WEIGHT"):
             load_config(None, [f"data.weights={bad}"])
+
+
+def test_crops_carry_the_excitation_of_the_models_partials(tiny_dataset):
+    from wavegen.config import ModelConfig
+    from wavegen.data.conditioning import excitation
+    from wavegen.nn import heldout
+
+    ds = dataset.load(tiny_dataset)
+    one = heldout.crops(ds, "train", ModelConfig(), 1600)
+    three = heldout.crops(ds, "train", ModelConfig(excitation_partials=3), 1600)
+    k, start = three.locate(5)
+    roll = three._piece(k)[0]
+    got = three.crop_at(k, start)["exc"].numpy()
+    assert np.array_equal(got, excitation(roll, start + 1, 1600, ds.samples_per_tick, ds.sample_rate_hz, n_partials=3))
+    assert np.abs(got - one.crop_at(k, start)["exc"].numpy()).max() > 0.1  # overtones, not the fundamental alone
+    with pytest.raises(WavegenError, match="excitation_partials must be positive"):
+        from wavegen.config import load_config
+        load_config(None, ["model.excitation_partials=0"])

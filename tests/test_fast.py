@@ -44,7 +44,8 @@ def torch_logits(model: WaveNet, teacher: np.ndarray, sketch, style=None, veloci
         if cond_ticks is not None:
             c = cond_ticks[min(i // SPT, len(cond_ticks) - 1)][None].expand(B, -1)
             if model.uses_excitation:
-                e = torch.from_numpy(excitation(sketch.roll, i, 1, SPT, SR, onsets)[:, 0])[None].expand(B, -1)
+                e = excitation(sketch.roll, i, 1, SPT, SR, onsets, model.cfg.excitation_partials)
+                e = torch.from_numpy(e[:, 0])[None].expand(B, -1)
         out[:, i] = model.step(x, state, cond=c, exc=e, style=style_t, timbre=timbre_t).numpy()
         x = torch.from_numpy(teacher[:, i])
     return out
@@ -354,3 +355,37 @@ def test_min_p_in_the_pytorch_sampler():
     free = torch.bincount(sample("mulaw", logits, 1.0, gen), minlength=4)
     cut = torch.bincount(sample("mulaw", logits, 1.0, gen, min_p=0.2), minlength=4)  # 0.08 < 0.2 * 0.5
     assert free[3] > 200 and cut[3] == 0 and cut[2] > 400
+
+
+
+LOW_SKETCH = T.parse("!% !%( !(  %( % ")  # A0, C#1, E1: at 800 Hz their first overtones lie below 360 Hz
+
+
+def test_the_low_sketch_has_overtones_in_its_excitation():
+    n = 5 * SPT
+    one, four = excitation(LOW_SKETCH.roll, 0, n, SPT, SR), excitation(LOW_SKETCH.roll, 0, n, SPT, SR, n_partials=4)
+    assert np.abs(four - one).max() > 0.5
+    # an independent sum for A0 at sample 17 of its first onset (tick 0): sin(p phase) / p, p = 1..4
+    phase = 2 * np.pi * 27.5 * 17 / SR
+    assert four[0, 17] == pytest.approx(sum(np.sin(p * phase) / p for p in range(1, 5)), abs=1e-5)
+    assert four[88, 17] == pytest.approx(sum(np.cos(p * phase) / p for p in range(1, 5)), abs=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fast_logits_match_the_pytorch_step_with_partials_in_the_excitation(batch, backend):
+    torch.manual_seed(1)
+    model = WaveNet(dataclasses.replace(SMALL, excitation_partials=4), SPT).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    n = 5 * SPT + 7
+    teacher = np.random.default_rng(0).integers(0, 64, (batch, n))
+    want = torch_logits(model, teacher, LOW_SKETCH)
+    got = FastWaveNet(model, backend).run(n, sample_rate_hz=SR, sketch=LOW_SKETCH, teacher=teacher,
+                                          return_logits=True, batch=batch)
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 1e-4 * scale, np.abs(got - want).max() / scale
+    one = WaveNet(dataclasses.replace(SMALL, excitation_partials=1), SPT).eval()
+    one.load_state_dict(model.state_dict())  # the same weights, the fundamental alone: other logits
+    assert np.abs(torch_logits(one, teacher, LOW_SKETCH) - want).max() > 1e-2 * scale

@@ -59,6 +59,7 @@ class ModelConfig:
     cond_channels: int = 64  # width of the conditioning network over ticks
     cond_lookahead_ticks: int = 2  # how far the conditioning network sees into the future
     excitation: bool = True  # sine and cosine of every sounding key's fundamental, at audio rate
+    excitation_partials: int = 1  # the excitation sums each key's first N partials (amplitude 1/p, below 0.45 x the rate); 1 = the fundamental
     n_styles: int = 0  # global conditioning on a style id; 0 = none
     n_timbres: int = 0  # global conditioning on the harpsichord (a dataset's timbres); 0 = none
     pre_emphasis: float = 0.0  # mulaw: predict (x[n] - a x[n-1]) / (1 + a), played back de-emphasized; 0 = off
@@ -159,7 +160,7 @@ POSITIVE = [
     ("data", "crop_samples"), ("data", "batch_size"), ("model", "kernel_size"),
     ("model", "layers_per_cycle"), ("model", "cycles"), ("model", "residual_channels"),
     ("model", "gate_channels"), ("model", "skip_channels"), ("model", "head_channels"),
-    ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"),
+    ("model", "n_classes"), ("model", "n_mixtures"), ("model", "cond_channels"), ("model", "excitation_partials"),
     ("train", "steps"), ("train", "lr"), ("train", "grad_accum"), ("train", "log_every"),
     ("train", "eval_every"), ("train", "ckpt_every"), ("train", "keep_last"), ("train", "max_nonfinite"),
     ("composer", "order"), ("composer", "embed"), ("composer", "hidden"), ("composer", "layers"),

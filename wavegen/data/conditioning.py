@@ -109,12 +109,41 @@ def crop_window(start: int, samples_per_tick: int, margin_ticks: int) -> tuple[i
     return first, start - first * samples_per_tick
 
 
+def partial_amplitudes(n_partials: int, sample_rate_hz: int) -> np.ndarray:
+    """(88, n_partials) float64: the amplitude of partial p (p = 1 .. n_partials, the fundamental first) in
+    each key's excitation: 1 / p, and 0 for an overtone at or above 0.45 times the sample rate (below the
+    Nyquist frequency with room to spare). The fundamental is always there at amplitude 1, so one partial
+    is the excitation of every model trained before `model.excitation_partials`."""
+    if n_partials < 1:
+        raise ValueError(f"n_partials must be at least 1, not {n_partials}")
+    p = np.arange(1, n_partials + 1, dtype=np.float64)
+    amp = np.broadcast_to(1.0 / p, (N_KEYS, n_partials)).copy()
+    amp[:, 1:][KEY_HZ[:, None] * p[None, 1:] >= 0.45 * sample_rate_hz] = 0.0
+    return amp
+
+
+def partial_sum(s1: np.ndarray, c1: np.ndarray, amp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sum_p amp[..., p] sin(p x), sum_p amp[..., p] cos(p x)) from s1 = sin(x), c1 = cos(x), by the
+    angle-addition recurrence, in the order the kernels (_kernel.c, fast.step_block) sum them. amp: (P,)
+    or broadcastable against s1 with a last axis of P."""
+    sp, cp = s1, c1
+    s = np.zeros_like(s1)
+    c = np.zeros_like(c1)
+    for q in range(amp.shape[-1]):
+        a = amp[..., q]
+        s = s + a * sp
+        c = c + a * cp
+        sp, cp = sp * c1 + cp * s1, cp * c1 - sp * s1
+    return s, c
+
+
 def excitation(
     roll: np.ndarray, start: int, n_samples: int, samples_per_tick: int, sample_rate_hz: int,
-    onsets: tuple[np.ndarray, np.ndarray] | None = None,
+    onsets: tuple[np.ndarray, np.ndarray] | None = None, n_partials: int = 1,
 ) -> np.ndarray:
-    """(2 * 88, n_samples) float32 for samples [start, start + n_samples): sin then cos of each
-    sounding key's fundamental, phase zero at its onset; zero for keys that do not sound.
+    """(2 * 88, n_samples) float32 for samples [start, start + n_samples): for each sounding key the sum
+    of its first `n_partials` partials' sines, then of their cosines (`partial_amplitudes`: with one, the
+    sine and cosine of its fundamental), phase zero at its onset; zero for keys that do not sound.
 
     onsets: (sounding, last_onset) from `sounding_and_onsets`, to skip recomputing them per chunk.
     """
@@ -134,6 +163,9 @@ def excitation(
     elapsed = (idx[:, None] - last_onset[tk][:, keys] * samples_per_tick) / sample_rate_hz  # seconds
     phase = 2.0 * np.pi * KEY_HZ[keys] * elapsed
     mask = on[:, keys]
-    out[keys] = np.where(mask, np.sin(phase), 0.0).T
-    out[N_KEYS + keys] = np.where(mask, np.cos(phase), 0.0).T
+    s, c = np.sin(phase), np.cos(phase)
+    if n_partials > 1:
+        s, c = partial_sum(s, c, partial_amplitudes(n_partials, sample_rate_hz)[keys])
+    out[keys] = np.where(mask, s, 0.0).T
+    out[N_KEYS + keys] = np.where(mask, c, 0.0).T
     return out

@@ -45,11 +45,12 @@ class CropDataset(torch.utils.data.Dataset):
                  timbres: Sequence[str] = (),
                  excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None,
                  velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None,
-                 weights: Mapping[str, float] | None = None):
+                 weights: Mapping[str, float] | None = None, excitation_partials: int = 1):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
         self.velocity, self.default_velocity = velocity, default_velocity
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
+        self.excitation_partials = excitation_partials
         numbers = ds.select(split, style=corpus, timbre=timbre, min_samples=crop_samples + 1)
         self.items: Items = ds.items_of(numbers)  # each parsed when a crop first needs it
         if not self.items:
@@ -127,7 +128,7 @@ class CropDataset(torch.utils.data.Dataset):
         first, offset = crop_window(start + 1, spt, self.margin)  # targets are samples start+1 ...
         ticks = tick_window(feats, first, self.n_ticks)
         if self.use_excitation:
-            exc = excitation(roll, start + 1, T, spt, self.ds.sample_rate_hz, onsets)
+            exc = excitation(roll, start + 1, T, spt, self.ds.sample_rate_hz, onsets, self.excitation_partials)
         else:
             exc = np.zeros((0, T), dtype=np.float32)
         style = int(self.style_of[c])

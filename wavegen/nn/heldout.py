@@ -37,7 +37,8 @@ def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, sty
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles, timbres=timbres,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
                        corpus=corpus, velocity=model.uses_velocity(),
-                       default_velocity=default_velocity, timbre=timbre, weights=weights)
+                       default_velocity=default_velocity, timbre=timbre, weights=weights,
+                       excitation_partials=model.excitation_partials)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

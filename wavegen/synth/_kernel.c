@@ -385,6 +385,7 @@ static inline double next_uniform(uint64_t *s)
 typedef struct {
     int32_t L, K, R, G, S, H, n_out, n_keys, total_hist;  /* layers, taps, channels, keys, buffer rows */
     int32_t wformat;                            /* the weights' format: 0 float, 1 fp16, 2 bf16 (WG_WFORMAT) */
+    int32_t n_partials;                         /* P: partials summed in each key's excitation */
     const wt *emb;                              /* (n_classes, R) */
     const wt *w_dil;                            /* (L, K, R, 2G): tap j reads the input (K - 1 - j) * dil back */
     const int64_t *dil, *hist_off, *hist_len;   /* (L,) dilation; each layer's rows of the buffer */
@@ -394,6 +395,7 @@ typedef struct {
     const wt *w1; const float *b1;              /* head: (S, H), (H,) */
     const wt *w2; const float *b2;              /* (H, n_out), (n_out,) */
     const double *key_hz;                       /* (n_keys,) fundamental of each key */
+    const double *partial_amp;                  /* (n_keys, P) amplitude of each key's partials, 0 above the band */
 } wg_weights;
 
 /* One call: samples t0 .. t0 + n - 1 of one tick for B streams. fast.py's WgBlock mirrors it. */
@@ -412,8 +414,9 @@ typedef struct {
     const int64_t *teacher;                     /* (B, n) codes fed instead of the sampled ones, or NULL */
 } wg_block;
 
-#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(wformat) X(emb) X(w_dil) \
-    X(dil) X(hist_off) X(hist_len) X(w_exc) X(w_res) X(b_res) X(w_skip) X(b_skip) X(w1) X(b1) X(w2) X(b2) X(key_hz)
+#define WG_WEIGHTS_FIELDS(X) X(L) X(K) X(R) X(G) X(S) X(H) X(n_out) X(n_keys) X(total_hist) X(wformat) X(n_partials) \
+    X(emb) X(w_dil) X(dil) X(hist_off) X(hist_len) X(w_exc) X(w_res) X(b_res) X(w_skip) X(b_skip) X(w1) X(b1) X(w2) \
+    X(b2) X(key_hz) X(partial_amp)
 #define WG_BLOCK_FIELDS(X) X(B) X(n) X(n_exc) X(t0) X(sr) X(temperature) X(min_p) X(cond_row) X(exc_keys) \
     X(exc_onsets) X(codes_in) X(buf) X(rng) X(out_codes) X(out_logits) X(teacher)
 
@@ -465,7 +468,8 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
     const wt *w_res = model->w_res, *w_skip = model->w_skip, *w1 = model->w1, *w2 = model->w2;
     const float *b_res = model->b_res, *b_skip = model->b_skip, *b1 = model->b1, *b2 = model->b2;
     const int64_t *dil = model->dil, *hist_off = model->hist_off, *hist_len = model->hist_len;
-    const double *key_hz = model->key_hz;
+    const double *key_hz = model->key_hz, *partial_amp = model->partial_amp;
+    const int P = model->n_partials;
     const float *cond_row = blk->cond_row;
     const int64_t *exc_keys = blk->exc_keys, *exc_onsets = blk->exc_onsets, *teacher = blk->teacher;
     int64_t *codes_in = blk->codes_in, *out_codes = blk->out_codes;
@@ -490,7 +494,19 @@ int wg_step_block(const wg_weights *model, const wg_block *blk)
         for (int j = 0; j < n_exc; j++) {
             const int64_t k = exc_keys[j];
             const double phase = TWO_PI * key_hz[k] * (double)(t - exc_onsets[j]) / sr;
-            const float s = (float)sin(phase), c = (float)cos(phase);
+            /* the sum of its partials, sin(p phase) and cos(p phase) by angle addition from the fundamental's
+             * (in conditioning.partial_sum's order); one partial of amplitude 1 is the fundamental itself */
+            const double s1 = sin(phase), c1 = cos(phase);
+            double sp = s1, cp = c1, ss = 0.0, cc = 0.0;
+            for (int q = 0; q < P; q++) {
+                const double a = partial_amp[k * P + q];
+                ss += a * sp;
+                cc += a * cp;
+                const double sn = sp * c1 + cp * s1;
+                cp = cp * c1 - sp * s1;
+                sp = sn;
+            }
+            const float s = (float)ss, c = (float)cc;
             add_sin_cos_rows(exc, s, w_exc + k * (int64_t)L * G2, c, w_exc + (n_keys + k) * (int64_t)L * G2, L * G2);
         }
         for (int b = 0; b < B; b++) {

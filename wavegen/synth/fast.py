@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from wavegen.audio import mu_law_decode
-from wavegen.data.conditioning import KEY_HZ, N_KEYS
+from wavegen.data.conditioning import KEY_HZ, N_KEYS, partial_amplitudes
 from wavegen.errors import WavegenError
 from wavegen.nn.model import WaveNet
 from wavegen.notes.text import KeyText
@@ -99,7 +99,7 @@ def next_uniform(rng, b):
     return (r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 @njit
-def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
+def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr, partial_amp,
                emb, w_dil, dil, hist_off, hist_len, w_exc, w_res, b_res, w_skip, b_skip,
                w1, b1, w2, b2, buf, temperature, min_p, rng, out_codes, out_logits, teacher):
     """Run samples t0 .. t0 + n - 1 of one tick for every stream: the numba twin of _kernel.c's
@@ -108,7 +108,7 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
     codes_in: (B,) the previous sample of each stream (updated as it samples); teacher: (B, n)
     codes to feed instead of the sampled ones (teacher forcing, for tests) or shape (0, 0).
     cond_row: (L, 2G) this tick's conditioning + biases; exc_keys: sounding keys; exc_onsets:
-    their onset samples. buf: (B, total_hist, R) circular buffers. out_codes: (B, n);
+    their onset samples; partial_amp: (88, P) each key's partial amplitudes (conditioning.partial_amplitudes). buf: (B, total_hist, R) circular buffers. out_codes: (B, n);
     out_logits: (B, n, n_out) or empty.
     """
     B = codes_in.shape[0]
@@ -132,8 +132,16 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr,
         # excitation of this sample: the rows of the sounding keys, weighted by sin and cos
         for j in range(n_exc):
             phase = 2.0 * np.pi * KEY_HZ_NB[exc_keys[j]] * (t - exc_onsets[j]) / sr
-            sin_c[j] = math.sin(phase)
-            cos_c[j] = math.cos(phase)
+            s1 = math.sin(phase)
+            c1 = math.cos(phase)
+            sp, cp, ss, cc = s1, c1, 0.0, 0.0  # the sum of the partials, as conditioning.partial_sum
+            for q in range(partial_amp.shape[1]):
+                a = partial_amp[exc_keys[j], q]
+                ss += a * sp
+                cc += a * cp
+                sp, cp = sp * c1 + cp * s1, cp * c1 - sp * s1
+            sin_c[j] = ss
+            cos_c[j] = cc
         for l in range(L):
             for o in range(G2):
                 exc[l, o] = cond_row[l, o]
@@ -249,9 +257,9 @@ class WgWeights(ctypes.Structure):
     format of the weights the pointers hold, WEIGHT_FORMAT of the backend; the kernel refuses another)."""
 
     _fields_ = ([(f, ctypes.c_int32) for f in ("L", "K", "R", "G", "S", "H", "n_out", "n_keys", "total_hist",
-                                                "wformat")]
+                                                "wformat", "n_partials")]
                 + [(f, _P) for f in ("emb", "w_dil", "dil", "hist_off", "hist_len", "w_exc", "w_res", "b_res",
-                                     "w_skip", "b_skip", "w1", "b1", "w2", "b2", "key_hz")])
+                                     "w_skip", "b_skip", "w1", "b1", "w2", "b2", "key_hz", "partial_amp")])
 
 
 class WgBlock(ctypes.Structure):
@@ -415,6 +423,8 @@ class FastWaveNet:
         self.L, self.K = len(layers), cfg.kernel_size
         self.R, self.G, self.S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
         self.spt = model.samples_per_tick
+        # (88, P) each key's partial amplitudes in its excitation at the rate of the last call (set_rate)
+        self.partial_rate, self.partial_amp = 16_000, partial_amplitudes(cfg.excitation_partials, 16_000)
         self.emb = f32(model.embed.weight)  # (n_classes, R)
         # dilated conv (2G, R, K) -> (L, K, R, 2G): input-major, output contiguous
         self.w_dil = np.stack([f32(ly.dilated.weight).transpose(2, 1, 0) for ly in layers]).copy()
@@ -453,9 +463,10 @@ class FastWaveNet:
             emb, w_dil, w_exc, w_res, w_skip, w1, w2 = (_ptr(w, WT) for w in weights)
             self.c_weights = WgWeights(
                 self.L, self.K, self.R, self.G, self.S, self.w1.shape[1], self.w2.shape[1], N_KEYS, self.total_hist,
-                WEIGHT_FORMAT[backend], emb, w_dil, _ptr(self.dil, I64), _ptr(self.hist_off, I64),
+                WEIGHT_FORMAT[backend], self.partial_amp.shape[1], emb, w_dil, _ptr(self.dil, I64), _ptr(self.hist_off, I64),
                 _ptr(self.hist_len, I64), w_exc, w_res, _ptr(self.b_res, F32), w_skip, _ptr(self.b_skip, F32),
-                w1, _ptr(self.b1, F32), w2, _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64))
+                w1, _ptr(self.b1, F32), w2, _ptr(self.b2, F32), _ptr(KEY_HZ_NB, np.float64),
+                _ptr(self.partial_amp, np.float64))
 
     # ------------------------------------------------------------------------------------------
     def tick_rows(self, cond_ticks: np.ndarray | None, style: int | None, timbre: int | None = None) -> np.ndarray:
@@ -578,18 +589,27 @@ class FastWaveNet:
         """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel;
         sampling: (temperature, min_p)."""
         temperature, min_p = sampling
+        if sample_rate_hz != self.partial_rate:
+            self.set_rate(sample_rate_hz)
         if self.backend in C_LIBRARIES:
             self._c_block(len(codes_in), codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf,
                           temperature, min_p, rng, out_codes, out_logits, teacher)
         else:
             no_teacher = np.zeros((0, 0), dtype=np.int64)
             no_logits = np.zeros((0, 0, 0), dtype=np.float32)
-            step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz),
+            step_block(codes_in, t0, n, row, keys, key_onsets, float(sample_rate_hz), self.partial_amp,
                        self.emb, self.w_dil, self.dil, self.hist_off, self.hist_len, self.w_exc,
                        self.w_res, self.b_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2,
                        buf, float(temperature), float(min_p), rng, out_codes,
                        out_logits if out_logits is not None else no_logits,
                        teacher if teacher is not None else no_teacher)
+
+    def set_rate(self, sample_rate_hz: int) -> None:
+        """The partials of the excitation at this sample rate (those at or above 0.45 of it are left out)."""
+        self.partial_rate = sample_rate_hz
+        self.partial_amp = partial_amplitudes(self.model.cfg.excitation_partials, int(sample_rate_hz))
+        if self.backend in C_LIBRARIES:
+            self.c_weights.partial_amp = _ptr(self.partial_amp, np.float64)
 
     def _c_block(self, B, codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf, temperature, min_p, rng,
                  out_codes, out_logits, teacher) -> None:

@@ -211,7 +211,7 @@ def torch_generate(
         if cond_ticks is not None:
             cond = cond_ticks[min(tick, cond_ticks.shape[0] - 1)][None].expand(batch, -1)
             if model.uses_excitation:
-                e = excitation(roll, tick_start, n, spt, sample_rate_hz, onsets)
+                e = excitation(roll, tick_start, n, spt, sample_rate_hz, onsets, model.cfg.excitation_partials)
                 exc_block = torch.from_numpy(e.T.copy()).to(device)  # (n, 2*88)
         for i in range(n):
             if cond_ticks is not None and model.uses_excitation:

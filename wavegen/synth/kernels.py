@@ -74,7 +74,8 @@ def _c_digest() -> str:
 def shape(model) -> str:
     c = model.cfg
     return (f"L{len(model.layers)} K{c.kernel_size} R{c.residual_channels} G{c.gate_channels} S{c.skip_channels} "
-            f"H{c.head_channels} out{model.n_out} exc{int(model.uses_excitation)}")
+            f"H{c.head_channels} out{model.n_out} exc{int(model.uses_excitation)}"
+            + (f" partials{c.excitation_partials}" if c.excitation_partials > 1 else ""))
 
 
 def cache_path() -> Path:
