@@ -108,8 +108,8 @@ def step_block(codes_in, t0, n, cond_row, exc_keys, exc_onsets, sr, partial_amp,
     codes_in: (B,) the previous sample of each stream (updated as it samples); teacher: (B, n)
     codes to feed instead of the sampled ones (teacher forcing, for tests) or shape (0, 0).
     cond_row: (L, 2G) this tick's conditioning + biases; exc_keys: sounding keys; exc_onsets:
-    their onset samples; partial_amp: (88, P) each key's partial amplitudes (conditioning.partial_amplitudes). buf: (B, total_hist, R) circular buffers. out_codes: (B, n);
-    out_logits: (B, n, n_out) or empty.
+    their onset samples; partial_amp: (88, P) each key's partial amplitudes (conditioning.partial_amplitudes).
+    buf: (B, total_hist, R) circular buffers. out_codes: (B, n); out_logits: (B, n, n_out) or empty.
     """
     B = codes_in.shape[0]
     L, K, R, G2 = w_dil.shape
@@ -504,6 +504,8 @@ class FastWaveNet:
         the sampled ones and return_logits, the logits (batch, n_samples, n_out), for testing.
         velocity: the sketch's velocities (see sketch_rows)."""
         rows, onsets = self.sketch_rows(sketch, style, velocity, timbre)
+        if sample_rate_hz != self.partial_rate:  # here, before any thread runs a block
+            self.set_rate(sample_rate_hz)
         n_out = self.w2.shape[1]
         rng = seeded(batch, seed)
         out_codes = np.zeros((batch, n_samples), dtype=np.int64)
@@ -574,6 +576,8 @@ class FastWaveNet:
         """The take `generate` plays at batch 1, a tick at a time: yields float32 audio (as the network
         played it: `play` de-emphasizes), sample for sample the same as `generate`'s with the same seed."""
         rows, onsets = self.sketch_rows(sketch, style, velocity, timbre)
+        if sample_rate_hz != self.partial_rate:  # here, before any thread runs a block
+            self.set_rate(sample_rate_hz)
         for _, _, oc, _ in self._blocks(np.arange(1), n_samples, rows, onsets, sample_rate_hz,
                                         (temperature, min_p), seeded(1, seed)):
             yield mu_law_decode(oc[0], self.emb.shape[0])
@@ -589,7 +593,7 @@ class FastWaveNet:
         """Samples t0 .. t0 + n - 1 (within one tick) for every stream, with the chosen kernel;
         sampling: (temperature, min_p)."""
         temperature, min_p = sampling
-        if sample_rate_hz != self.partial_rate:
+        if sample_rate_hz != self.partial_rate:  # a caller of block alone (stream.py): once, a model has one rate
             self.set_rate(sample_rate_hz)
         if self.backend in C_LIBRARIES:
             self._c_block(len(codes_in), codes_in, t0, n, row, keys, key_onsets, sample_rate_hz, buf,
@@ -605,7 +609,8 @@ class FastWaveNet:
                        teacher if teacher is not None else no_teacher)
 
     def set_rate(self, sample_rate_hz: int) -> None:
-        """The partials of the excitation at this sample rate (those at or above 0.45 of it are left out)."""
+        """The partials of the excitation at this sample rate (overtones at or above 0.45 of it left out). Not
+        while another thread runs a block: run() and stream() call it before any does."""
         self.partial_rate = sample_rate_hz
         self.partial_amp = partial_amplitudes(self.model.cfg.excitation_partials, int(sample_rate_hz))
         if self.backend in C_LIBRARIES:
