@@ -1,0 +1,67 @@
+"""scripts/heldout_bits.py: several models measured on the same fixed held-out crops, and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from wavegen.config import load_config
+from wavegen.nn import checkpoint
+from wavegen.nn.model import WaveNet
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "tiny.toml"
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("heldout_bits", ROOT / "scripts" / "heldout_bits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model_at(path: Path, seed: int) -> Path:
+    cfg = load_config(TINY, [])
+    torch.manual_seed(seed)
+    model = WaveNet(cfg.model, 800)
+    meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
+    return checkpoint.save(path, weights=model.state_dict(), config=cfg, meta=meta)
+
+
+def rows(capsys, *argv: str) -> tuple[int, list[dict], str]:
+    code = script().main(list(argv))
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def test_every_model_is_measured_on_the_same_crops(capsys, tmp_path, tiny_dataset):
+    a, b = model_at(tmp_path / "a", 0), model_at(tmp_path / "b", 1)
+    code, got, _ = rows(capsys, "--data", str(tiny_dataset), "--checkpoint", str(a), "--checkpoint", str(b),
+                        "--checkpoint", str(a), "--crops", "2", "--split", "train", "--json")
+    assert code == 0
+    assert [r["model"] for r in got] == [str(a), str(b), str(a)]
+    first, other, again = got
+    # the same weights twice: the same crops, so the same bits to the last digit
+    assert first["valid_bits"] == again["valid_bits"] and first["gap_bits"] == again["gap_bits"]
+    assert first["valid_bits"] != other["valid_bits"]
+    for r in got:
+        # an untrained network predicts about uniformly over 256 classes: near 8 bits per sample
+        assert 6.0 < r["valid_bits"] < 10.0, r
+        assert math.isclose(r["gap_bits"], r["shuffled_bits"] - r["valid_bits"], abs_tol=1e-9)
+
+
+def test_a_corpus_the_data_lacks_is_a_one_line_error(capsys, tmp_path, tiny_dataset):
+    a = model_at(tmp_path / "a", 0)
+    code, got, err = rows(capsys, "--data", str(tiny_dataset), "--checkpoint", str(a), "--corpus", "nosuch",
+                          "--split", "train")
+    assert code == 2 and not got
+    assert err.startswith("heldout_bits: ") and len(err.strip().splitlines()) == 1 and "nosuch" in err
+
+
+def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path, tiny_dataset):
+    code, _, err = rows(capsys, "--data", str(tiny_dataset), "--checkpoint", str(tmp_path / "none"))
+    assert code == 2 and err.startswith("heldout_bits: ") and len(err.strip().splitlines()) == 1
