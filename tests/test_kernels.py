@@ -32,11 +32,11 @@ def fake_speeds(monkeypatch, speeds: dict[str, float], batch_speeds: dict[str, f
     """Kernels measure `speeds` for one stream and `batch_speeds` (default the same) for a batch."""
     timed = []
 
-    def measure(model, backend, seconds=0.0, batch=1):
-        timed.append(backend if batch == 1 else f"{backend} x{batch}")
-        return (speeds if batch == 1 or batch_speeds is None else batch_speeds)[backend]
+    def measure_all(model, backends, seconds=0.0, batch=1, rounds=1):
+        timed.extend(b if batch == 1 else f"{b} x{batch}" for b in backends)
+        return {b: (speeds if batch == 1 or batch_speeds is None else batch_speeds)[b] for b in backends}
 
-    monkeypatch.setattr(kernels, "measure", measure)
+    monkeypatch.setattr(kernels, "measure_all", measure_all)
     return timed
 
 
@@ -146,6 +146,40 @@ def test_fastwavenet_without_a_backend_takes_the_measured_one(cache, monkeypatch
 
 def test_real_measurement_gives_a_speed():
     assert kernels.measure(WaveNet(SMALL, 40), "numba", seconds=0.01) > 0
+
+
+class Clock:
+    """A clock that the fake kernels below advance: each plays at its own speed, slower while busy."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_busy_moment_does_not_swap_two_kernels(monkeypatch):
+    # c16 is 10 % faster than c, but the machine is busy (everything at a third of its speed) during c16's
+    # warm-up and first two timings, the last of which is the first round's: one timing each (or their
+    # mean) would choose c; the best of the interleaved rounds chooses c16
+    clock, speed, calls = Clock(), {"c": 10_000.0, "c16": 11_000.0}, {"c": 0, "c16": 0}
+
+    class Player:
+        def __init__(self, model, backend):
+            self.backend = backend
+
+        def run(self, n, *, sample_rate_hz, sketch, batch):
+            calls[self.backend] += 1
+            busy = self.backend == "c16" and calls["c16"] <= 3  # its warm-up and first two timings
+            clock.now += n * batch / speed[self.backend] * (3.0 if busy else 1.0)
+
+    monkeypatch.setattr(kernels.fast, "FastWaveNet", Player)
+    monkeypatch.setattr(kernels, "time", clock)
+    model = WaveNet(SMALL, 40)
+    got = kernels.measure_all(model, ["c", "c16"], seconds=0.1, rounds=5)
+    assert max(got, key=got.get) == "c16"
+    assert got == pytest.approx(speed)  # each kernel's best timing is its unhurried speed
+    assert calls["c"] >= 6 and calls["c16"] >= 6  # a warm-up, then a timing in every round
 
 
 def test_engine_c_where_none_was_built_is_a_clear_error(monkeypatch):

@@ -3,8 +3,9 @@
 The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
 vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
 So at the first use of a model shape on a machine, `best_backend` times each kernel it may choose for a
-fraction of a second on one thread (the very first time numba also compiles its kernel, some seconds,
-which it caches for every later run) and keeps the fastest, once for one stream (how `wavegen generate`
+fraction of a second on one thread, in turns (every kernel once, five times over) keeping each one's best
+timing, so that a busy moment of a shared machine does not decide (the very first time numba also compiles
+its kernel, some seconds, which it caches for every later run), and keeps the fastest, once for one stream (how `wavegen generate`
 and the studio play) and once for a batch of takes, timed with one block of BLOCK streams: the fastest
 for one stream need not be the fastest for a batch (cbf16 on a Xeon with AVX512_BF16: the fastest for
 one stream, 0.75x c16 at batch 16). The choices are cached in `~/.cache/wavegen/kernels.json`
@@ -41,9 +42,10 @@ from wavegen.errors import WavegenError
 from wavegen.files import write_text_atomic
 from wavegen.synth import fast
 
-CACHE_VERSION = 3  # 2: c16 beside c and numba; 3: cbf16, and a choice per batch class
+CACHE_VERSION = 4  # 2: c16 beside c and numba; 3: cbf16, and a choice per batch class; 4: best of timings in turns
 BLOCK = 8  # streams a batch is timed with: one of the kernels' blocks
-MEASURE_SECONDS = 0.15  # per kernel, after a warm-up tick
+MEASURE_SECONDS = 0.3  # per kernel, after a warm-up tick, in ROUNDS timings taken in turns
+ROUNDS = 5
 # The kernels `choose` may pick by itself. c16 is among them: on the shipped model its fp16 weights moved
 # the held-out loss by +0.00001 bits per sample (the issue allows 0.01) and onset F1 by less than the
 # seed-to-seed noise (BENCHMARKS.md, "fp16 weights in the kernel (AVX2)"); it is taken where it measures
@@ -99,22 +101,39 @@ def batch_class(batch: int) -> int:
 
 
 def measure(model, backend: str, seconds: float = MEASURE_SECONDS, batch: int = 1) -> float:
-    """Samples per second of `backend` playing `model` for `batch` streams on one thread (after a warm-up
-    tick, which also compiles numba's kernel or loads it from its cache)."""
+    """Samples per second of `backend` playing `model` for `batch` streams on one thread (measure_all)."""
+    return measure_all(model, [backend], seconds=seconds, batch=batch)[backend]
+
+
+def measure_all(model, backends: list[str], *, seconds: float = MEASURE_SECONDS, batch: int = 1,
+                rounds: int = ROUNDS) -> dict[str, float]:
+    """Samples per second of each of `backends` playing `model` for `batch` streams on one thread, after a
+    warm-up tick (which also compiles numba's kernel or loads it from its cache). Each kernel is timed
+    `rounds` times, about seconds / rounds each, in turns (every kernel once, then every kernel again),
+    and keeps its best: on a shared machine a busier moment slows one timing of one kernel, which a single
+    timing each would take for that kernel's speed (two kernels 10 % apart then swap places)."""
     from wavegen.notes import text as T
 
-    player = fast.FastWaveNet(model, backend)
     spt = model.samples_per_tick
     sr = spt * 20  # any rate: the speed does not depend on it
     chord = T.parse("HLOS " * 400)  # four keys sounding, as in a chorale
-    player.run(spt, sample_rate_hz=sr, sketch=chord, batch=batch)
-    n, t0 = spt, time.perf_counter()
-    while True:
-        player.run(n, sample_rate_hz=sr, sketch=chord, batch=batch)
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return n * batch / elapsed
-        n, t0 = 2 * n, time.perf_counter()
+    players, lengths, best = {}, {}, {}
+
+    def timed(b: str) -> float:
+        t0 = time.perf_counter()
+        players[b].run(lengths[b], sample_rate_hz=sr, sketch=chord, batch=batch)
+        return time.perf_counter() - t0
+
+    for b in backends:  # the first round also finds each kernel's length of a timing
+        players[b], lengths[b] = fast.FastWaveNet(model, b), spt
+        players[b].run(spt, sample_rate_hz=sr, sketch=chord, batch=batch)
+        while (elapsed := timed(b)) < seconds / rounds:
+            lengths[b] *= 2
+        best[b] = lengths[b] * batch / elapsed
+    for _ in range(rounds - 1):
+        for b in backends:
+            best[b] = max(best[b], lengths[b] * batch / timed(b))
+    return best
 
 
 def kl_bits(p_logits, q_logits) -> float:
@@ -216,7 +235,7 @@ def choose(model, *, fresh: bool = False, batch: int = 1) -> Choice:
     known = dict(hit.get("speeds", {})) if isinstance(hit, dict) and isinstance(hit.get("speeds"), dict) else {}
     if not fresh and all(isinstance(known.get(b), (int, float)) for b in candidates):  # timed before, this shape
         return Choice(max(candidates, key=known.get), known, "cache", kl)
-    speeds = {b: measure(model, b, batch=batch_class(batch)) for b in (options if fresh else candidates)}
+    speeds = measure_all(model, options if fresh else candidates, batch=batch_class(batch))
     best = max(candidates, key=speeds.get)
     cache[key] = {"backend": best, "speeds": {b: round(v) for b, v in speeds.items()}}
     _write_cache(cache)
