@@ -1,4 +1,5 @@
-"""scripts/heldout_bits.py: several models measured on the same fixed held-out crops, and bad input."""
+"""scripts/heldout_bits.py (several models on the same fixed held-out crops) and scripts/sound_ceiling.py (what an
+output format allows the sound measures), and their bad input."""
 
 from __future__ import annotations
 
@@ -65,3 +66,19 @@ def test_a_corpus_the_data_lacks_is_a_one_line_error(capsys, tmp_path, tiny_data
 def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path, tiny_dataset):
     code, _, err = rows(capsys, "--data", str(tiny_dataset), "--checkpoint", str(tmp_path / "none"))
     assert code == 2 and err.startswith("heldout_bits: ") and len(err.strip().splitlines()) == 1
+
+
+def test_sound_ceiling_the_stored_audio_scores_zero_and_finer_mu_law_less(capsys, tiny_dataset):
+    spec = importlib.util.spec_from_file_location("sound_ceiling", ROOT / "scripts" / "sound_ceiling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--data", str(tiny_dataset), "--corpus", "all", "--pieces", "1", "--seconds", "2",
+                        "--sketches", "none", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    floor = {d["format"]: d["overall"]["noise_floor_db"] for d in map(json.loads, (x for x in out.splitlines() if x.startswith("{")))}
+    assert floor["16-bit PCM (the dataset's)"] == 0.0
+    # quantization noise between the partials: coarser steps, a higher floor
+    assert floor["mu-law 256 (every model so far)"] > floor["mu-law 1024"] > 0.0
+    code = module.main(["--data", str(tiny_dataset), "--corpus", "nosuch", "--sketches", "none"])
+    assert code == 2 and capsys.readouterr().err.startswith("sound_ceiling: ")
