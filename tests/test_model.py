@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from wavegen.audio import mu_law_encode
+from wavegen.audio import mu_law_decode, mu_law_encode
 from wavegen.config import ModelConfig
 from wavegen.data.conditioning import N_EXCITATION, N_TICK_FEATURES, N_VELOCITY, crop_ticks
-from wavegen.nn.model import WaveNet, loss_fn, mol_loss, sample
+from wavegen.nn.model import WaveNet, finer_mu_law, loss_fn, mol_loss, sample
 
 SPT = 8  # samples per tick in these small tests
 SMALL = ModelConfig(residual_channels=8, gate_channels=8, skip_channels=12, head_channels=16,
@@ -282,3 +282,25 @@ def test_compiled_training_makes_a_handful_of_graphs_however_many_keys_sound():
         compiled(inputs, ticks, offset, sparse).sum().backward()
     # the graph before the keys are counted and the one after them, for all four counts (width 16)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - before == 2
+
+
+def test_finer_mu_law_predicts_what_the_coarse_model_did():
+    coarse, fine = make(n_classes=256), make(n_classes=1024)
+    fine.load_state_dict(finer_mu_law(coarse.state_dict(), 256, 1024))
+    inputs, ticks, offset, exc, style = random_batch(coarse, 2, 50, seed=3)
+    # the same sounds in fine codes: the fine level nearest each coarse level's value, which lies inside it
+    fine_inputs = torch.from_numpy(mu_law_encode(mu_law_decode(inputs.numpy(), 256), 1024))
+    level = torch.from_numpy(mu_law_encode(mu_law_decode(np.arange(1024), 1024), 256))  # coarse level of each
+    assert torch.equal(level[fine_inputs], inputs)
+    with torch.no_grad():
+        want = torch.log_softmax(coarse(inputs, ticks, offset, exc, style), dim=1)
+        got = torch.log_softmax(fine(fine_inputs, ticks, offset, exc, style), dim=1)
+    # each coarse level's probability, summed over the fine levels it holds, is the coarse model's
+    summed = torch.stack([torch.logsumexp(got[:, level == c], dim=1) for c in range(256)], dim=1)
+    torch.testing.assert_close(summed, want, rtol=1e-4, atol=1e-4)
+    # and spread evenly inside it
+    for c in (0, 128, 200, 255):
+        inside = got[:, level == c]
+        torch.testing.assert_close(inside, inside[:, :1].expand_as(inside), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="not finer"):
+        finer_mu_law(fine.state_dict(), 1024, 256)

@@ -114,6 +114,22 @@ def test_init_starts_a_new_run_from_another_runs_weights(tiny_dataset, tmp_path)
     assert not all(torch.allclose(other[k], v, atol=1e-3) for k, v in source.model.state_dict().items())
 
 
+def test_init_from_fewer_mu_law_levels_starts_predicting_what_the_source_did(tiny_dataset, tmp_path):
+    quiet = {"show_progress": False, "log": lambda m: None}
+    train_wavenet(tiny("train.steps=2"), tiny_dataset, tmp_path / "a", **quiet)
+    source = checkpoint.load(tmp_path / "a")
+    n = source.config.model.n_classes
+    res = train_wavenet(tiny("train.steps=1", "train.lr=1e-12", f"model.n_classes={4 * n}",
+                             f"train.init={tmp_path / 'a'}"), tiny_dataset, tmp_path / "b", **quiet)
+    record = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert record["init"].endswith(f"(step 2; its {n} mu-law levels re-cut into {4 * n})")
+    raw = checkpoint.load_train_state(checkpoint.step_dirs(res.run_dir)[-1])["raw_weights"]
+    assert raw["embed.weight"].shape[0] == 4 * n
+    for k, v in source.model.state_dict().items():  # everything but the levels' rows is the source's
+        if k != "embed.weight" and not k.startswith("head.3."):
+            assert torch.allclose(raw[k], v, atol=1e-9), k
+
+
 def test_init_refuses_weights_of_another_shape_before_writing_a_run(tiny_dataset, tmp_path):
     train_wavenet(tiny("train.steps=2"), tiny_dataset, tmp_path / "a", show_progress=False, log=lambda m: None)
     with pytest.raises(WavegenError, match=r"train.init = .*: its weights do not fit this run's \[model\]"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -356,3 +357,28 @@ def sample(output: str, out: Tensor, temperature: float, generator: torch.Genera
     steps = 2**MOL_BITS - 1
     return torch.round((x.clamp(-1, 1) + 1) / 2 * steps) / steps * 2 - 1
 
+
+
+def finer_mu_law(weights: dict[str, Tensor], from_classes: int, to_classes: int) -> dict[str, Tensor]:
+    """A mu-law WaveNet's weights (`state_dict`) re-cut for more mu-law levels, predicting what they did:
+    each fine level j takes the input embedding and the output row of the coarse level its value falls in
+    (c(j) = mu_law_encode(mu_law_decode(j, to), from)), its bias lowered by the log of how many fine levels
+    share that coarse one. So the new network's distribution is the old one's, spread evenly over the
+    fine levels inside each coarse level (summed per coarse level, the same to rounding), and a run with
+    model.n_classes = to_classes can start from a model of from_classes (train.init)."""
+    from wavegen.audio import mu_law_decode, mu_law_encode
+
+    if to_classes <= from_classes:
+        raise ValueError(f"finer_mu_law: {to_classes} levels are not finer than {from_classes}")
+    coarse = torch.from_numpy(mu_law_encode(mu_law_decode(np.arange(to_classes), to_classes), from_classes))
+    counts = torch.bincount(coarse, minlength=from_classes)
+    if int(counts.min()) == 0:  # every coarse level must hold a fine one: true when the fine grid is finer
+        raise ValueError(f"finer_mu_law: some of {from_classes} levels hold none of {to_classes}")
+    out = dict(weights)
+    head = max((k for k in weights if k.startswith("head.") and k.endswith(".weight")),
+               key=lambda k: int(k.split(".")[1]))
+    bias = head[: -len("weight")] + "bias"
+    out["embed.weight"] = weights["embed.weight"][coarse].clone()
+    out[head] = weights[head][coarse].clone()
+    out[bias] = (weights[bias][coarse] - torch.log(counts[coarse].to(weights[bias].dtype))).clone()
+    return out

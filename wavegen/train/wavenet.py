@@ -29,7 +29,7 @@ from wavegen.data.crops import CropDataset
 from wavegen.errors import WavegenError
 from wavegen.nn import checkpoint, heldout
 from wavegen.nn.heldout import HeldOut
-from wavegen.nn.model import WaveNet, loss_fn
+from wavegen.nn.model import WaveNet, finer_mu_law, loss_fn
 from wavegen.synth.generate import play
 from wavegen.train.loop import RUN_CONFIG, TrainResult, differences, listed, train
 
@@ -100,7 +100,8 @@ class WaveNetTask:
         """train.init: the inference (EMA) weights of a WaveNet checkpoint, which must fit this model (same
         channels, layers, output) and have been trained at this dataset's sample rate and tick length. A
         source without timbres may start a run with them: their embeddings start at zero, so the run
-        starts playing every timbre as the source played its one, and learns them apart."""
+        starts playing every timbre as the source played its one, and learns them apart. A mu-law source of
+        fewer levels than this run's model.n_classes starts it predicting what the source did (finer_mu_law)."""
         loaded = checkpoint.load(source)
         ds = self.ds
         loaded.check_ticks(ds.tick_ms, f"{ds.root} (train.init = {source})", ds.sample_rate_hz)
@@ -114,13 +115,17 @@ class WaveNetTask:
         if not loaded.timbres and self.timbres:
             weights.update({k: torch.zeros_like(v) for k, v in model.state_dict().items()
                             if k.endswith(".timbre.weight") and k not in weights})
+        was, now, recut = loaded.config.model, self.cfg.model, ""
+        if was.output == now.output == "mulaw" and was.n_classes < now.n_classes:
+            weights = finer_mu_law(weights, was.n_classes, now.n_classes)
+            recut = f"; its {was.n_classes} mu-law levels re-cut into {now.n_classes}"
         wrong = checkpoint.mismatch(model.state_dict(), weights)
         if wrong:
             raise WavegenError(f"train.init = {source}: its weights do not fit this run's [model] ({wrong}); use "
                                f"the [model] settings in {loaded.path / checkpoint.CONFIG}")
         model.load_state_dict(weights)
         shown = loaded.path if Path(source).exists() else source  # a shipped model by its name, not its path here
-        return f"{shown} (step {loaded.meta.get('step', '?')})"
+        return f"{shown} (step {loaded.meta.get('step', '?')}{recut})"
 
     def _crops(self, split: str, seed: int, weights: dict[str, float] | None = None) -> CropDataset:
         return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles,
