@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<34} {set_name:<9} " + " ".join(f"{overall[m]:>19.2f}" for m in MEASURES)
                   + f" {overall['whistle_percent']:>11.2f}")
             lines.append({"format": name, "clips": set_name, "overall": overall,
-                          "per_clip": {cid: {m: r[m] for m in (*MEASURES, "whistle_seconds")} for (cid, _, _), r in zip(items, rows)}})
+                          "per_clip": {cid: {m: r[m] for m in (*MEASURES, "whistle_seconds")}
+                                       for (cid, _, _), r in zip(items, rows, strict=True)}})
     if args.json:
         for line in lines:
             print(json.dumps(line))

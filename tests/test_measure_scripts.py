@@ -76,7 +76,8 @@ def test_sound_ceiling_the_stored_audio_scores_zero_and_finer_mu_law_less(capsys
                         "--sketches", "none", "--json"])
     out = capsys.readouterr().out
     assert code == 0
-    floor = {d["format"]: d["overall"]["noise_floor_db"] for d in map(json.loads, (x for x in out.splitlines() if x.startswith("{")))}
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    floor = {d["format"]: d["overall"]["noise_floor_db"] for d in lines}
     assert floor["16-bit PCM (the dataset's)"] == 0.0
     # quantization noise between the partials: coarser steps, a higher floor
     assert floor["mu-law 256 (every model so far)"] > floor["mu-law 1024"] > 0.0

@@ -358,7 +358,6 @@ def sample(output: str, out: Tensor, temperature: float, generator: torch.Genera
     return torch.round((x.clamp(-1, 1) + 1) / 2 * steps) / steps * 2 - 1
 
 
-
 def finer_mu_law(weights: dict[str, Tensor], from_classes: int, to_classes: int) -> dict[str, Tensor]:
     """A mu-law WaveNet's weights (`state_dict`) re-cut for more mu-law levels, predicting what they did:
     each fine level j takes the input embedding and the output row of the coarse level its value falls in

@@ -3,14 +3,15 @@
 The C kernel is usually the faster (it is built for this CPU), but not everywhere: a build whose
 vectors do not suit the CPU, or a CPU its tiles were not sized for, can leave numba's kernel ahead.
 So at the first use of a model shape on a machine, `best_backend` times each kernel it may choose for a
-fraction of a second on one thread, in turns (every kernel once, five times over) keeping each one's best
-timing, so that a busy moment of a shared machine does not decide (the very first time numba also compiles
-its kernel, some seconds, which it caches for every later run), and keeps the fastest, once for one stream (how `wavegen generate`
-and the studio play) and once for a batch of takes, timed with one block of BLOCK streams: the fastest
-for one stream need not be the fastest for a batch (cbf16 on a Xeon with AVX512_BF16: the fastest for
-one stream, 0.75x c16 at batch 16). The choices are cached in `~/.cache/wavegen/kernels.json`
-($WAVEGEN_CACHE_DIR or $XDG_CACHE_HOME/wavegen) under the CPU's identity, the C libraries' digests, the
-model's shape and the batch class, so later runs read them back.
+fraction of a second on one thread, in turns (every kernel once, five times over), keeping each one's
+best timing so that a busy moment of a shared machine does not decide (the very first time numba also
+compiles its kernel, some seconds, which it caches for every later run), and keeps the fastest, once for
+one stream (how `wavegen generate` and the studio play) and once for a batch of takes, timed with one
+block of BLOCK streams: the fastest for one stream need not be the fastest for a batch (cbf16 on a Xeon
+with AVX512_BF16: the fastest for one stream, 0.75x c16 at batch 16; on a Zen 5 the fastest for both).
+The choices are cached in `~/.cache/wavegen/kernels.json` ($WAVEGEN_CACHE_DIR or
+$XDG_CACHE_HOME/wavegen) under the CPU's identity, the C libraries' digests, the model's shape and the
+batch class, so later runs read them back.
 
 The kernels it may choose are those in AUTO: the float ones ("c", "numba"), which compute the PyTorch
 step, and the reduced-precision ones (REDUCED): "c16", the C kernel with its weights stored in fp16,
