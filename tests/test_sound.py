@@ -112,6 +112,10 @@ def test_the_report_scores_the_chorales_and_the_suite_with_both_transcribers(tin
         assert (written.pieces_dir / f"{row['piece']}.png").read_bytes().startswith(b"\x89PNG")
         if basicpitch.available():
             assert row["basic_pitch"]["reference"]["onset_f1"] >= 0
+    # the excess floor: each clip above its reference, one under it counting 0 (not lowering the mean)
+    floors = [r["sound"]["noise_floor_db"] for r in report["suite"]["sketches"]]
+    assert report["suite"]["overall"]["noise_floor_excess_db"] == pytest.approx(sum(max(0, f) for f in floors) / 2)
+    assert "a clip under its reference counting 0" in written.markdown
     scale = next(r for r in report["suite"]["sketches"] if r["piece"] == "scale")
     assert scale["seconds"] > 6 * 0.2 and scale["reference"]["onset_f1"] > 0.5  # its reference: the SoundFont's
     assert "## The sketch suite" in written.markdown and "| scale |" in written.markdown
@@ -125,3 +129,20 @@ def test_a_missing_suite_is_named_before_any_work(tmp_path):
 
     with pytest.raises(WavegenError, match=r"nowhere: no sketches \(\*\.txt\) here; .* or --sketches none"):
         evaluate_to(tmp_path / "r.json", model=str(tmp_path / "no-such-model"), data=tmp_path, sketches=tmp_path / "nowhere")
+
+
+def test_a_clip_quieter_than_its_reference_does_not_hide_another_clips_noise():
+    from wavegen.evaluate.report import summarize
+
+    def row(floor: float) -> dict:
+        score = {"onset_f1": 0.5, "onset_precision": 0.5, "frame_f1": 0.5}
+        return {"generated": score, "reference": score, "onset_f1_of_ceiling": 1.0, "log_mel_distance": 1.0,
+                "seconds": 2.0, "sound": {"noise_floor_db": floor, "off_partial_db": 0.0, "quietest_second_db": 0.0,
+                                          "whistle_seconds": 0.0},
+                "stability": {"clicks": 0, "jumps": 0, "silent_seconds": 0, "runaway_seconds": 0},
+                "reference_stability": {"clicks": 0, "jumps": 0}}
+
+    # one clip 12 dB noisier than its rendering, one silent where its rendering rings on (-40 dB)
+    o = summarize([row(12.0), row(-40.0)])
+    assert o["noise_floor_db"] == pytest.approx(-14.0)  # the plain mean: "cleaner than the reference"
+    assert o["noise_floor_excess_db"] == pytest.approx(6.0)  # the noise is still there

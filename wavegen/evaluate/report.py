@@ -142,7 +142,8 @@ def measure_clip(name: str, generated: np.ndarray, reference: np.ndarray, notes:
 
 def summarize(rows: list[dict]) -> dict:
     """The overall measures of a set of clips: means of the scores (each transcriber's fraction of its own
-    ceiling from the means), sound measures averaged over clips, whistles and clicks summed."""
+    ceiling from the means), sound measures averaged over clips (and the noise floor's excess: each clip's
+    floor above its reference's, 0 where it lies under), whistles and clicks summed."""
     def mean(*path: str) -> float:
         vals = []
         for r in rows:
@@ -160,7 +161,11 @@ def summarize(rows: list[dict]) -> dict:
         "frame_f1": mean("generated", "frame_f1"), "frame_f1_reference": mean("reference", "frame_f1"),
         "lowest_onset_f1_of_ceiling": min(r["onset_f1_of_ceiling"] for r in rows),
         "log_mel_distance": mean("log_mel_distance"),
-        "noise_floor_db": mean("sound", "noise_floor_db"), "off_partial_db": mean("sound", "off_partial_db"),
+        "noise_floor_db": mean("sound", "noise_floor_db"),
+        # a clip whose floor lies under its reference's (digital silence where the rendering rings on, or
+        # nothing played) counts 0 here, so that it cannot hide another clip's noise in the mean
+        "noise_floor_excess_db": float(np.mean([max(0.0, r["sound"]["noise_floor_db"]) for r in rows])),
+        "off_partial_db": mean("sound", "off_partial_db"),
         "quietest_second_db": mean("sound", "quietest_second_db"),
         "whistle_seconds": float(sum(r["sound"]["whistle_seconds"] for r in rows)),
         "whistle_percent": 100 * sum(r["sound"]["whistle_seconds"] for r in rows) / total_s if total_s else 0.0,
@@ -342,6 +347,13 @@ def _table(rows: list[dict], o: dict, name: str) -> list[str]:
     return lines
 
 
+def _excess(o: dict) -> str:
+    if "noise_floor_excess_db" not in o:  # a report written before it was measured
+        return ""
+    return (f" Noise floor above the reference's, a clip under its reference counting 0: "
+            f"{o['noise_floor_excess_db']:+.1f} dB (the mean of the column below: {o['noise_floor_db']:+.1f} dB).")
+
+
 def markdown(report: dict) -> str:
     o = report["overall"]
     lines = [
@@ -361,7 +373,7 @@ def markdown(report: dict) -> str:
         f"{o.get('reference_clicks', '-')}), {o['silent_seconds']} silent seconds, {o['runaway_seconds']} "
         f"runaway seconds; {o.get('jumps', '-')} jumps of more than half full scale between neighbouring "
         f"samples (the reference renderings: {o.get('reference_jumps', '-')}); whistles "
-        f"{o.get('whistle_percent', 0.0):.2f} % of the time.",
+        f"{o.get('whistle_percent', 0.0):.2f} % of the time.{_excess(o)}",
         "",
         "## Held-out chorales",
         "",
@@ -374,7 +386,7 @@ def markdown(report: dict) -> str:
                   f"{so['clicks']} clicks (the references: {so['reference_clicks']}); the lowest sketch scores "
                   f"{so['lowest_onset_f1_of_ceiling']:.2f} of its ceiling"
                   + (f" (basic-pitch: {so['basic_pitch']['lowest_onset_f1_of_ceiling']:.2f})." if "basic_pitch" in so
-                     else "."), "", *_table(report["suite"]["sketches"], so, "sketch")]
+                     else ".") + _excess(so), "", *_table(report["suite"]["sketches"], so, "sketch")]
     return "\n".join(lines) + "\n"
 
 

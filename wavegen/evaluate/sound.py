@@ -12,7 +12,10 @@ generated clip against the reference rendering of the same 88-key text.
   first 15 s of five test chorales of the Bach dataset; tests/test_sound.py checks the same on a
   rendered piece): white noise added to the reference at -40 dBFS scores +9 to +22 dB, at -60 dBFS +1
   to +2 dB; the median cell (the 50th percentile) separated noise less well (+4 dB at -40 dBFS on dense
-  chorales), since the skirts of loud partials fill the cells next to them.
+  chorales), since the skirts of loud partials fill the cells next to them. A clip can score far under
+  0 (-40 dB) where a fifth of its cells are digital silence while the rendering rings on there (a model
+  that plays nothing, or exact silence between sparse notes): the report's `noise_floor_excess_db`
+  counts such a clip 0, so that the mean over clips does not let it hide another clip's noise.
 - **Off the notes** (`off_partial_dbfs`): the mean power of those same cells, loud ones included: all the
   clip holds that its notes do not explain (wrong notes, a drone in a rest, hiss), in dB against the
   reference's, which has its own share (each pluck's noise, the soundfont's body resonance).
