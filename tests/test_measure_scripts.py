@@ -1,5 +1,5 @@
-"""scripts/heldout_bits.py (several models on the same fixed held-out crops) and scripts/sound_ceiling.py (what an
-output format allows the sound measures), and their bad input."""
+"""scripts/heldout_bits.py (several models on the same fixed held-out crops), scripts/sound_ceiling.py (what an
+output format allows the sound measures) and scripts/register_bits.py (what the notes are worth), bad input too."""
 
 from __future__ import annotations
 
@@ -83,3 +83,25 @@ def test_sound_ceiling_the_stored_audio_scores_zero_and_finer_mu_law_less(capsys
     assert floor["mu-law 256 (every model so far)"] > floor["mu-law 1024"] > 0.0
     code = module.main(["--data", str(tiny_dataset), "--corpus", "nosuch", "--sketches", "none"])
     assert code == 2 and capsys.readouterr().err.startswith("sound_ceiling: ")
+
+
+def test_register_bits_the_notes_are_worth_nothing_to_a_model_that_does_not_hear_them(capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("register_bits", ROOT / "scripts" / "register_bits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sketch = tmp_path / "s.txt"
+    sketch.write_text("{tick_ms=50}\n" + "HLO " * 6 + "    " * 2 + "\n")
+    deaf, hearing = tmp_path / "deaf", model_at(tmp_path / "hearing", 0)
+    cfg = load_config(TINY, ["model.local_conditioning=false"])
+    torch.manual_seed(0)
+    meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
+    checkpoint.save(deaf, weights=WaveNet(cfg.model, 800).state_dict(), config=cfg, meta=meta)
+    code = module.main(["--checkpoint", str(deaf), "--checkpoint", str(hearing), "--sketch", str(sketch), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    got = {r["model"]: r for r in (json.loads(x) for x in out.splitlines() if x.startswith("{"))}
+    assert got[str(deaf)]["notes_worth"] == 0.0  # the same audio, the same predictions, notes or none
+    assert abs(got[str(hearing)]["notes_worth"]) > 1e-4  # a conditioned network's predictions move with them
+    assert 0 < got[str(hearing)]["seconds_sounding"] < 1.5
+    code = module.main(["--checkpoint", str(hearing), "--sketch", str(tmp_path / "none.txt")])
+    assert code == 2 and capsys.readouterr().err.startswith("register_bits: ")
