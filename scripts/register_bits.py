@@ -23,6 +23,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # also when imported (the tests)
+
+from eval_kernel_weights import bits_per_sample  # noqa: E402
 
 from wavegen.audio import from_int16, mu_law_encode, to_int16  # noqa: E402
 from wavegen.errors import WavegenError  # noqa: E402
@@ -32,14 +35,6 @@ from wavegen.notes.render import render_notes  # noqa: E402
 from wavegen.synth.fast import FastWaveNet  # noqa: E402
 
 SKETCHES = ("single-notes-a0-b2", "single-notes-c3-b5", "single-notes-c6-c8", "scale-c4-two-octaves", "scale-c6")
-
-
-def bits_per_sample(logits: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """-log2 p(code) of each sample under the logits (float64)."""
-    lg = logits.astype(np.float64)
-    lg -= lg.max(axis=-1, keepdims=True)
-    logp = lg - np.log(np.exp(lg).sum(axis=-1, keepdims=True))
-    return -np.take_along_axis(logp, codes[..., None], -1)[..., 0] / np.log(2)
 
 
 def measure(loaded, kt: T.KeyText) -> dict[str, float]:
