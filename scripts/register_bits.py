@@ -25,13 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # also when imported (the tests)
 
-from eval_kernel_weights import bits_per_sample  # noqa: E402
+from eval_kernel_weights import bits_per_sample, rendered  # noqa: E402
 
-from wavegen.audio import from_int16, mu_law_encode, to_int16  # noqa: E402
+from wavegen.audio import mu_law_encode  # noqa: E402
 from wavegen.errors import WavegenError  # noqa: E402
 from wavegen.nn import checkpoint  # noqa: E402
 from wavegen.notes import text as T  # noqa: E402
-from wavegen.notes.render import render_notes  # noqa: E402
 from wavegen.synth.fast import FastWaveNet  # noqa: E402
 
 SKETCHES = ("single-notes-a0-b2", "single-notes-c3-b5", "single-notes-c6-c8", "scale-c4-two-octaves", "scale-c6")
@@ -40,7 +39,7 @@ SKETCHES = ("single-notes-a0-b2", "single-notes-c3-b5", "single-notes-c6-c8", "s
 def measure(loaded, kt: T.KeyText) -> dict[str, float]:
     sr = loaded.sample_rate_hz
     notes = kt.notes()
-    audio = from_int16(to_int16(render_notes(notes, sample_rate_hz=sr, min_seconds=kt.n_ticks * kt.tick_s).audio)[0])
+    audio = rendered(kt, sr)  # as the dataset build renders: 16-bit PCM, back to float
     codes = mu_law_encode(audio, loaded.model.cfg.n_classes)[None].astype(np.int64)
     n = codes.shape[1]
     sounding = np.zeros(n, dtype=bool)

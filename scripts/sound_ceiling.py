@@ -39,7 +39,7 @@ def mu_law(x: np.ndarray, classes: int) -> np.ndarray:
 
 
 def emphasized_mu_law(x: np.ndarray, a: float, classes: int = 256) -> np.ndarray:
-    return deemphasize(mu_law_decode(mu_law_encode(emphasize(x, a), classes), classes), a)
+    return deemphasize(mu_law(emphasize(x, a), classes), a)
 
 
 FORMATS = {

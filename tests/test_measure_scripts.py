@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
 
 
-def script():
-    spec = importlib.util.spec_from_file_location("heldout_bits", ROOT / "scripts" / "heldout_bits.py")
+def script(name: str = "heldout_bits"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def model_at(path: Path, seed: int) -> Path:
-    cfg = load_config(TINY, [])
+def model_at(path: Path, seed: int, *overrides: str) -> Path:
+    cfg = load_config(TINY, list(overrides))
     torch.manual_seed(seed)
     model = WaveNet(cfg.model, 800)
     meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
@@ -69,9 +69,7 @@ def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path, tiny_dataset
 
 
 def test_sound_ceiling_the_stored_audio_scores_zero_and_finer_mu_law_less(capsys, tiny_dataset):
-    spec = importlib.util.spec_from_file_location("sound_ceiling", ROOT / "scripts" / "sound_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script("sound_ceiling")
     code = module.main(["--data", str(tiny_dataset), "--corpus", "all", "--pieces", "1", "--seconds", "2",
                         "--sketches", "none", "--json"])
     out = capsys.readouterr().out
@@ -86,16 +84,11 @@ def test_sound_ceiling_the_stored_audio_scores_zero_and_finer_mu_law_less(capsys
 
 
 def test_register_bits_the_notes_are_worth_nothing_to_a_model_that_does_not_hear_them(capsys, tmp_path):
-    spec = importlib.util.spec_from_file_location("register_bits", ROOT / "scripts" / "register_bits.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script("register_bits")
     sketch = tmp_path / "s.txt"
     sketch.write_text("{tick_ms=50}\n" + "HLO " * 6 + "    " * 2 + "\n")
-    deaf, hearing = tmp_path / "deaf", model_at(tmp_path / "hearing", 0)
-    cfg = load_config(TINY, ["model.local_conditioning=false"])
-    torch.manual_seed(0)
-    meta = {"sample_rate_hz": 16_000, "tick_ms": 50.0, "samples_per_tick": 800, "step": 0, "styles": []}
-    checkpoint.save(deaf, weights=WaveNet(cfg.model, 800).state_dict(), config=cfg, meta=meta)
+    deaf = model_at(tmp_path / "deaf", 0, "model.local_conditioning=false")
+    hearing = model_at(tmp_path / "hearing", 0)
     code = module.main(["--checkpoint", str(deaf), "--checkpoint", str(hearing), "--sketch", str(sketch), "--json"])
     out = capsys.readouterr().out
     assert code == 0
