@@ -15,7 +15,7 @@ from conftest import note_track, smf
 from fastapi.testclient import TestClient
 from test_generate import TINY, make_checkpoint
 
-from wavegen.studio.server import MAX_UPLOAD_BYTES, Studio, create_app
+from wavegen.studio.server import MAX_UPLOAD_BYTES, RADIO_LEAD_S, Studio, create_app
 
 NINE = "H " * 9  # middle C (key 39) held for nine ticks: 0.5 s sounding, 1.0 s with the release tail
 
@@ -292,6 +292,27 @@ def test_the_radio_composes_and_plays_until_stopped(play_url):
     assert ticks and all(t["type"] == "ticks" for t in ticks)
     assert ticks[0]["start"] == 2 and ticks[1]["start"] == 2 + 20  # after the prime, a second at a time
     assert T.parse(ticks[0]["text"]).n_ticks == 20
+
+
+def test_the_radio_keeps_only_a_few_seconds_ahead_of_real_time(play_url, studio):
+    """Without end, the radio must not run ahead of the listener: past `radio_lead_s` of audio ahead of
+    the wall clock since its first sound it waits (else a fast core would fill the page with minutes)."""
+    studio.radio_lead_s = 0.5
+    try:
+        with connect(play_url) as ws:
+            start(ws, {"mode": "radio", "seed": 3})
+            audio, t0 = 0, None
+            while audio < 6 * 16_000 * 2:  # six seconds
+                m = ws.recv(timeout=30)
+                if isinstance(m, bytes):
+                    t0 = time.perf_counter() if t0 is None else t0
+                    audio += len(m)
+            elapsed = time.perf_counter() - t0
+            ws.send(json.dumps({"type": "stop"}))
+    finally:
+        studio.radio_lead_s = RADIO_LEAD_S
+    # the sixth second is sent only once the wall clock is within 0.5 s of the fifth's end (one chunk, 1 s)
+    assert elapsed >= 6 - 1 - 0.5 - 0.2, elapsed
 
 
 # `wavegen studio` on the command line: a port in use is one line before the models load; Ctrl-C stops it

@@ -35,8 +35,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
-    """The studio served by uvicorn in a thread, as in `wavegen studio` (one job at once)."""
+def served(tmp_path_factory):
+    """The studio served by uvicorn in a thread, as in `wavegen studio` (one job at once): (url, Studio)."""
     import uvicorn
 
     from wavegen.studio.server import Studio, create_app
@@ -50,9 +50,14 @@ def studio_url(tmp_path_factory):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the studio server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", studio
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def studio_url(served):
+    return served[0]
 
 
 @pytest.fixture
@@ -136,4 +141,37 @@ def test_undo_takes_back_a_header_changed_in_the_text(page):
     restored = page.input_value("#text").split("\n", 1)[0]
     assert "tick_ms=50" in restored and "title" not in restored, restored
     assert page.evaluate("[window.studio.state.tickMs, window.studio.state.fileBase]") == [50, "sketch"]
+    assert not errors, errors
+
+
+def test_the_radio_keeps_its_last_minutes_in_roll_text_and_take(page, served, monkeypatch):
+    """Past the studio's length limit the radio drops its oldest ticks (and their audio), so the text
+    keeps following the roll and the page's memory stays flat (here with the limit cut to 4 s)."""
+    from wavegen.studio import server
+
+    page, errors = page
+    monkeypatch.setattr(server, "MAX_SECONDS", 4.0)  # the page reads it from /api/info, the server refuses past it
+    monkeypatch.setattr(served[1], "radio_lead_s", 1.0)  # the radio 1 s ahead, well within the 4 s window
+    page.reload()
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('radio') ||"
+                           " document.getElementById('status').textContent.startsWith('ready')", timeout=20_000)
+    assert page.evaluate("window.studio.state.info.limits.max_seconds") == 4.0
+    page.click("#radio")
+    page.wait_for_function("window.studio.state.radioDropTicks >= 60", timeout=90_000)  # 3 s dropped
+    page.wait_for_function(
+        "(() => { const s = window.studio.state, m = document.getElementById('text').value.match(/ticks=(\\d+)/);"
+        " return m && Number(m[1]) === s.nTicks; })()", timeout=10_000)
+    got = page.evaluate("""(() => { const s = window.studio.state, live = s.live;
+        const kept = live.chunks.reduce((n, c) => n + c.length, 0);
+        return {pos: livePositionS(live), nTicks: s.nTicks, drop: s.radioDropTicks, kept, received: live.received,
+                droppedSamples: live.droppedSamples, lastEnd: Math.max(...s.notes.map((n) => n.end)),
+                firstStart: Math.min(...s.notes.map((n) => n.start)), error: document.getElementById('text-error').textContent,
+                info: document.getElementById('roll-info').textContent}; })()""")
+    assert 0 <= got["pos"] <= got["nTicks"] * 0.05, got  # the cursor in the kept window
+    assert got["nTicks"] * 0.05 <= 4.0 and got["lastEnd"] <= got["nTicks"] and got["firstStart"] >= 0, got
+    assert got["droppedSamples"] == got["drop"] * 800 and got["kept"] == got["received"] - got["droppedSamples"], got
+    assert got["error"] == "" and "dropped" in got["info"], got
+    page.click("#radio")  # stop: the take is the kept window's audio
+    page.wait_for_function("isFinite(document.getElementById('take').duration)", timeout=10_000)
+    assert page.evaluate("document.getElementById('take').duration") <= 4.0 + 1.0
     assert not errors, errors

@@ -40,6 +40,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 4 * 2**20  # a MIDI or text file, a WAV to draw (4 MiB: two minutes of 16 kHz audio)
 MAX_SECONDS = 600.0  # of music in one sketch the studio plays, renders or composes
 MAX_TEXT_CHARS = 1_000_000  # of 88-key text in one request
+RADIO_LEAD_S = 10.0  # the radio generates at most this far ahead of the wall clock since its first sound
 STUDIO_COMPOSER = "composer-styles"  # five styles to blend (its MODEL_CARD.md); `compose` keeps composer-lstm
 log = logging.getLogger("wavegen.studio")
 
@@ -243,22 +244,33 @@ class Cores:
 @dataclass
 class Job:
     """What one play request makes: the header of the stream and its items, ("audio", float32 array)
-    or ("ticks", first tick, text), made by a generator a worker thread runs."""
+    or ("ticks", first tick, text), made by a generator a worker thread runs. With `lead_s`, the worker
+    keeps the audio sent at most that many seconds ahead of real time since the first audio (the radio:
+    the page plays it in real time, so without end it would otherwise hold a core and fill the page's
+    memory with minutes it has not played yet)."""
 
     start: dict[str, Any]
     items: Iterator[tuple]
+    lead_s: float | None = None
 
 
 _DONE = object()
 
 
 def _produce(job: Job, put: Callable[[Any], None], stop: threading.Event) -> None:
-    """The worker thread: run the job's generator until it ends or `stop` is set."""
+    """The worker thread: run the job's generator until it ends or `stop` is set (paced by `job.lead_s`)."""
+    sr, sent, t0 = job.start.get("sample_rate_hz"), 0, None
     try:
         for item in job.items:
             if stop.is_set():
                 break
             put(item)
+            if job.lead_s is not None and item[0] == "audio" and len(item[1]):
+                t0 = time.perf_counter() if t0 is None else t0
+                sent += len(item[1])
+                ahead = sent / sr - (time.perf_counter() - t0)
+                if ahead > job.lead_s:
+                    stop.wait(ahead - job.lead_s)  # returns at once when the page stops the job
         put(_DONE)
     except WavegenError as e:
         put(e)
@@ -295,6 +307,7 @@ class Studio:
         self.composer = load_composer(self.composer_name)
         self.sr, self.tick_ms = self.loaded.sample_rate_hz, self.loaded.tick_ms
         self.cores = Cores(jobs or os.cpu_count() or 1)
+        self.radio_lead_s = RADIO_LEAD_S
         self.render_lock = threading.Lock()  # one FluidSynth at a time
         self._warm_up()
 
@@ -409,7 +422,7 @@ class Studio:
                         yield "audio", audio
 
             return Job({"type": "start", "sample_rate_hz": self.sr, "n_samples": None, "tick_ms": self.tick_ms},
-                       items())
+                       items(), lead_s=self.radio_lead_s)
         raise BadRequest(f"mode {mode!r}: choose sketch or radio")
 
     async def play(self, ws) -> None:

@@ -37,6 +37,10 @@ const START_MARGIN_S = 0.3;      // the last sample must arrive this long before
 const MIN_BUFFER_S = 0.15;       // never start with less than this buffered
 const RADIO_FAST_BUFFER_S = 1;   // radio, generation at least real time
 const RADIO_SLOW_BUFFER_S = 3;   // radio, generation slower than real time
+// The radio keeps the last limits.max_seconds of its music in the roll, the text and the take: past
+// that, the oldest RADIO_TRIM_FRACTION of it is dropped at once (so the text is rewritten to the
+// server's limit, and the page's memory stays flat however long the radio plays).
+const RADIO_TRIM_FRACTION = 0.1;
 const SCHEDULE_LEAD_S = 0.05;    // the first chunk is scheduled this far ahead of the audio clock
 const RECENT_S = 2;              // the window of the recent generation rate, see planningRate()
 
@@ -51,6 +55,7 @@ const state = {
   sections: [],                  // [[letter, start, end], ...] from the composer
   undo: [],                      // snapshots of the notes before each roll edit
   fileBase: "sketch",            // name for saved files
+  radioDropTicks: 0,             // ticks of this radio dropped from the front of the roll, see trimRadio()
   view: { pxPerTick: 12, scrollPx: 0, width: 800, showSpectrogram: true },
   drag: null,                    // the mouse gesture in progress on the roll
   syncSeq: 0,                    // every roll->text or text->roll request; stale answers are dropped
@@ -363,8 +368,9 @@ function drawSections(g) {
 function updateRollInfo() {
   const s = secondsOfTicks(state.nTicks);
   const sel = state.selected.size ? ` · ${state.selected.size} selected` : "";
+  const dropped = state.radioDropTicks ? ` · the radio's first ${fmt(secondsOfTicks(state.radioDropTicks), 0)} s dropped` : "";
   $("roll-info").textContent =
-    `${state.notes.length} notes · ${state.nTicks} ticks (${fmt(s, 2)} s at ${state.tickMs} ms)${sel}`;
+    `${state.notes.length} notes · ${state.nTicks} ticks (${fmt(s, 2)} s at ${state.tickMs} ms)${sel}${dropped}`;
 }
 
 function updateScrollExtent() {
@@ -645,6 +651,7 @@ async function syncTextFromRoll() {
 // Take the server's sketch (parsed text, opened file) as the roll's content.
 function adoptSketch(sk) {
   state.notes = sk.notes.map(({ key, start, end }) => ({ key, start, end }));
+  state.radioDropTicks = 0;
   state.selected.clear();
   state.nTicks = sk.n_ticks;
   state.tickMs = sk.tick_ms || state.tickMs;
@@ -1066,6 +1073,7 @@ async function onRadio() {
   message.prime = prime ? prime.text : null;
   state.notes = prime ? prime.notes : [];
   state.nTicks = prime ? prime.nTicks : 0;
+  state.radioDropTicks = 0;
   state.selected.clear();
   state.sections = [];
   state.undo = [];
@@ -1086,7 +1094,7 @@ function startLive(message) {
     ws, mode: message.mode, text: message.text, pressedAt: performance.now(), sr, nSamples: null,
     received: 0, chunks: [], pending: [], pendingSamples: 0, scheduledSamples: 0, leftover: null,
     firstChunkAt: null, firstChunkSamples: 0, playing: false, started: false, done: false, stopped: false,
-    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null, arrivals: [],
+    nextTime: 0, timeline: [], sources: new Set(), stalls: 0, queued: null, arrivals: [], droppedSamples: 0,
     gain: ctx.createGain(),
   };
   live.gain.connect(ctx.destination);
@@ -1127,7 +1135,7 @@ function onLiveMessage(live, msg) {
       updateLiveStatus(live);
       break;
     case "ticks":
-      appendTicks(msg.start, msg.text);
+      appendTicks(live, msg.start, msg.text);
       break;
     case "done":
       onLiveDone(live, msg);
@@ -1282,7 +1290,8 @@ function livePositionS(live) {
       break;
     }
   }
-  return pos / live.sr;   // the audio starts at tick 0 (the radio plays its prime first)
+  // the audio starts at tick 0 (the radio plays its prime first), less what the radio dropped
+  return (pos - live.droppedSamples) / live.sr;
 }
 
 function onLiveDone(live, msg) {
@@ -1352,7 +1361,8 @@ function updateLiveStatus(live) {
 // Radio: the new ticks, as 88-key text without header, go into the roll. Each tick is the keys up to
 // a space (key = character code - 33); newlines are layout. A key sounding in consecutive ticks
 // continues its run, also a run that ends where these ticks begin (the previous message, the prime).
-function appendTicks(start, text) {
+function appendTicks(live, absStart, text) {
+  const start = absStart - state.radioDropTicks;   // the server counts ticks from the radio's start
   const ticks = text.replace(/\r?\n/g, "").split(" ");
   ticks.pop();                      // the text ends with a tick's space: nothing after it
   const open = new Map(state.notes.filter((n) => n.end === start).map((n) => [n.key, n]));
@@ -1373,19 +1383,62 @@ function appendTicks(start, text) {
   });
   state.nTicks = Math.max(state.nTicks, start + ticks.length);
   state.notes.sort((a, b) => a.start - b.start || a.key - b.key);
+  trimRadio(live);
   updateScrollExtent();
   updateRollInfo();
   redraw();
   radioText();
 }
 
-// The text follows the radio while it is within what the server writes (limits.max_seconds).
+// Past the radio's window (limits.max_seconds), drop its oldest ticks from the roll, their audio from
+// the take and the cursor's clock, and scroll with them; never a tick that has not been heard yet.
+function trimRadio(live) {
+  const max = state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
+  const tickS = state.tickMs / 1000;
+  if (!Number.isFinite(max) || state.nTicks * tickS <= max) return;
+  const keep = Math.floor(max * (1 - RADIO_TRIM_FRACTION) / tickS);
+  const heard = live.playing ? Math.floor(livePositionS(live) / tickS) : 0;
+  const drop = Math.min(state.nTicks - keep, heard);
+  if (drop <= 0) return;
+  state.notes = state.notes.filter((n) => n.end > drop);
+  for (const n of state.notes) {
+    n.start = Math.max(0, n.start - drop);
+    n.end -= drop;
+  }
+  for (const n of [...state.selected]) if (n.end <= 0 || !state.notes.includes(n)) state.selected.delete(n);
+  state.nTicks -= drop;
+  state.radioDropTicks += drop;
+  state.undo = [];   // its snapshots are in the ticks before the drop
+  const samples = Math.round(drop * tickS * live.sr);
+  dropFrontSamples(live.chunks, samples);
+  live.droppedSamples += samples;
+  const now = state.audioCtx ? state.audioCtx.currentTime : 0;
+  const done = live.timeline.findIndex((seg) => seg.when + seg.len / live.sr > now);
+  if (done > 1) live.timeline.splice(0, done - 1);   // keep the segment before the one sounding
+  setScroll(state.view.scrollPx - drop * state.view.pxPerTick);
+}
+
+// Remove the first n samples of a list of Int16Array chunks, in place.
+function dropFrontSamples(chunks, n) {
+  while (n > 0 && chunks.length) {
+    if (chunks[0].length <= n) {
+      n -= chunks[0].length;
+      chunks.shift();
+    } else {
+      chunks[0] = chunks[0].subarray(n);
+      n = 0;
+    }
+  }
+}
+
+// The text follows the radio while it is within what the server writes (limits.max_seconds): always,
+// once trimRadio keeps the window, except while playback lags more than the window behind.
 function radioText() {
   const max = state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
   if (secondsOfTicks(state.nTicks) <= max) {
     syncTextFromRoll();
   } else if (!$("text-error").textContent) {
-    $("text-error").textContent = `the radio has played more than ${max} s: the text stops here, the roll goes on`;
+    $("text-error").textContent = `the text waits: the radio is more than ${max} s ahead of what has been heard`;
   }
 }
 
