@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from pathlib import Path
 
 # the extensions that matter here, in the order they are reported (f16c: the c16 kernel widens its half
@@ -28,6 +29,36 @@ def cpu() -> tuple[str, tuple[str, ...]]:
     except OSError:
         pass
     return name or platform.processor() or platform.machine(), tuple(f for f in VECTOR_FLAGS if f in flags)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every core has spent busy since boot (Linux /proc/stat), None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OtherLoad:
+    """`with OtherLoad() as load: ...` measures how many cores other programs kept busy, on average, while
+    the block ran: the machine's busy CPU time less this process's own, over the wall time. `load.cores`
+    is None where that cannot be read (no /proc/stat)."""
+
+    cores: float | None = None
+
+    def __enter__(self) -> OtherLoad:
+        self._t0, self._own0, self._busy0 = time.perf_counter(), time.process_time(), _busy_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy = _busy_cpu_seconds()
+        wall = time.perf_counter() - self._t0
+        if busy is None or self._busy0 is None or wall <= 0:
+            return
+        others = (busy - self._busy0) - (time.process_time() - self._own0)
+        self.cores = max(0.0, others / wall)
 
 
 def cache_dir() -> Path:
