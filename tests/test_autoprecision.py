@@ -25,10 +25,37 @@ def fake_probe(seconds: dict, calls: list):
     return probe
 
 
+class FakeLoad:
+    """machine.OtherLoad as if other programs kept `cores` cores busy (quiet unless a test says)."""
+
+    cores: float | None = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WAVEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(machine, "OtherLoad", FakeLoad)
+    monkeypatch.setattr(FakeLoad, "cores", 0.0)
     return tmp_path / "cache" / "precision.json"
+
+
+def test_a_ratio_measured_while_other_programs_ran_is_measured_again(cache, monkeypatch):
+    monkeypatch.setattr(machine, "cpu", lambda: AMX)
+    FakeLoad.cores = 1.5
+    calls = []
+    busy = train_mod.precision("auto", torch.device("cpu"), probe=fake_probe({None: 1.0, torch.bfloat16: 2.0}, calls))
+    assert busy.name == "no" and "while other programs kept 1.5 cores busy" in busy.notice
+    FakeLoad.cores = 0.0
+    quiet = train_mod.precision("auto", torch.device("cpu"), probe=fake_probe({None: 2.0, torch.bfloat16: 1.0}, calls))
+    assert quiet.name == "bf16" and len(calls) == 4 and "measured now on this CPU)" in quiet.notice
+    again = train_mod.precision("auto", torch.device("cpu"), probe=fake_probe({None: 1.0, torch.bfloat16: 9.0}, calls))
+    assert again.name == "bf16" and len(calls) == 4  # the quiet measurement is kept
 
 
 @pytest.mark.parametrize(("fp32_s", "bf16_s", "want"), [(2.0, 1.0, "bf16"), (1.0, 2.0, "no"), (1.0, 0.98, "no")])

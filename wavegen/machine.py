@@ -41,6 +41,9 @@ def _busy_cpu_seconds() -> float | None:
         return None
 
 
+BUSY_CORES = 0.5  # other programs using more than this many cores on average make a measurement "busy"
+
+
 class OtherLoad:
     """`with OtherLoad() as load: ...` measures how many cores other programs kept busy, on average, while
     the block ran: the machine's busy CPU time less this process's own, over the wall time. `load.cores`

@@ -56,7 +56,7 @@ CACHE_VERSION = 5  # 2: c16 beside c and numba; 3: cbf16, and a choice per batch
 BLOCK = 8  # streams a batch is timed with: one of the kernels' blocks
 MEASURE_SECONDS = 0.3  # per kernel, after a warm-up tick, in ROUNDS timings taken in turns
 ROUNDS = 5
-BUSY_CORES = 0.5  # other programs using more than this many cores on average make a measurement "busy"
+BUSY_CORES = machine.BUSY_CORES  # other programs using more cores than this make a measurement "busy"
 # The kernels `choose` may pick by itself. c16 is among them: on the shipped model its fp16 weights moved
 # the held-out loss by +0.00001 bits per sample (the issue allows 0.01) and onset F1 by less than the
 # seed-to-seed noise (BENCHMARKS.md, "fp16 weights in the kernel (AVX2)"); it is taken where it measures

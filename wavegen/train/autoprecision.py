@@ -11,8 +11,10 @@ training steps of the run's own model on one batch of its own data, in fp32 and 
 optimizer included; a second or two per step on the CPU config), and takes bf16 only if it is at least
 MARGIN faster. The result is cached under the CPU's identity, torch's version, the thread count and
 the model's and batch's settings (`~/.cache/wavegen/precision.json`, beside the kernels' choice), so
-later runs and resumes read it back. A run of several processes does not measure (each would choose
-for itself): it takes the capability rule.
+later runs and resumes read it back, unless other programs kept more than `machine.BUSY_CORES` busy
+while it measured (a busy machine slows the two precisions unalike, as it does the kernels: then the
+ratio serves that run and is measured again at the next start). A run of several processes does not
+measure (each would choose for itself): it takes the capability rule.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from wavegen import machine
 from wavegen.files import write_text_atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: whether the machine was quiet while measuring
 MARGIN = 1.05  # bf16 must be this much faster than fp32 to be taken: a tie stays in fp32
 STEPS = 3  # timed per precision, after one warm-up step; the fastest counts
 
@@ -76,11 +78,15 @@ def choose(probe: Probe, settings: dict) -> tuple[bool, str]:
         cache = {}
     k = key(settings)
     hit = cache.get(k)
-    if isinstance(hit, dict) and isinstance(hit.get("ratio"), (int, float)):
+    if isinstance(hit, dict) and isinstance(hit.get("ratio"), (int, float)) and hit.get("quiet") is True:
         ratio, how = float(hit["ratio"]), "measured before on this CPU"
     else:
-        ratio, how = probe(None) / probe(torch.bfloat16), "measured now on this CPU"
-        cache[k] = {"ratio": round(ratio, 3)}
+        with machine.OtherLoad() as load:
+            ratio = probe(None) / probe(torch.bfloat16)
+        quiet = load.cores is None or load.cores <= machine.BUSY_CORES
+        how = "measured now on this CPU" + ("" if quiet else f", while other programs kept {load.cores:.1f} cores "
+                                            "busy (measured again at the next start)")
+        cache[k] = {"ratio": round(ratio, 3), "quiet": quiet}
         try:
             cache_path().parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(cache_path(), json.dumps(cache, indent=1) + "\n")
