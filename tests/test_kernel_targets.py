@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from wavegen.nn.model import WaveNet
 from wavegen.synth import fast as F
 
 SOURCE = Path(F.__file__).with_name("_kernel.c")
+ROOT_DIR = Path(__file__).resolve().parent.parent
 FLAGS = ["-O3", "-ffast-math", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]  # setup.py's, strict
 X86 = {  # -march level: the CPU flags it needs (Linux /proc/cpuinfo names)
     "x86-64": set(),
@@ -111,3 +114,42 @@ def test_it_builds_for_64_bit_arm(tmp_path, backend, march):
     obj = build(tmp_path, march, cc="aarch64-linux-gnu-gcc", shared=False, backend=backend)
     header = obj.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+
+
+def bench_kernel_source():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_kernel_source", ROOT_DIR / "scripts" / "bench_kernel_source.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_kernel_source_benchmark_counts_the_reference_networks_multiply_adds():
+    """configs/cpu.toml's network, by hand: 20 layers of 2 taps x 64 x 128 and a 64 x 128 skip, 19
+    residual 64 x 64, the head 128 x 256 and 256 x 256."""
+    from wavegen.config import load_config
+
+    cfg = load_config(ROOT_DIR / "configs" / "cpu.toml")
+    want = 20 * (2 * 64 * 128 + 64 * 128) + 19 * 64 * 64 + 128 * 256 + 256 * 256
+    assert want == 667_648
+    assert bench_kernel_source().macs_per_sample(WaveNet(cfg.model, SPT)) == want
+
+
+@needs_gcc
+@x86_only
+def test_the_kernel_source_benchmark_compares_two_sources_and_the_ceiling(tmp_path, capsys, monkeypatch):
+    from test_generate import make_checkpoint
+
+    mod = bench_kernel_source()
+    assert [mod.vector_bytes(m) for m in ("x86-64-v2", "x86-64-v3", "x86-64-v4")] == [16, 32, 64]
+    ck = make_checkpoint(tmp_path / "ck")
+    monkeypatch.setattr(sys, "argv", ["bench_kernel_source.py", "--base", "HEAD", "--march", "x86-64-v3",
+                                      "--backend", "c", "--checkpoint", str(ck), "--batch", "2", "--threads", "1",
+                                      "--seconds", "0.02", "--rounds", "1"])
+    assert mod.main() == 0
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{"):])
+    assert [(r["source"], r["backend"]) for r in report["rows"]] == [("base", "c"), ("new", "c")]
+    assert report["rows"][0]["x_base"] == 1.0 and report["fma_per_s_per_core"] > 1e8
+    assert report["vector_bits"] == 256 and "| new | c |" in out
