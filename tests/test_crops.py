@@ -180,3 +180,20 @@ def test_crops_carry_the_excitation_of_the_models_partials(tiny_dataset):
     with pytest.raises(WavegenError, match="excitation_partials must be positive"):
         from wavegen.config import load_config
         load_config(None, ["model.excitation_partials=0"])
+
+
+def test_the_excitation_keeps_its_phase_far_into_a_long_high_note():
+    """C8 (4186 Hz) held 30 s: 20 s in, its phase is 83,720 cycles; sine and cosine must still be those
+    of 2 pi f t (float32 holds the phase itself only to about 0.03 rad there, so the cycles are counted
+    in float64 and only their fraction goes to float32)."""
+    from wavegen.data.conditioning import KEY_HZ, excitation
+
+    roll = np.zeros((600, 88), dtype=bool)  # 50 ms ticks at 16 kHz: 800 samples a tick
+    roll[:, 87] = True
+    t = 20 * 16_000 + 7
+    exc = excitation(roll, t, 3, 800, 16_000)
+    for j in range(3):
+        phase = 2 * math.pi * KEY_HZ[87] * (t + j) / 16_000
+        assert exc[87, j] == pytest.approx(math.sin(phase), abs=2e-6)
+        assert exc[88 + 87, j] == pytest.approx(math.cos(phase), abs=2e-6)
+    assert np.count_nonzero(exc) == 6

@@ -161,11 +161,16 @@ def excitation(
         return out
     keys = np.nonzero(on.any(axis=0))[0]  # only the keys that sound somewhere in this stretch
     elapsed = (idx[:, None] - last_onset[tk][:, keys] * samples_per_tick) / sample_rate_hz  # seconds
-    phase = 2.0 * np.pi * KEY_HZ[keys] * elapsed
+    # cycles since the onset, in float64 (thousands of them a few seconds into a high note); only their
+    # fraction, the phase within a cycle, goes to float32's sine and cosine, which numpy vectorizes
+    # (float64's were 60 times slower here, and most of a training crop's time)
+    cycles = KEY_HZ[keys] * elapsed
+    phase = (2.0 * np.pi * (cycles - np.floor(cycles))).astype(np.float32)
     mask = on[:, keys]
     s, c = np.sin(phase), np.cos(phase)
-    if n_partials > 1:
-        s, c = partial_sum(s, c, partial_amplitudes(n_partials, sample_rate_hz)[keys])
+    if n_partials > 1:  # the recurrence in float64, as the kernels sum it
+        s, c = partial_sum(s.astype(np.float64), c.astype(np.float64),
+                           partial_amplitudes(n_partials, sample_rate_hz)[keys])
     out[keys] = np.where(mask, s, 0.0).T
     out[N_KEYS + keys] = np.where(mask, c, 0.0).T
     return out
