@@ -17,9 +17,10 @@ Best-of-five does not help when other programs keep the cores busy through the w
 they do not slow every kernel alike: on a 2-core Zen 5 with a training run beside it, cbf16 measured
 10,104 samples/s against its quiet 57,295 while c kept 24,711 of 30,366, so the choice flipped to a
 kernel half as fast, and was cached. So the measurement also counts the cores other programs used
-meanwhile (`machine.OtherLoad`); past BUSY_CORES the choice is used for that run, each kernel keeping
-the best it has measured so far, and measured again at the next start, until a quiet measurement
-replaces it. A busy measurement never replaces a quiet one.
+meanwhile (`machine.OtherLoad`); past BUSY_CORES the choice is used for the rest of that process (every
+player of the model in it plays with the same kernel), each kernel keeping the best it has measured so
+far, and measured again at the next start, until a quiet measurement replaces it. A busy measurement
+never replaces a quiet one.
 
 The kernels it may choose are those in AUTO: the float ones ("c", "numba"), which compute the PyTorch
 step, and the reduced-precision ones (REDUCED): "c16", the C kernel with its weights stored in fp16,
@@ -208,6 +209,11 @@ class Choice:
     kept_quiet: bool = False  # busy now, so the choice is the quiet measurement in the cache
 
 
+# choices measured busy in this process, by cache key: the run keeps the one it measured (two players of
+# one model in one process must not play with different kernels); the next process measures again
+_BUSY_CHOICES: dict[str, Choice] = {}
+
+
 def _write_cache(cache: dict) -> None:
     try:
         cache_path().parent.mkdir(parents=True, exist_ok=True)
@@ -250,6 +256,8 @@ def choose(model, *, fresh: bool = False, batch: int = 1) -> Choice:
     quiet_before = complete and hit.get("quiet") is True
     if not fresh and quiet_before:  # timed before, this shape, on a quiet machine
         return Choice(max(candidates, key=known.get), known, "cache", kl)
+    if not fresh and key in _BUSY_CHOICES and _BUSY_CHOICES[key].backend in candidates:
+        return _BUSY_CHOICES[key]  # measured busy earlier in this run
     with machine.OtherLoad() as load:
         speeds = measure_all(model, options if fresh else candidates, batch=batch_class(batch))
     quiet = load.cores is None or load.cores <= BUSY_CORES
@@ -265,8 +273,13 @@ def choose(model, *, fresh: bool = False, batch: int = 1) -> Choice:
         if load.cores is not None:
             cache[key]["other_cores"] = round(load.cores, 2)
         _write_cache(cache)
-    return Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", kl,
-                  others=load.cores, kept_quiet=not quiet and quiet_before)
+    chosen = Choice(forced or best, speeds, "forced (WAVEGEN_KERNEL)" if forced else "measured", kl,
+                    others=load.cores, kept_quiet=not quiet and quiet_before)
+    if quiet:
+        _BUSY_CHOICES.pop(key, None)
+    elif not forced:
+        _BUSY_CHOICES[key] = chosen
+    return chosen
 
 
 def best_backend(model, batch: int = 1) -> str:
