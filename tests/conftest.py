@@ -99,3 +99,15 @@ def tiny_dataset(tmp_path_factory) -> Path:
         write_notes_midi(src / f"piece{i}.mid", notes)
     build.build(build.midi_dir_sources(src), root / "ds", jobs=1)
     return root / "ds"
+
+
+class FakeLoad:
+    """machine.OtherLoad as if other programs kept `cores` cores busy (quiet unless a test says)."""
+
+    cores: float | None = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FakeLoad
 
 from wavegen import machine
 from wavegen.train import autoprecision
@@ -23,18 +24,6 @@ def fake_probe(seconds: dict, calls: list):
             return seconds[dtype]
         return timer, {"model": "one shape"}
     return probe
-
-
-class FakeLoad:
-    """machine.OtherLoad as if other programs kept `cores` cores busy (quiet unless a test says)."""
-
-    cores: float | None = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 @pytest.fixture

@@ -117,12 +117,9 @@ def test_it_builds_for_64_bit_arm(tmp_path, backend, march):
 
 
 def bench_kernel_source():
-    import importlib.util
+    from test_measure_scripts import script
 
-    spec = importlib.util.spec_from_file_location("bench_kernel_source", ROOT_DIR / "scripts" / "bench_kernel_source.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("bench_kernel_source")
 
 
 def test_the_kernel_source_benchmark_counts_the_reference_networks_multiply_adds():

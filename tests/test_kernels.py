@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from conftest import FakeLoad
 from test_generate import make_checkpoint
 
 from wavegen.cli import main
@@ -20,18 +21,6 @@ from wavegen.synth import generate as G
 
 SMALL = ModelConfig(residual_channels=16, gate_channels=16, skip_channels=24, head_channels=32,
                     layers_per_cycle=4, cycles=2, cond_channels=8, n_classes=64)
-
-
-class FakeLoad:
-    """machine.OtherLoad as if other programs kept `cores` cores busy (quiet unless a test says)."""
-
-    cores: float | None = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 @pytest.fixture
