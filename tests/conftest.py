@@ -9,6 +9,7 @@ from pathlib import Path
 import mido
 import pytest
 
+from wavegen import machine
 from wavegen.notes.text import Note
 
 # the kernel choice of the fast path (wavegen/synth/kernels.py) is cached per test session, not in ~/.cache
@@ -101,7 +102,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root / "ds"
 
 
-class FakeLoad:
+class FakeLoad(machine.OtherLoad):
     """machine.OtherLoad as if other programs kept `cores` cores busy (quiet unless a test says)."""
 
     cores: float | None = 0.0

@@ -63,6 +63,11 @@ class OtherLoad:
         others = (busy - self._busy0) - (time.process_time() - self._own0)
         self.cores = max(0.0, others / wall)
 
+    @property
+    def quiet(self) -> bool:
+        """Whether other programs kept at most BUSY_CORES busy (or that could not be read)."""
+        return self.cores is None or self.cores <= BUSY_CORES
+
 
 def cache_dir() -> Path:
     """Where wavegen keeps what it measured on this machine (the kernels' and the training precision's

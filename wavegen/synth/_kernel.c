@@ -148,7 +148,7 @@ static inline vf ldw(const wt *p) { return ld(p); }
 #else
 #define ROW8 0  /* no blocks of 8: 8 x 1 (8 accumulators + 1 weight + 1 broadcast) fed 8 multiply-adds with
                  * 9 loads; 4 x 3 feeds 12 with 7, and 12 chains hide the multiply-add's latency better
-                 * (batch 16 on two cores of a Zen 5, x86-64-v3 build: 1.13x with float weights, 1.19x fp16) */
+                 * (batch 16 on two cores of a Zen 5, x86-64-v3 build: 1.12x with float weights, 1.15x fp16) */
 #define OV4 3   /* 12 + 3 + 1 of 16; the outputs past the last whole tile in 4 x 2, then 4 x 1 */
 #define OV1 8   /*  8 + 1 (weights from memory, above): 8 chains of multiply-adds hide their latency, and
                  *  64, 128 and 256 outputs are whole tiles (with 6, the last 2 of 16 vectors of a 128-wide

@@ -15,7 +15,7 @@ batch class, so later runs read them back.
 
 Best-of-five does not help when other programs keep the cores busy through the whole measurement, and
 they do not slow every kernel alike: on a 2-core Zen 5 with a training run beside it, cbf16 measured
-10,104 samples/s against its quiet 57,295 while c kept 24,711 of 30,366, so the choice flipped to a
+10,104 samples/s against its quiet 51,701 while c kept 24,711 of 30,096, so the choice flipped to a
 kernel half as fast, and was cached. So the measurement also counts the cores other programs used
 meanwhile (`machine.OtherLoad`); past BUSY_CORES the choice is used for the rest of that process (every
 player of the model in it plays with the same kernel), each kernel keeping the best it has measured so
@@ -260,7 +260,7 @@ def choose(model, *, fresh: bool = False, batch: int = 1) -> Choice:
         return _BUSY_CHOICES[key]  # measured busy earlier in this run
     with machine.OtherLoad() as load:
         speeds = measure_all(model, options if fresh else candidates, batch=batch_class(batch))
-    quiet = load.cores is None or load.cores <= BUSY_CORES
+    quiet = load.quiet
     if quiet:
         chosen_from = speeds
     elif quiet_before:  # a busy measurement (wavegen doctor beside a training run) keeps the quiet one

@@ -83,7 +83,7 @@ def choose(probe: Probe, settings: dict) -> tuple[bool, str]:
     else:
         with machine.OtherLoad() as load:
             ratio = probe(None) / probe(torch.bfloat16)
-        quiet = load.cores is None or load.cores <= machine.BUSY_CORES
+        quiet = load.quiet
         how = "measured now on this CPU" + ("" if quiet else f", while other programs kept {load.cores:.1f} cores "
                                             "busy (measured again at the next start)")
         cache[k] = {"ratio": round(ratio, 3), "quiet": quiet}

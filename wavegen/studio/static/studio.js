@@ -1393,19 +1393,19 @@ function appendTicks(live, absStart, text) {
 // Past the radio's window (limits.max_seconds), drop its oldest ticks from the roll, their audio from
 // the take and the cursor's clock, and scroll with them; never a tick that has not been heard yet.
 function trimRadio(live) {
-  const max = state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
+  const max = radioWindowS();
   const tickS = state.tickMs / 1000;
   if (!Number.isFinite(max) || state.nTicks * tickS <= max) return;
   const keep = Math.floor(max * (1 - RADIO_TRIM_FRACTION) / tickS);
   const heard = live.playing ? Math.floor(livePositionS(live) / tickS) : 0;
   const drop = Math.min(state.nTicks - keep, heard);
   if (drop <= 0) return;
+  for (const n of state.selected) if (n.end <= drop) state.selected.delete(n);
   state.notes = state.notes.filter((n) => n.end > drop);
   for (const n of state.notes) {
     n.start = Math.max(0, n.start - drop);
     n.end -= drop;
   }
-  for (const n of [...state.selected]) if (n.end <= 0 || !state.notes.includes(n)) state.selected.delete(n);
   state.nTicks -= drop;
   state.radioDropTicks += drop;
   state.undo = [];   // its snapshots are in the ticks before the drop
@@ -1416,6 +1416,11 @@ function trimRadio(live) {
   const done = live.timeline.findIndex((seg) => seg.when + seg.len / live.sr > now);
   if (done > 1) live.timeline.splice(0, done - 1);   // keep the segment before the one sounding
   setScroll(state.view.scrollPx - drop * state.view.pxPerTick);
+}
+
+// The seconds of music the radio keeps: the server's length limit (limits.max_seconds).
+function radioWindowS() {
+  return state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
 }
 
 // Remove the first n samples of a list of Int16Array chunks, in place.
@@ -1434,7 +1439,7 @@ function dropFrontSamples(chunks, n) {
 // The text follows the radio while it is within what the server writes (limits.max_seconds): always,
 // once trimRadio keeps the window, except while playback lags more than the window behind.
 function radioText() {
-  const max = state.info && state.info.limits ? state.info.limits.max_seconds : Infinity;
+  const max = radioWindowS();
   if (secondsOfTicks(state.nTicks) <= max) {
     syncTextFromRoll();
   } else if (!$("text-error").textContent) {
