@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -81,13 +82,15 @@ def run_variant(variant: str, steps: int, warmup: int, batch: int, crop: int) ->
     import torch
     import torch.nn.functional as F
 
+    from wavegen import machine
     from wavegen.config import load_config
 
+    kept = machine.keep_freed_memory()  # as `wavegen train` does, for every variant (the peer's too)
     cfg = load_config(ROOT / "configs" / "cpu.toml")
     data = {k: torch.from_numpy(v) for k, v in four_voice_batch(
         batch, crop, 800, 16000, cfg.model.cond_lookahead_ticks).items()}
     torch.manual_seed(0)
-    row: dict = {"variant": variant}
+    row: dict = {"variant": variant, "malloc": "keeps freed memory" if kept else "system default"}
     if variant.startswith("peer"):
         from wavenet_vocoder import WaveNet as PeerWaveNet
 
@@ -160,6 +163,9 @@ def main() -> int:
     ap.add_argument("--crop", type=int, default=8000)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     ap.add_argument("--peer", action="store_true", help=f"also measure {PEER} (installs it in a throwaway venv)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="also measure fp32, bf16 and the plain peer with glibc's default malloc "
+                         "(WAVEGEN_SYSTEM_MALLOC=1), as wavegen trained before it kept freed memory")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = ap.parse_args()
@@ -175,12 +181,17 @@ def main() -> int:
         if tmp is not None:
             py = str(peer_python(tmp / "venv"))
             variants.update({"peer-k2": py, "peer-k3": py, "peer-k2-plain": py})
+        if args.system_malloc:
+            variants.update({f"{v}+system-malloc": variants[v] for v in ("fp32:eager", "bf16:eager", "peer-k2-plain")
+                             if v in variants})
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.rounds):
             for variant, py in variants.items():
-                cmd = [py, __file__, "--variant", variant.replace("fp32", "no"), "--steps", str(args.steps),
+                name, system = variant.removesuffix("+system-malloc"), variant.endswith("+system-malloc")
+                cmd = [py, __file__, "--variant", name.replace("fp32", "no"), "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--batch", str(args.batch), "--crop", str(args.crop)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                env = dict(os.environ, WAVEGEN_SYSTEM_MALLOC="1" if system else "0")
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
                 runs[variant].append(json.loads(out.strip().splitlines()[-1]))
     finally:
         if tmp is not None:
@@ -203,14 +214,17 @@ def main() -> int:
         return 0
     print(f"configs/cpu.toml, batch {args.batch} x {args.crop} samples; median over {args.rounds} rounds of the "
           f"median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'variant':<26}{'threads':>8}{'samples/s':>12}{'x fp32':>8}{'peak MiB':>10}")
+    print(f"{'variant':<42}{'threads':>8}{'samples/s':>12}{'x fp32':>8}{'peak MiB':>10}")
     for r in rows:
+        base_name = r["variant"].removesuffix("+system-malloc")
         name = {"fp32:eager": "fp32", "bf16:eager": "bf16", "fp32:compiled": "fp32 compiled",
                 "bf16:compiled": "bf16 compiled", "peer-k2": "peer, kernel 2",
-                "peer-k3": "peer, kernel 3 (its default)", "peer-k2-plain": "peer, k2, no wnorm/dropout"}.get(r["variant"])
+                "peer-k3": "peer, kernel 3 (its default)", "peer-k2-plain": "peer, k2, no wnorm/dropout"}.get(base_name)
         if r["variant"] == "auto:eager":
             name = f"auto (took {r['precision'].replace('no', 'fp32')})"
-        print(f"{name:<26}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['ratio_to_fp32_eager']:>8.2f}"
+        if r["variant"] != base_name:
+            name += ", system malloc"
+        print(f"{name:<42}{r['threads']:>8}{r['samples_per_s']:>12,.0f}{r['ratio_to_fp32_eager']:>8.2f}"
               f"{r['peak_rss_mib']:>10,.0f}")
     print(next(r["notice"] for r in rows if r["variant"] == "auto:eager"))
     return 0

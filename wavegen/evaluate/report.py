@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wavegen import machine
 from wavegen.audio import from_int16, write_audio
 from wavegen.data import dataset
 from wavegen.errors import WavegenError
@@ -209,6 +210,7 @@ def evaluate(loaded: Loaded, ds: dataset.Dataset, out_dir: str | Path, *, split:
     from wavegen.notes import text as T
     from wavegen.notes.render import render_notes
 
+    machine.keep_freed_memory()  # the validation forwards' activations stay mapped (wavegen/machine.py)
     t0 = time.perf_counter()
     say = progress or (lambda m: None)
     sr = loaded.sample_rate_hz

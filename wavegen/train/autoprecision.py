@@ -30,7 +30,7 @@ import torch
 from wavegen import machine
 from wavegen.files import write_text_atomic
 
-CACHE_VERSION = 2  # 2: whether the machine was quiet while measuring
+CACHE_VERSION = 3  # 2: whether the machine was quiet while measuring; 3: malloc keeps freed memory (fp32 was slowed most)
 MARGIN = 1.05  # bf16 must be this much faster than fp32 to be taken: a tie stays in fp32
 STEPS = 3  # timed per precision, after one warm-up step; the fastest counts
 

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import torch
 
+from wavegen import machine
 from wavegen.config import RunConfig, from_record
 from wavegen.data.crops import StepSampler
 from wavegen.errors import WavegenError
@@ -632,6 +633,7 @@ def train(task: Task, run_dir: str | Path, *, stop_after: int | None = None, sho
     """Train (or resume) `task` into `run_dir`. stop_after: end after this many steps in this call (tests)."""
     from tqdm import tqdm
 
+    machine.keep_freed_memory()  # the step's activations stay mapped from step to step (before the precision is measured)
     run_dir = Path(run_dir)
     tc, dc = task.cfg.train, task.cfg.data
     notices: list[str] = []
