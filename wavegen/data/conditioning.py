@@ -31,62 +31,104 @@ DECAY_TICKS = 10.0  # e-folding time of the time-since-onset feature (0.5 s at 5
 KEY_HZ = 440.0 * 2.0 ** ((np.arange(N_KEYS) + LOWEST_PITCH - 69) / 12.0)  # equal temperament, A4 = 440
 
 
-def sounding_and_onsets(roll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """roll: (T, 88) bool. Returns (sounding, onset, last_onset), each (T + 1, 88):
+def sounding_and_onsets(roll: np.ndarray, lo: int = 0, hi: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """roll: (T, 88) bool. Returns (sounding, onset, last_onset) for the ticks [lo, hi) of 0 .. T (the
+    roll's ticks and the one given back after them; all of them by default), each (hi - lo, 88):
 
-    sounding[t, k]: key k sounds in tick t (its runs, each extended by the tick given back);
-    onset[t, k]: a run of key k starts at tick t;
-    last_onset[t, k]: the tick of key k's latest onset at or before t (-1 if none).
+    sounding[t, k]: key k sounds in tick lo + t (its runs, each extended by the tick given back);
+    onset[t, k]: a run of key k starts at tick lo + t;
+    last_onset[t, k]: the tick of key k's latest onset at or before lo + t (-1 if none).
+
+    A window reads the roll from tick lo - 1 on, and before it only for each key's latest onset: a crop
+    costs its own ticks, not its piece's.
     """
     T = roll.shape[0]
-    r = np.zeros((T + 1, N_KEYS), dtype=bool)
-    r[:T] = roll
-    prev = np.zeros_like(r)
-    prev[1:] = r[:-1]
-    onset = r & ~prev
-    sounding = r | prev
-    t = np.arange(T + 1)[:, None]
+    hi = T + 1 if hi is None else hi
+    if not 0 <= lo <= hi <= T + 1:
+        raise ValueError(f"ticks [{lo}, {hi}) are not within the roll's 0 .. {T}")
+    r = np.zeros((hi - lo + 1, N_KEYS), dtype=bool)  # ticks lo - 1 .. hi - 1, silent before 0 and at T
+    a, b = max(lo - 1, 0), min(hi, T)
+    if b > a:
+        r[a - lo + 1 : b - lo + 1] = roll[a:b]
+    onset = r[1:] & ~r[:-1]
+    sounding = r[1:] | r[:-1]
+    t = np.arange(lo, hi)[:, None]
     last_onset = np.maximum.accumulate(np.where(onset, t, -1), axis=0)
+    if lo > 0:
+        last_onset = np.maximum(last_onset, last_onset_before(roll, lo))
     return sounding, onset, last_onset
 
 
-def tick_features(roll: np.ndarray) -> np.ndarray:
-    """(3 * 88, T + 1) float32: state, onset flag, decay since onset, per key and tick."""
-    sounding, onset, last_onset = sounding_and_onsets(roll)
-    since = np.arange(roll.shape[0] + 1)[:, None] - last_onset
+def last_onset_before(roll: np.ndarray, lo: int) -> np.ndarray:
+    """(88,) int64: each key's latest onset at a tick before lo (-1 if none)."""
+    seg = roll[: min(lo, roll.shape[0])]
+    if not len(seg):
+        return np.full(N_KEYS, -1, dtype=np.int64)
+    on = seg.copy()
+    on[1:] &= ~seg[:-1]
+    latest = len(seg) - 1 - np.argmax(on[::-1], axis=0)
+    return np.where(on.any(axis=0), latest, -1).astype(np.int64)
+
+
+def tick_features(roll: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """(3 * 88, hi - lo) float32: state, onset flag, decay since onset, per key and tick of [lo, hi)
+    (by default every tick, T + 1)."""
+    sounding, onset, last_onset = sounding_and_onsets(roll, lo, hi)
+    since = np.arange(lo, lo + sounding.shape[0])[:, None] - last_onset
     decay = np.where(sounding, np.exp(-since / DECAY_TICKS), 0.0)
     return np.concatenate([sounding, onset, decay], axis=1).T.astype(np.float32)
 
 
-def velocity_features(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int) -> np.ndarray:
-    """(88, T + 1) float32: velocity / 127 of the note sounding at each key and tick, 0 where none sounds.
+def velocity_features(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int,
+                      lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """(88, hi - lo) float32: velocity / 127 of the note sounding at each key and tick of [lo, hi) (by
+    default every tick, T + 1), 0 where none sounds.
 
     roll: (T, 88) bool; velocity: (T, 88) MIDI velocities (uint8, 1..127 where the roll has a key), or None
     for notes without velocities. The tick a run gives back takes the run's velocity; a sounding key whose
     velocity is 0 (or None) takes default_velocity."""
     T = roll.shape[0]
-    sounding, _, _ = sounding_and_onsets(roll)
-    v = np.zeros((T + 1, N_KEYS), dtype=np.float32)
+    hi = T + 1 if hi is None else hi
+    sounding, _, _ = sounding_and_onsets(roll, lo, hi)
+    v = np.zeros(sounding.shape, dtype=np.float32)
     if velocity is not None:
         if velocity.shape != roll.shape:
             raise ValueError(f"velocity {velocity.shape} and roll {roll.shape} differ in shape")
-        v[:T] = np.where(roll, velocity, 0)
-        given_back = sounding[1:].copy()  # ticks 1 .. T that sound only as the tick after a run
-        given_back[: T - 1] &= ~roll[1:]
-        v[1:][given_back] = v[:-1][given_back]
+        r = np.zeros((hi - lo + 1, N_KEYS), dtype=bool)  # ticks lo - 1 .. hi - 1, as sounding_and_onsets
+        w = np.zeros(r.shape, dtype=np.float32)  # their velocities, 0 where no key
+        a, b = max(lo - 1, 0), min(hi, T)
+        if b > a:
+            r[a - lo + 1 : b - lo + 1] = roll[a:b]
+            w[a - lo + 1 : b - lo + 1] = np.where(roll[a:b], velocity[a:b], 0)
+        given_back = sounding & ~r[1:]  # sounds only as the tick after a run: the run's velocity
+        v = np.where(given_back, w[:-1], w[1:])
     v = np.where(sounding & (v == 0), float(default_velocity), v)
     return (v / 127.0).T.astype(np.float32)
 
 
 def model_tick_features(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int,
-                        with_velocity: bool) -> np.ndarray:
-    """What a model's conditioning network reads of a roll, (3*88 [+ 88], T + 1) float32: `tick_features`,
-    and for a model with velocity channels (with_velocity) `velocity_features` after them. The one place
-    training crops and generation build them, so both give a model the same channels."""
-    feats = tick_features(roll)
+                        with_velocity: bool, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """What a model's conditioning network reads of a roll, (3*88 [+ 88], hi - lo) float32 for the ticks
+    [lo, hi) (by default every tick, T + 1): `tick_features`, and for a model with velocity channels
+    (with_velocity) `velocity_features` after them. The one place training crops and generation build
+    them, so both give a model the same channels."""
+    feats = tick_features(roll, lo, hi)
     if not with_velocity:
         return feats
-    return np.concatenate([feats, velocity_features(roll, velocity, default_velocity)])
+    return np.concatenate([feats, velocity_features(roll, velocity, default_velocity, lo, hi)])
+
+
+def model_tick_window(roll: np.ndarray, velocity: np.ndarray | None, default_velocity: int,
+                      with_velocity: bool, first_tick: int, n_ticks: int) -> np.ndarray:
+    """`tick_window(model_tick_features(...), first_tick, n_ticks)`, computed for the window's ticks only."""
+    channels = N_TICK_FEATURES + (N_VELOCITY if with_velocity else 0)
+    out = np.zeros((channels, n_ticks), dtype=np.float32)
+    lo, hi = max(first_tick, 0), min(first_tick + n_ticks, roll.shape[0] + 1)
+    if hi > lo:
+        out[:, lo - first_tick : hi - first_tick] = model_tick_features(
+            roll, velocity, default_velocity, with_velocity, lo, hi)
+    return out
 
 
 def tick_window(features: np.ndarray, first_tick: int, n_ticks: int) -> np.ndarray:
@@ -139,24 +181,29 @@ def partial_sum(s1: np.ndarray, c1: np.ndarray, amp: np.ndarray) -> tuple[np.nda
 
 def excitation(
     roll: np.ndarray, start: int, n_samples: int, samples_per_tick: int, sample_rate_hz: int,
-    onsets: tuple[np.ndarray, np.ndarray] | None = None, n_partials: int = 1,
+    onsets: tuple[np.ndarray, np.ndarray] | None = None, n_partials: int = 1, onsets_from: int = 0,
 ) -> np.ndarray:
     """(2 * 88, n_samples) float32 for samples [start, start + n_samples): for each sounding key the sum
     of its first `n_partials` partials' sines, then of their cosines (`partial_amplitudes`: with one, the
     sine and cosine of its fundamental), phase zero at its onset; zero for keys that do not sound.
 
-    onsets: (sounding, last_onset) from `sounding_and_onsets`, to skip recomputing them per chunk.
+    onsets: (sounding, last_onset) from `sounding_and_onsets`, to skip recomputing them per chunk: for
+    every tick, or for the ticks from `onsets_from` on (a window that holds every tick of these samples
+    within the roll's 0 .. T).
     """
     if onsets is None:
         sounding, _, last_onset = sounding_and_onsets(roll)
+        onsets_from = 0
     else:
         sounding, last_onset = onsets
+    out = np.zeros((N_EXCITATION, n_samples), dtype=np.float32)
+    if not sounding.shape[0]:
+        return out
     idx = start + np.arange(n_samples)
-    ticks = idx // samples_per_tick
+    ticks = idx // samples_per_tick - onsets_from
     inside = (ticks >= 0) & (ticks < sounding.shape[0])
     tk = np.clip(ticks, 0, sounding.shape[0] - 1)
     on = sounding[tk] & inside[:, None]  # (n, 88)
-    out = np.zeros((N_EXCITATION, n_samples), dtype=np.float32)
     if not on.any():
         return out
     keys = np.nonzero(on.any(axis=0))[0]  # only the keys that sound somewhere in this stretch
