@@ -27,7 +27,7 @@ from wavegen.data.dataset import Dataset, Items
 from wavegen.errors import WavegenError
 from wavegen.notes.text import N_KEYS
 
-PIECE_CACHE_BYTES = 256 << 20  # a loader worker's rolls (as bits) and velocities, most recently used
+PIECE_CACHE_BYTES = 64 << 20  # a loader worker's rolls (as bits; 83 h of 50 ms ticks) and velocities, most recent
 
 
 class CropDataset(torch.utils.data.Dataset):
