@@ -181,3 +181,36 @@ def test_text_format_error_is_a_wavegen_error(tmp_path):
         T.read_file(p)
     with pytest.raises(WavegenError, match="no such file"):
         T.read_file(tmp_path / "missing.txt")
+
+
+def _outcome(text: str):
+    try:
+        kt = T.parse(text)
+    except TextFormatError as e:
+        return "error", str(e)
+    return "roll", kt.roll.tobytes(), kt.roll.shape, kt.tick_ms, dict(kt.meta)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.booleans(), st.lists(st.sampled_from(list(T.KEY_CHARS[:6] + T.KEY_CHARS[-3:]) + [" ", " ", " ", "\n", "\r\n", "\r", "\t", "é", "{"]),
+                               max_size=60))
+def test_the_vectorized_reader_reads_as_the_character_loop(header, parts):
+    """parse's numpy path (`_fast_roll`) gives the roll the character loop gives, and leaves every text
+    the loop rejects to the loop (the same error)."""
+    text = ("{tick_ms=25 ticks=%d}\n" % "".join(parts).count(" ") if header else "") + "".join(parts)
+    fast = _outcome(text)
+    original = T._fast_roll
+    T._fast_roll = lambda *a: None
+    try:
+        slow = _outcome(text)
+    finally:
+        T._fast_roll = original
+    assert fast == slow
+
+
+def test_the_vectorized_reader_reads_a_real_text():
+    rng = np.random.default_rng(0)
+    roll = rng.random((500, 88)) < 0.05
+    text = T.write(T.KeyText(roll=roll, tick_ms=50))
+    assert T._fast_roll(text, text.index("\n") + 1, 10**6) is not None  # the fast path is taken
+    np.testing.assert_array_equal(T.parse(text).roll, roll)

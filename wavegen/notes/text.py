@@ -160,6 +160,47 @@ def _header_tick_ms(header: Mapping[str, str], source: str) -> float:
     return tick_ms
 
 
+def _fast_roll(text: str, pos: int, most_ticks: int) -> np.ndarray | None:
+    """The roll of text[pos:], read with numpy (about 20x faster than `parse`'s character loop), if it is well
+    formed within the limits; None for anything else, for which the loop names the line and column."""
+    try:
+        b = np.frombuffer(text[pos:].encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    cr = b == 13
+    if cr.any():
+        if int((cr[:-1] & (b[1:] == 10)).sum()) != int(cr.sum()):  # a CR only as part of CRLF
+            return None
+        b = b[~cr]
+    newline = b == 10
+    ends = np.flatnonzero(newline) - 1
+    if len(ends):
+        before = b[np.maximum(ends, 0)]
+        if not ((ends < 0) | (before == 32) | (before == 10)).all():  # a line ends inside a tick
+            return None
+        b = b[~newline]
+    if len(b) and b[-1] != 32:  # the text ends inside a tick
+        return None
+    space = b == 32
+    codes = b[~space]
+    if not ((codes >= _FIRST_ORD) & (codes <= _LAST_ORD)).all():
+        return None
+    n_ticks = int(space.sum())
+    if n_ticks > most_ticks:
+        return None
+    tick = (np.cumsum(space) - space)[~space]  # the spaces before a key: its tick
+    key = codes.astype(np.int64) - _FIRST_ORD
+    if len(key) > 1 and ((tick[1:] == tick[:-1]) & (key[1:] <= key[:-1])).any():  # keys rise within a tick
+        return None
+    roll = np.zeros((n_ticks, N_KEYS), dtype=bool)
+    roll[tick, key] = True
+    struck = roll.copy()
+    struck[1:] &= ~roll[:-1]
+    if int(struck.sum()) > limits.MAX_NOTES:
+        return None
+    return roll
+
+
 def parse(text: str, source: str = "<text>") -> KeyText:
     """Parse 88-key text (format version 1). Raises TextFormatError naming line and column.
 
@@ -187,78 +228,81 @@ def parse(text: str, source: str = "<text>") -> KeyText:
     tick_ms = _header_tick_ms(header, source)
     most_ticks = limits.max_ticks(tick_ms)
 
-    rows: list[list[int]] = []
-    current: list[int] = []
-    previous: set[int] = set()
-    n_notes = 0
-    line_start = pos
-    n = len(text)
-    i = pos
-    while i < n:
-        c = text[i]
-        o = ord(c)
-        if c == " ":
-            rows.append(current)
-            n_notes += sum(k not in previous for k in current)
-            previous, current = set(current), []
-            if len(rows) > most_ticks or n_notes > limits.MAX_NOTES:
-                what = (
-                    f"more than {most_ticks} ticks of {format_number(tick_ms)} ms "
-                    f"({limits.MAX_SECONDS / 3600:g} h)" if len(rows) > most_ticks
-                    else f"more than {limits.MAX_NOTES} notes"
-                )
-                raise TextFormatError(source, line_no, i - line_start + 1, f"{what}, the most wavegen reads")
-        elif _FIRST_ORD <= o <= _LAST_ORD:
-            k = o - _FIRST_ORD
-            if current and k <= current[-1]:
-                col = i - line_start + 1
-                prev = KEY_CHARS[current[-1]]
-                why = "repeated" if k == current[-1] else f"out of order (after {prev!r})"
+    roll = _fast_roll(text, pos, most_ticks)
+    if roll is None:  # something is off, or the text is at a limit: read it character by character to say what
+        rows: list[list[int]] = []
+        current: list[int] = []
+        previous: set[int] = set()
+        n_notes = 0
+        line_start = pos
+        n = len(text)
+        i = pos
+        while i < n:
+            c = text[i]
+            o = ord(c)
+            if c == " ":
+                rows.append(current)
+                n_notes += sum(k not in previous for k in current)
+                previous, current = set(current), []
+                if len(rows) > most_ticks or n_notes > limits.MAX_NOTES:
+                    what = (
+                        f"more than {most_ticks} ticks of {format_number(tick_ms)} ms "
+                        f"({limits.MAX_SECONDS / 3600:g} h)" if len(rows) > most_ticks
+                        else f"more than {limits.MAX_NOTES} notes"
+                    )
+                    raise TextFormatError(source, line_no, i - line_start + 1, f"{what}, the most wavegen reads")
+            elif _FIRST_ORD <= o <= _LAST_ORD:
+                k = o - _FIRST_ORD
+                if current and k <= current[-1]:
+                    col = i - line_start + 1
+                    prev = KEY_CHARS[current[-1]]
+                    why = "repeated" if k == current[-1] else f"out of order (after {prev!r})"
+                    raise TextFormatError(
+                        source, line_no, col, f"key {c!r} is {why} within a tick: keys rise in pitch"
+                    )
+                current.append(k)
+            elif c == "\n" or (c == "\r" and i + 1 < n and text[i + 1] == "\n"):
+                if current:
+                    raise TextFormatError(
+                        source, line_no, i - line_start + 1,
+                        "a line ends inside a tick: every tick ends with one space "
+                        "(did an editor strip trailing spaces?)",
+                    )
+                if c == "\r":
+                    i += 1
+                line_no += 1
+                line_start = i + 1
+            else:
+                what = _describe(c)
+                hint = " (ticks are separated by single spaces only)" if c in "\t\r" else ""
+                if c in "{}":
+                    hint = " (the header must be the first line)"
                 raise TextFormatError(
-                    source, line_no, col, f"key {c!r} is {why} within a tick: keys rise in pitch"
+                    source, line_no, i - line_start + 1, f"{what} is not a key or a space{hint}"
                 )
-            current.append(k)
-        elif c == "\n" or (c == "\r" and i + 1 < n and text[i + 1] == "\n"):
-            if current:
-                raise TextFormatError(
-                    source, line_no, i - line_start + 1,
-                    "a line ends inside a tick: every tick ends with one space "
-                    "(did an editor strip trailing spaces?)",
-                )
-            if c == "\r":
-                i += 1
-            line_no += 1
-            line_start = i + 1
-        else:
-            what = _describe(c)
-            hint = " (ticks are separated by single spaces only)" if c in "\t\r" else ""
-            if c in "{}":
-                hint = " (the header must be the first line)"
+            i += 1
+        if current:
             raise TextFormatError(
-                source, line_no, i - line_start + 1, f"{what} is not a key or a space{hint}"
+                source, line_no, n - line_start + 1,
+                "the text ends inside a tick: the last tick needs its final space",
             )
-        i += 1
-    if current:
-        raise TextFormatError(
-            source, line_no, n - line_start + 1,
-            "the text ends inside a tick: the last tick needs its final space",
-        )
+
+        roll = np.zeros((len(rows), N_KEYS), dtype=bool)
+        for t, keys in enumerate(rows):
+            if keys:
+                roll[t, keys] = True
 
     if "ticks" in header:
         raw = header["ticks"]
         if not raw.isdigit():
             raise TextFormatError(source, 1, 1, f"header ticks={raw} is not a whole number")
-        if int(raw) != len(rows):
+        if int(raw) != roll.shape[0]:
             raise TextFormatError(
                 source, 1, 1,
-                f"the header says ticks={raw} but the text holds {len(rows)} ticks; "
+                f"the header says ticks={raw} but the text holds {roll.shape[0]} ticks; "
                 "an editor that strips trailing spaces deletes rests (a line of rests is all "
                 "spaces): restore them, or correct the header",
             )
-    roll = np.zeros((len(rows), N_KEYS), dtype=bool)
-    for t, keys in enumerate(rows):
-        if keys:
-            roll[t, keys] = True
     meta = {k: v for k, v in header.items() if k not in RESERVED_HEADER_KEYS}
     return KeyText(roll=roll, tick_ms=tick_ms, meta=meta)
 
