@@ -191,9 +191,11 @@ def _outcome(text: str):
     return "roll", kt.roll.tobytes(), kt.roll.shape, kt.tick_ms, dict(kt.meta)
 
 
+_PARTS = list(T.KEY_CHARS[:6] + T.KEY_CHARS[-3:]) + [" ", " ", " ", "\n", "\r\n", "\r", "\t", "é", "{"]
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.booleans(), st.lists(st.sampled_from(list(T.KEY_CHARS[:6] + T.KEY_CHARS[-3:]) + [" ", " ", " ", "\n", "\r\n", "\r", "\t", "é", "{"]),
-                               max_size=60))
+@given(st.booleans(), st.lists(st.sampled_from(_PARTS), max_size=60))
 def test_the_vectorized_reader_reads_as_the_character_loop(header, parts):
     """parse's numpy path (`_fast_roll`) gives the roll the character loop gives, and leaves every text
     the loop rejects to the loop (the same error)."""

@@ -80,9 +80,9 @@ def keep_freed_memory() -> bool:
     every activation of a training batch, and unmapped when freed, so that each step page-faults its
     whole working set in again, zero-filled) and the heap's top is never trimmed. On a 2-core CPU a
     training step spent up to a third of its time in the kernel this way; kept, fp32 trained 1.76x and
-    bf16 1.46x as fast in the same run, and torch.compile compiled in half the time (BENCHMARKS.md). The cost: the
-    process keeps its peak memory until it ends, so it is for the processes that train and evaluate.
-    Returns whether it was applied: glibc only (elsewhere nothing changes), and not with
+    bf16 1.46x as fast in the same run, and torch.compile compiled in half the time (BENCHMARKS.md).
+    The cost: the process keeps its peak memory until it ends, so it is for the processes that train
+    and evaluate. Returns whether it was applied: glibc only (elsewhere nothing changes), and not with
     WAVEGEN_SYSTEM_MALLOC=1 (to measure against)."""
     if os.environ.get("WAVEGEN_SYSTEM_MALLOC", "") not in ("", "0") or platform.libc_ver()[0] != "glibc":
         return False

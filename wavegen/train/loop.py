@@ -633,7 +633,7 @@ def train(task: Task, run_dir: str | Path, *, stop_after: int | None = None, sho
     """Train (or resume) `task` into `run_dir`. stop_after: end after this many steps in this call (tests)."""
     from tqdm import tqdm
 
-    machine.keep_freed_memory()  # the step's activations stay mapped from step to step (before the precision is measured)
+    machine.keep_freed_memory()  # a step's activations stay mapped for the next (set before the precision is measured)
     run_dir = Path(run_dir)
     tc, dc = task.cfg.train, task.cfg.data
     notices: list[str] = []
