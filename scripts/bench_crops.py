@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wavegen import machine  # noqa: E402
 from wavegen.config import load_config  # noqa: E402
 from wavegen.data import dataset as D  # noqa: E402
 from wavegen.errors import WavegenError  # noqa: E402
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=int, default=120, help="crops timed after 5 of warm-up (default 120)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    machine.keep_freed_memory()  # as in a training run's loader workers (forked from `wavegen train`)
     try:
         ds = D.load(args.data)
         cfg = load_config(args.config)
