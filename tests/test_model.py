@@ -304,3 +304,25 @@ def test_finer_mu_law_predicts_what_the_coarse_model_did():
         torch.testing.assert_close(inside, inside[:, :1].expand_as(inside), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="not finer"):
         finer_mu_law(fine.state_dict(), 1024, 256)
+
+
+def test_a_layer_casts_its_input_before_padding_it_as_autocast_would_after(monkeypatch):
+    """Under bf16 autocast each layer casts x to bf16 and pads that (no padded float32 copy): the forward
+    and the gradients are bit for bit those of padding float32 and leaving the cast to the conv."""
+    import wavegen.nn.model as M
+
+    model = make()
+    inputs, ticks, offset, exc, style = random_batch(model, 2, 300)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(inputs, ticks, offset, exc, style)
+        out.float().square().mean().backward()
+        return out.detach(), model.layers[0].dilated.weight.grad.clone(), model.embed.weight.grad.clone()
+
+    cast_first = run()
+    monkeypatch.setattr(M.torch, "is_autocast_enabled", lambda *a: False)  # the layer pads float32 itself
+    pad_first = run()
+    for a, b in zip(cast_first, pad_first, strict=True):
+        assert torch.equal(a, b)
