@@ -29,6 +29,7 @@ MOL_BITS = 16  # the mixture of logistics models 16-bit audio
 # up to this many ticks in a window, layers repeat the tick conditioning by a matmul with the one-hot
 # tick map (n_ticks multiply-adds per value: fast, both ways); longer windows gather (memory stays linear)
 ONE_HOT_MAX_TICKS = 32
+AUTOCAST_DEVICES = ("cpu", "cuda")  # where a layer casts before padding (the meta device of FLOP counts has no autocast)
 SOUNDING_MIN = 16  # the excitation channels a CPU forward projects: at least this many, a power of two
 
 
@@ -74,7 +75,7 @@ class ResidualLayer(nn.Module):
         cond_channels, T) with ticks_to_samples None; exc (B, 2*88, T), or only its channels
         `exc_keys` (the others being zero); style (B,) and timbre (B,) ids."""
         x_in = x
-        if x.dtype == torch.float32 and torch.is_autocast_enabled(x.device.type):
+        if x.dtype == torch.float32 and x.device.type in AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type):
             # cast, then pad: the values autocast would give the conv, without a padded float32 copy of x
             # and its gradient (bf16 training steps 1.06x on a 2-core CPU, BENCHMARKS.md)
             x_in = x.to(torch.get_autocast_dtype(x.device.type))
