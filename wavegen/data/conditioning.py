@@ -47,10 +47,7 @@ def sounding_and_onsets(roll: np.ndarray, lo: int = 0, hi: int | None = None
     hi = T + 1 if hi is None else hi
     if not 0 <= lo <= hi <= T + 1:
         raise ValueError(f"ticks [{lo}, {hi}) are not within the roll's 0 .. {T}")
-    r = np.zeros((hi - lo + 1, N_KEYS), dtype=bool)  # ticks lo - 1 .. hi - 1, silent before 0 and at T
-    a, b = max(lo - 1, 0), min(hi, T)
-    if b > a:
-        r[a - lo + 1 : b - lo + 1] = roll[a:b]
+    r = _rows_before(roll, lo, hi)  # ticks lo - 1 .. hi - 1, silent before 0 and at T
     onset = r[1:] & ~r[:-1]
     sounding = r[1:] | r[:-1]
     t = np.arange(lo, hi)[:, None]
@@ -58,6 +55,15 @@ def sounding_and_onsets(roll: np.ndarray, lo: int = 0, hi: int | None = None
     if lo > 0:
         last_onset = np.maximum(last_onset, last_onset_before(roll, lo))
     return sounding, onset, last_onset
+
+
+def _rows_before(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows lo - 1 .. hi - 1 of x (a roll's ticks, or their velocities), zero where they fall outside it."""
+    out = np.zeros((hi - lo + 1, *x.shape[1:]), dtype=x.dtype)
+    a, b = max(lo - 1, 0), min(hi, x.shape[0])
+    if b > a:
+        out[a - lo + 1 : b - lo + 1] = x[a:b]
+    return out
 
 
 def last_onset_before(roll: np.ndarray, lo: int) -> np.ndarray:
@@ -95,12 +101,8 @@ def velocity_features(roll: np.ndarray, velocity: np.ndarray | None, default_vel
     if velocity is not None:
         if velocity.shape != roll.shape:
             raise ValueError(f"velocity {velocity.shape} and roll {roll.shape} differ in shape")
-        r = np.zeros((hi - lo + 1, N_KEYS), dtype=bool)  # ticks lo - 1 .. hi - 1, as sounding_and_onsets
-        w = np.zeros(r.shape, dtype=np.float32)  # their velocities, 0 where no key
-        a, b = max(lo - 1, 0), min(hi, T)
-        if b > a:
-            r[a - lo + 1 : b - lo + 1] = roll[a:b]
-            w[a - lo + 1 : b - lo + 1] = np.where(roll[a:b], velocity[a:b], 0)
+        r = _rows_before(roll, lo, hi)  # ticks lo - 1 .. hi - 1, as sounding_and_onsets
+        w = np.where(r, _rows_before(velocity, lo, hi), 0).astype(np.float32)  # their velocities, 0 where no key
         given_back = sounding & ~r[1:]  # sounds only as the tick after a run: the run's velocity
         v = np.where(given_back, w[:-1], w[1:])
     v = np.where(sounding & (v == 0), float(default_velocity), v)
