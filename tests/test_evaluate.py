@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from wavegen.errors import WavegenError
 from wavegen.evaluate import transcribe as TR
@@ -112,6 +113,16 @@ def test_evaluate_command_writes_the_report(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "ev" / "report-pieces" / f"{piece}-generated.wav").is_file()
     assert (tmp_path / "ev" / "report.md").read_text().startswith("# Evaluation")
+    # the takes are measured as `wavegen generate` writes them: denoised by their notes, unless --denoise 0
+    from wavegen.synth.denoise import DEFAULT_DEPTH_DB
+
+    assert report["denoise_db"] == DEFAULT_DEPTH_DB and f"denoised by {DEFAULT_DEPTH_DB:g} dB" in out
+    assert main(["evaluate", "--checkpoint", str(ck), "--data", str(tiny_dataset), "--split", "test", "--pieces", "1",
+                 "--seconds", "1", "--sketches", "none", "--denoise", "0", "-o", str(tmp_path / "raw" / "report.json")]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "raw" / "report.json").read_text())["denoise_db"] == 0.0
+    takes = [sf.read(tmp_path / d / "report-pieces" / f"{piece}-generated.wav")[0] for d in ("ev", "raw")]
+    assert len(takes[0]) == len(takes[1]) and not np.array_equal(*takes)
 
 
 def test_evaluate_corpus_keeps_one_corpus_and_names_the_others(tiny_dataset, tmp_path, capsys):

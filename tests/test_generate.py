@@ -51,6 +51,27 @@ def test_follows_a_sketch_for_its_length_plus_the_tail(capsys, tmp_path, ckpt):
     assert np.all(np.isfinite(audio)) and (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_take_that_follows_a_sketch_is_denoised_by_its_notes(capsys, tmp_path, ckpt):
+    """By default the take is the played audio denoised by the sketch's notes (synth/denoise.py) at the
+    default depth; --denoise 0 writes it as played; --denoise DB at DB."""
+    from wavegen.audio import from_int16, to_int16
+    from wavegen.synth.denoise import DEFAULT_DEPTH_DB, denoise
+
+    sketch = tmp_path / "s.txt"
+    sketch.write_text("{tick_ms=50 ticks=6}\nHL HL HL    \n")
+    args = ["--checkpoint", str(ckpt), "--sketch", str(sketch), "--seconds", "0.5"]
+    for name, more in (("raw", ["--denoise", "0"]), ("default", []), ("deep", ["--denoise", "30"])):
+        code, _, err = gen(capsys, *args, *more, "-o", str(tmp_path / f"{name}.wav"))
+        assert code == 0, err
+    raw, default, deep = (sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("raw", "default", "deep"))
+    notes = T.read_file(sketch).notes()
+    played = from_int16(raw)  # the raw take, as the file holds it
+    for got, depth in ((default, DEFAULT_DEPTH_DB), (deep, 30.0)):
+        assert not np.array_equal(got, raw)
+        # the same as denoising the written raw take: at most a step of 16-bit rounding apart
+        assert np.max(np.abs(got.astype(int) - to_int16(denoise(played, 16_000, notes, depth))[0].astype(int))) <= 2
+
+
 def test_same_seed_same_bytes_and_batch_takes_differ(capsys, tmp_path, ckpt):
     args = ["--checkpoint", str(ckpt), "--seconds", "0.1"]
     assert gen(capsys, *args, "--seed", "3", "-o", str(tmp_path / "a.wav"))[0] == 0
@@ -82,6 +103,7 @@ def test_unconditional_and_mixture_of_logistics_models(capsys, tmp_path):
     ("unknown style", "--style rock"),
     ("no length", "give --seconds"),
     ("min-p out of range", "--min-p: 1 must be at least 0 and below 1"),
+    ("denoise out of range", "--denoise 61: must be 0 (off) to 60 dB"),
 ])
 def test_bad_input(capsys, tmp_path, ckpt, case, words):
     ck = ckpt
@@ -108,6 +130,8 @@ def test_bad_input(capsys, tmp_path, ckpt, case, words):
         args = []
     elif case == "min-p out of range":
         args += ["--min-p", "1"]
+    elif case == "denoise out of range":
+        args += ["--denoise", "61"]
     code, _, err = gen(capsys, "--checkpoint", str(ck), *args, "-o", str(tmp_path / "o.wav"))
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.wav").exists()

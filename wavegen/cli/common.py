@@ -111,6 +111,9 @@ TEMPERATURE = arg("--temperature", type=non_negative_float, help="sampling tempe
                   "its card says otherwise; 0 = greedy)")
 MIN_P = arg("--min-p", type=fraction, metavar="P", help="never draw a sample value less likely than P times the most "
             "likely one, in [0, 1) (default: the model's, 0 = off, unless its card says otherwise)")
+DENOISE = arg("--denoise", type=non_negative_float, metavar="DB", help="turn what the take plays between the "
+              "partials of the sketch's notes down by DB (a post-process; default 10, 0 = the network's take "
+              "as it played it)")
 SET = arg("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting; repeatable")
 RUN_DIR = one_of(arg("--out", metavar="RUN_DIR", help="run folder: checkpoints, samples, logs"), arg("--show-config",
                  action="store_true", help="print every setting and its value (after --config, --set) and exit"), required=True)

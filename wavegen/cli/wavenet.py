@@ -11,7 +11,7 @@ command("generate", "generate harpsichord audio with a trained WaveNet", c.CHECK
         arg("--sketch", metavar="IN.{txt,mid}", help="notes to follow (88-key text or MIDI; a model trained with "
             "velocities plays a MIDI file's own, and 88-key text at its default velocity)"),
         arg("--seconds", type=positive_float, help="length (default: the sketch plus a 0.5 s release tail)"),
-        c.TEMPERATURE, c.MIN_P, c.SEED,
+        c.TEMPERATURE, c.MIN_P, c.DENOISE, c.SEED,
         arg("--batch", type=positive_int, default=1, help="takes to write: OUT-1.wav, OUT-2.wav, ..."),
         arg("--style", help="a style the model was trained on (default: the sketch's header style)"),
         arg("--timbre", help="the harpsichord, for a model trained on several (its card lists them: e.g. "
@@ -35,7 +35,7 @@ command("evaluate", "measure how well a model plays held-out pieces", c.CHECKPOI
             "a dataset built with --corpus all (default: the split's first pieces, whatever their corpus)"),
         arg("--timbre", help="in a dataset of several harpsichords, the one to measure (its pieces and SoundFont; "
             "default: the model's first timbre, or the one it was trained on)"), c.SEED,
-        c.TEMPERATURE, c.MIN_P, arg("--sketches", metavar="DIR", default="data/sketches", help="a sketch suite played "
+        c.TEMPERATURE, c.MIN_P, c.DENOISE, arg("--sketches", metavar="DIR", default="data/sketches", help="a sketch suite played "
                                     "whole too (default data/sketches; none: the chorales only)"),
         arg("-o", "--output", default="evaluation/report.json", metavar="REPORT.json", help="the "
                                     "report (default evaluation/report.json); REPORT.md and REPORT-pieces/ beside it"),

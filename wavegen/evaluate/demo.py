@@ -1,7 +1,8 @@
 """`wavegen demo`: the shipped WaveNet plays a Bach chorale held out from training, beside its reference.
 
 Writes into one folder the chorale as 88-key text (sketch.txt), its SoundFont rendering (reference.wav),
-the WaveNet's performance of the same text (generated.wav) and both spectrograms side by side with the
+the WaveNet's performance of the same text (generated.wav, denoised by its notes as `wavegen generate`
+denoises: synth/denoise.py) and both spectrograms side by side with the
 notes drawn over them (demo.png). Without an installed model it shows the reference alone, and says so.
 The work's modules are imported by `demo`: the command line reads DEMO_PIECE for its help without torch.
 """
@@ -55,6 +56,7 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
     from wavegen.notes import text as T
     from wavegen.notes.limits import check_duration
     from wavegen.notes.render import render_notes
+    from wavegen.synth import denoise as denoising
     from wavegen.synth.generate import play
 
     t0 = time.perf_counter()
@@ -86,6 +88,8 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
             on_start(n, sr)
         gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, style=style, progress=progress,
                    **loaded.sampling())[0]
+        if loaded.model.uses_notes:
+            gen = denoising.denoise(gen, sr, kt.notes(), denoising.DEFAULT_DEPTH_DB)
         result.generation_seconds = time.perf_counter() - t_gen
         result.model = loaded.path.name
         write_audio(out / "generated.wav", gen, sr)

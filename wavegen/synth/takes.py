@@ -5,7 +5,8 @@ one asked for, else the sketch header's when the model knows it), how to sample 
 temperature and min-p unless given), the velocities (a MIDI sketch's own, read with its sustain pedal, for
 a model that reads them; 88-key text plays at the model's default velocity) and which engine (`play`
 chooses) are decided here; the command line only parses and prints. `batch` takes are written OUT-1.wav,
-OUT-2.wav, ... beside OUT.wav. The
+OUT-2.wav, ... beside OUT.wav. A take that followed a sketch is denoised by its notes (synth/denoise.py;
+`denoise` dB, default DEFAULT_DEPTH_DB, 0 = as played). The
 length, the number of takes (notes/limits.py) and every output path are checked before the model is
 loaded, the memory of all takes together before they are played.
 """
@@ -27,6 +28,7 @@ from wavegen.nn import checkpoint
 from wavegen.notes import limits
 from wavegen.notes import sketch as sketches
 from wavegen.notes import text as T
+from wavegen.synth import denoise as denoising
 from wavegen.synth.generate import choose_engine, play
 from wavegen.synth.sketchcond import sketch_samples
 
@@ -69,13 +71,15 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
                    seconds: float | None = None, batch: int = 1, style: str | None = None, timbre: str | None = None,
                    temperature: float | None = None, min_p: float | None = None, seed: int = 0,
                    engine: str = "auto", threads: int | None = None, plot: bool = False,
-                   warn: Callable[[str], None] = lambda message: None,
+                   denoise: float | None = None, warn: Callable[[str], None] = lambda message: None,
                    on_start: Callable[[int, int], None] | None = None,
                    progress: Callable[[int], None] | None = None) -> Takes:
     """Generate `batch` takes with `model` (a shipped model's name, a checkpoint or run folder; default
     the shipped one) and write them. on_start(n_samples per take, sample rate) is called once the length
     is known, progress(samples done per take) as they are made, warn(message) before the work."""
     output_format(output)
+    if denoise is not None:
+        denoising.check_depth(denoise)
     if seconds is not None:
         limits.check_duration(seconds, "--seconds")
     limits.check_takes(batch)
@@ -115,6 +119,11 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
     audio = play(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None, engine=engine,
                  batch=batch, threads=threads, **sampling, seed=seed, style=style_id, progress=progress,
                  velocity=velocity, timbre=timbre_id)
+    if sk is not None and loaded.model.uses_notes:
+        audio = denoising.denoise(audio, sr, sk.keytext.notes(), denoising.DEFAULT_DEPTH_DB if denoise is None else denoise)
+    elif denoise:
+        warn(f"--denoise {denoise:g}: nothing to denoise by (" + ("no --sketch" if sk is None else
+             "this model does not follow notes") + "); the takes are written as played")
     took = time.perf_counter() - t0
     paths = take_paths(output, batch)
     for path, take in zip(paths, audio, strict=True):

@@ -1,0 +1,95 @@
+"""Note-informed denoising (synth/denoise.py) on known answers: the partials of the notes pass, noise
+between them, a wrong note and a drone in a rest are turned down by the depth asked for, a pluck passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavegen.errors import WavegenError
+from wavegen.notes.text import Note
+from wavegen.synth import denoise as D
+
+SR = 16_000
+A4 = 69  # 440 Hz
+
+
+def tone(f0: float, seconds: float, partials: int = 6, level: float = 0.1) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(level / p * np.sin(2 * np.pi * p * f0 * t) for p in range(1, partials + 1)).astype(np.float32)
+
+
+def band_db(x: np.ndarray, lo: float, hi: float, start: float, end: float) -> float:
+    """Power (dB) of x[start:end] in the band [lo, hi] Hz, by one Hann-windowed FFT."""
+    seg = x[int(start * SR):int(end * SR)].astype(np.float64)
+    spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)))) ** 2
+    f = np.fft.rfftfreq(len(seg), 1 / SR)
+    return float(10 * np.log10(spec[(f >= lo) & (f <= hi)].sum() + 1e-30))
+
+
+@pytest.fixture(scope="module")
+def noisy_a4():
+    notes = [Note(A4, 0.5, 2.5)]
+    clean = np.concatenate([np.zeros(SR // 2, np.float32), tone(440.0, 2.0), np.zeros(SR, np.float32)])
+    noise = np.random.default_rng(0).normal(0, 0.003, len(clean)).astype(np.float32)
+    return clean, noise, notes
+
+
+def test_depth_zero_returns_the_take_as_it_was(noisy_a4):
+    clean, noise, notes = noisy_a4
+    x = clean + noise
+    assert np.array_equal(D.denoise(x, SR, notes, 0.0), x)
+
+
+def test_the_partials_pass_and_the_noise_between_them_is_turned_down(noisy_a4):
+    clean, noise, notes = noisy_a4
+    y = D.denoise(clean + noise, SR, notes, 20.0)
+    for p in (1, 2, 3):  # the partials of the note keep their level
+        before, after = (band_db(v, 440 * p - 10, 440 * p + 10, 1.0, 2.0) for v in (clean + noise, y))
+        assert abs(after - before) < 0.5
+    # between the partials (mid-way, where no partial's taper reaches): what is left is the noise, 20 dB down
+    for lo, hi in ((600, 700), (1050, 1150), (3250, 3350)):
+        before, after = (band_db(v, lo, hi, 1.0, 2.0) for v in (clean + noise, y))
+        assert before - after == pytest.approx(20.0, abs=1.5)
+
+
+def test_a_drone_in_a_rest_and_a_wrong_note_are_turned_down(noisy_a4):
+    clean, _, notes = noisy_a4
+    wrong = tone(440 * 2 ** (6 / 12), len(clean) / SR, partials=1)  # D#5: a tritone off, none of A4's partials
+    y = D.denoise(clean + wrong, SR, notes, 30.0)
+    before, after = (band_db(v, 610, 635, 1.0, 2.0) for v in (clean + wrong, y))
+    assert before - after == pytest.approx(30.0, abs=2.0)  # while the note sounds
+    before, after = (band_db(v, 610, 635, 3.0, 3.9) for v in (clean + wrong, y))
+    assert before - after == pytest.approx(30.0, abs=1.0)  # after its release: a rest
+
+
+def test_a_pluck_passes_whole(noisy_a4):
+    """The first few milliseconds of a note are broadband (a pluck); they are not turned down."""
+    _, _, notes = noisy_a4
+    rng = np.random.default_rng(1)
+    x = np.zeros(3 * SR, np.float32)
+    x[int(0.5 * SR):int(0.51 * SR)] = rng.normal(0, 0.3, int(0.01 * SR))  # 10 ms of noise at the onset
+    y = D.denoise(x, SR, notes, 30.0)
+    energy = (np.sum(v[int(0.45 * SR):int(0.6 * SR)].astype(np.float64) ** 2) for v in (x, y))
+    assert 10 * np.log10(next(energy) / next(energy)) < 1.0
+    late = x.copy()
+    late[:] = 0
+    late[int(1.5 * SR):int(1.51 * SR)] = x[int(0.5 * SR):int(0.51 * SR)]  # the same burst mid-note: turned down
+    z = D.denoise(late, SR, notes, 30.0)
+    before, after = (band_db(v, 600, 700, 1.45, 1.6) for v in (late, z))  # between A4's partials
+    assert before - after > 20.0
+
+
+def test_takes_are_denoised_each_alike(noisy_a4):
+    clean, noise, notes = noisy_a4
+    batch = np.stack([clean + noise, clean - noise])
+    y = D.denoise(batch, SR, notes, 12.0)
+    assert y.shape == batch.shape and y.dtype == np.float32
+    for i in range(2):
+        np.testing.assert_allclose(y[i], D.denoise(batch[i], SR, notes, 12.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [-1.0, 61.0, float("nan")])
+def test_a_depth_out_of_range_is_refused(depth):
+    with pytest.raises(WavegenError, match="--denoise"):
+        D.check_depth(depth)
