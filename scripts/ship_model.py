@@ -195,7 +195,8 @@ def main() -> int:
               "Reproduce: `wavegen evaluate --checkpoint " + args.name + f" --data {report['dataset']}"
               + (f" --corpus {report['corpus']}" if report.get("corpus") else "")
               + (f" --timbre {report['timbre']}" if report.get("timbre") else "") + f" --pieces "
-              f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}` (the model's own temperature and "
+              f"{len(report['pieces'])} --seconds {report['seconds_per_piece']:g}"
+              + f" --denoise {report.get('denoise_db', 0.0):g}` (the model's own temperature and "
               "min-p unless given; the sketch suite in data/sketches/ too).", ""]
     if notes:
         lines += [notes, ""]
