@@ -93,3 +93,31 @@ def test_takes_are_denoised_each_alike(noisy_a4):
 def test_a_depth_out_of_range_is_refused(depth):
     with pytest.raises(WavegenError, match="--denoise"):
         D.check_depth(depth)
+
+
+def test_the_transform_is_librosas_and_a_stream_is_the_whole_take():
+    """denoise is librosa's centred STFT, masked, and its inverse (an independent implementation of the
+    same transform); pushed in pieces of any length, with the notes known only as far as the audio (a
+    note not yet ended ends there), it gives the same samples."""
+    import librosa
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 0.1, 3 * SR + 123).astype(np.float32)
+    notes = [Note(A4, 0.5, 2.5), Note(60, 1.0, 1.7), Note(40, 2.9, 3.2)]
+    n = int(D.N_FFT_S * SR)
+    spec = librosa.stft(x, n_fft=n, hop_length=n // 4, window="hann", center=True, pad_mode="constant")
+    spec *= D.cell_gains(np.arange(spec.shape[1]), SR, notes, 10.0)
+    expected = librosa.istft(spec, hop_length=n // 4, n_fft=n, window="hann", center=True, length=len(x))
+    whole = D.denoise(x, SR, notes, 10.0)
+    np.testing.assert_allclose(whole, expected, atol=1e-6)
+    assert np.abs(D.denoise(x, SR, [], 1e-6) - x).max() < 1e-5  # all but unchanged: the transform inverts
+
+    s, parts, i = D.StreamDenoiser(SR, 10.0), [], 0
+    while i < len(x):
+        k = int(rng.integers(1, 3000))
+        known = (i + k) / SR
+        parts.append(s.push(x[i:i + k], [Note(nt.pitch, nt.start, min(nt.end, known)) for nt in notes
+                                         if nt.start < known]))
+        i += k
+    parts.append(s.flush(notes))
+    assert max(len(p) for p in parts) > 0 and np.array_equal(np.concatenate(parts), whole)

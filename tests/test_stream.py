@@ -7,6 +7,7 @@ import pytest
 from test_generate import SKETCH, SPT, SR, small_model
 
 from wavegen.notes.text import KEY_CHARS
+from wavegen.synth.denoise import StreamDenoiser, denoise
 from wavegen.synth.fast import FastWaveNet
 from wavegen.synth.generate import play
 from wavegen.synth.sketchcond import sketch_samples
@@ -29,6 +30,25 @@ def test_the_stream_equals_the_offline_take(chunk):
     whole = play(model, sketch_samples(SKETCH, SR), sample_rate_hz=SR, sketch=SKETCH, engine="fast",
                  temperature=0.9, min_p=0.05, seed=4)[0]  # the sketch and its release tail
     assert np.array_equal(whole[: len(streamed)], streamed)
+
+
+def test_the_radio_denoises_its_stream_as_the_whole_take_would_be():
+    """The studio's radio denoises each piece as it is played, with the notes the player knows (its
+    window of ticks, which runs ahead of the audio): the same as denoising the whole take afterwards."""
+    model = small_model()
+    player = StreamPlayer(FastWaveNet(model), SR, seed=4)
+    cleaner = StreamDenoiser(SR, 10.0)
+    raw, clean = [], []
+    for i in range(0, len(TICKS) + 1, 7):
+        audio = player.play(TICKS[i : i + 7], flush=i + 7 > len(TICKS))
+        raw.append(audio)
+        clean.append(cleaner.push(audio, player.notes()))
+    clean.append(cleaner.flush(player.notes()))
+    assert player.notes() == SKETCH.notes()
+    raw = np.concatenate(raw)
+    whole = denoise(raw, SR, SKETCH.notes(), 10.0)
+    assert len(whole) == len(raw) and not np.allclose(whole, raw, atol=1e-3)
+    np.testing.assert_allclose(np.concatenate(clean), whole, atol=1e-6)
 
 
 @pytest.mark.parametrize("pre_emphasis", [0.0, 0.5])

@@ -216,6 +216,7 @@ def start(ws, request: dict) -> dict:
 def test_play_streams_the_take_that_generate_makes(play_url, studio):
     from wavegen.audio import to_int16
     from wavegen.notes import text as T
+    from wavegen.synth.denoise import DEFAULT_DEPTH_DB, denoise
     from wavegen.synth.generate import play
 
     with connect(play_url) as ws:
@@ -224,9 +225,14 @@ def test_play_streams_the_take_that_generate_makes(play_url, studio):
     assert first == {"type": "start", "sample_rate_hz": 16_000, "n_samples": 16_000, "tick_ms": 50.0}
     assert events[-1]["type"] == "done" and events[-1]["samples"] == 16_000
     pcm = np.frombuffer(audio, dtype="<i2")
-    expected = play(studio.loaded.model, 16_000, sample_rate_hz=16_000, sketch=T.parse(NINE), engine="fast",
-                    temperature=0.8, min_p=0.1, seed=5)[0]
-    assert np.array_equal(pcm, to_int16(expected)[0])
+    played = play(studio.loaded.model, 16_000, sample_rate_hz=16_000, sketch=T.parse(NINE), engine="fast",
+                  temperature=0.8, min_p=0.1, seed=5)[0]
+    expected = denoise(played, 16_000, T.parse(NINE).notes(), DEFAULT_DEPTH_DB)  # as `wavegen generate` writes it
+    assert np.max(np.abs(pcm.astype(int) - to_int16(expected)[0].astype(int))) <= 1
+    with connect(play_url) as ws:  # denoise 0: the take as the network played it
+        start(ws, {"mode": "sketch", "text": NINE, "temperature": 0.8, "min_p": 0.1, "seed": 5, "denoise": 0})
+        _, audio = receive_all(ws)
+    assert np.array_equal(np.frombuffer(audio, dtype="<i2"), to_int16(played)[0])
 
 
 @pytest.mark.parametrize("request_, words", [
@@ -235,6 +241,7 @@ def test_play_streams_the_take_that_generate_makes(play_url, studio):
     ({"mode": "sketch", "text": ""}, "empty"),
     ({"mode": "sketch", "text": "H ", "temperature": -1}, "temperature"),
     ({"mode": "sketch", "text": "H ", "min_p": 1}, "min_p"),
+    ({"mode": "sketch", "text": "H ", "denoise": 61}, "denoise"),
     ({"mode": "sketch", "text": "H ", "style": "jazz"}, "jazz"),
     ({"mode": "dance"}, "mode 'dance'"),
     ({"mode": "radio", "style": "jazz"}, "jazz"),

@@ -35,6 +35,7 @@ from fastapi import Request, WebSocket  # at module level: FastAPI reads the end
 from wavegen.errors import WavegenError
 from wavegen.notes import limits
 from wavegen.notes import text as T
+from wavegen.synth import denoise as denoising
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 4 * 2**20  # a MIDI or text file, a WAV to draw (4 MiB: two minutes of 16 kHz audio)
@@ -328,6 +329,7 @@ class Studio:
                 "jobs": self.cores.n,
                 "composer": {"name": self.composer_name, "styles": list(c.styles), "tick_ms": c.tick_ms},
                 "sampling": {"temperature": self.loaded.temperature, "min_p": self.loaded.min_p},
+                "denoise_db": self.denoise({}),
                 "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_seconds": MAX_SECONDS,
                            "max_text_chars": MAX_TEXT_CHARS}}
 
@@ -335,6 +337,12 @@ class Studio:
         t = _number(body, "temperature", None, 0.0, 10.0)
         p = _number(body, "min_p", None, 0.0, 0.999)
         return self.loaded.sampling(t, p)
+
+    def denoise(self, body: dict) -> float:
+        """How far the take is denoised by its notes (synth/denoise.py), dB: the body's, else the default
+        of `wavegen generate`; 0 for a model that does not follow notes."""
+        depth = _number(body, "denoise", denoising.DEFAULT_DEPTH_DB, 0.0, denoising.MAX_DEPTH_DB)
+        return depth if self.loaded.model.uses_notes else 0.0
 
     def style(self, body: dict, header_style: str | None = None) -> int | None:
         style = _string(body, "style", 100)
@@ -391,6 +399,7 @@ class Studio:
 
         mode = request.get("mode", "sketch")
         sampling = self.sampling(request)
+        depth = self.denoise(request)
         seed = int(_number(request, "seed", 0, 0, 2**32 - 1))
         if mode == "sketch":
             kt = parse_sketch(_string(request, "text"), self.tick_ms)
@@ -398,6 +407,8 @@ class Studio:
             chunks = stream_take(self.fast, n, sample_rate_hz=self.sr, sketch=kt, seed=seed,
                                  style=self.style(request, kt.meta.get("style")), timbre=self.timbre(request),
                                  **sampling)
+            if depth:
+                chunks = denoising.denoised_stream(chunks, self.sr, kt.notes(), depth)
             return Job({"type": "start", "sample_rate_hz": self.sr, "n_samples": n, "tick_ms": self.tick_ms},
                        (("audio", a) for a in chunks))
         if mode == "radio":
@@ -413,11 +424,14 @@ class Studio:
 
             def items() -> Iterator[tuple]:
                 first = len(prime)
+                cleaner = denoising.StreamDenoiser(self.sr, depth) if depth else None
                 for new, audio in composed_chunks(c, player, prime, np.random.default_rng(seed),
                                                   temperature=compose_t, style=style):
                     if new:
                         yield "ticks", first, " ".join(new) + " "
                         first += len(new)
+                    if cleaner is not None:  # the notes reach past the audio: the player looks ahead
+                        audio = cleaner.push(audio, player.notes())
                     if len(audio):
                         yield "audio", audio
 

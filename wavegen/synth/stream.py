@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from wavegen.audio import GrowingWav, deemphasize, mu_law_decode
-from wavegen.notes.text import KEY_CHARS, N_KEYS, KeyText
+from wavegen.notes.text import KEY_CHARS, N_KEYS, KeyText, Note, roll_to_notes
 from wavegen.synth.fast import FastWaveNet
 from wavegen.synth.sketchcond import roll_conditioning
 
@@ -43,6 +43,13 @@ class StreamPlayer:
             for c in tick:
                 roll[t, KEY_CHARS.index(c)] = True
         return roll
+
+    def notes(self) -> list[Note]:
+        """The notes of the recent ticks (the window), in seconds from the stream's start: a note still
+        held at the last tick known ends there."""
+        tick_s = self.spt / self.sr
+        shift = self.first * tick_s
+        return [Note(n.pitch, n.start + shift, n.end + shift) for n in roll_to_notes(self._roll(), tick_s * 1000)]
 
     @torch.no_grad()
     def play(self, new_ticks: Sequence[str], flush: bool = False) -> np.ndarray:
