@@ -92,6 +92,7 @@ def test_three_notes_drawn_on_the_roll_play_as_a_take_with_its_spectrogram(page,
     page, errors = page
     page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')", timeout=20_000)
     assert not page.is_visible("#timbre-row")  # the harpsichord menu only for a model of several
+    assert page.input_value("#denoise") == "10" and page.text_content("#denoise-out") == "10"  # /api/info's default
     # the roll: key k is the row (87 - k) * 7 px from the top, tick t the column t * 12 px (the default zoom)
     rows, px_per_tick = 7, page.evaluate("window.studio.state.view.pxPerTick")
     for key, tick in zip(CLICKED_KEYS, CLICKED_TICKS, strict=True):

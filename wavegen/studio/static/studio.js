@@ -1021,6 +1021,7 @@ function playMessage(mode) {
   const common = {
     temperature: Number($("temperature").value),
     min_p: Number($("min-p").value),
+    denoise: Number($("denoise").value),
     seed: seedOf($("seed")),
     style: $("style").value || null,
     timbre: $("timbre").value || null,
@@ -1648,6 +1649,7 @@ function applyInfo(info) {
   const s = info.sampling || {};
   if (s.temperature !== undefined) $("temperature").value = s.temperature;
   if (s.min_p !== undefined) $("min-p").value = s.min_p;
+  if (info.denoise_db !== undefined) $("denoise").value = info.denoise_db;
   fillSelect($("style"), info.styles || []);
   fillSelect($("timbre"), info.timbres || [], false);
   $("timbre-row").hidden = !(info.timbres && info.timbres.length);
@@ -1660,6 +1662,7 @@ function applyInfo(info) {
   }
   bindOutput("temperature");
   bindOutput("min-p");
+  bindOutput("denoise", 0);
   bindOutput("compose-temperature");
   bindOutput("compose-blend");
   const jobs = info.jobs ? ` · ${info.jobs} job${info.jobs > 1 ? "s" : ""} at once` : "";
