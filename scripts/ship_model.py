@@ -49,7 +49,7 @@ def data_section(meta: dict, data_dir: str | None) -> list[str]:
              f"transpositions {ds_meta.get('transpositions')}; each piece rendered from its own 88-key text by "
              f"FluidSynth with the {ds_meta.get('soundfont')} harpsichord (General MIDI program 6). Split by piece: "
              "the model never saw a validation or test piece.", ""]
-    if ds_meta.get("timbres"):
+    if len(ds_meta.get("timbres") or {}) > 1:  # a dataset of one harpsichord records it too: its SoundFont said it
         from wavegen.notes.render import TIMBRE_LICENCES
 
         names = list(ds_meta["timbres"])
@@ -173,8 +173,9 @@ def main() -> int:
         f"batch {cfg.data.batch_size} x {cfg.data.crop_samples} samples, AdamW lr {cfg.train.lr:g} with "
         f"{cfg.train.warmup_steps} warm-up steps and cosine decay over {cfg.train.steps} steps, "
         f"mixed precision {cfg.train.mixed_precision}, on a 2-core CPU of the project's machines. This checkpoint: "
-        f"step {meta.get('step')}" + (f", {sum(segments) / 3600:.2f} h of wall time in {len(segments)} sessions "
-                                      "(resumed from its checkpoint each time)" if segments else "") + ".",
+        f"step {meta.get('step')}" + (f", {sum(segments) / 3600:.2f} h of wall time"
+                                      + (f" in {len(segments)} sessions (resumed from its checkpoint each time)"
+                                         if len(segments) > 1 else "") if segments else "") + ".",
         "",
         "### Learning curve",
         "",
