@@ -146,3 +146,16 @@ def test_a_clip_quieter_than_its_reference_does_not_hide_another_clips_noise():
     o = summarize([row(12.0), row(-40.0)])
     assert o["noise_floor_db"] == pytest.approx(-14.0)  # the plain mean: "cleaner than the reference"
     assert o["noise_floor_excess_db"] == pytest.approx(6.0)  # the noise is still there
+
+
+def test_harmonic_share_of_a_held_note_its_tritone_and_a_whistle():
+    """A tone of the note's first six harmonics has all its energy on them and none on the tritone's; a
+    loud partial off the harmonics (a whistle) takes its share away."""
+    t = np.arange(int(1.2 * SR)) / SR
+    f0 = 440 * 2 ** ((63 - 69) / 12)  # E flat 4, the held note of tests/test_shipped.py
+    note = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 7))
+    assert sound.harmonic_share(note, SR, 63) > 0.999
+    assert sound.harmonic_share(note, SR, 69) < 0.01  # A4: no harmonic of E flat 4 within 50 cents below 8
+    whistle = note + 1.5 * np.sin(2 * np.pi * 20.15 * f0 * t)  # the tone the rebalanced model played
+    assert 0.3 < sound.harmonic_share(whistle, SR, 63) < 0.5
+    assert sound.harmonic_share(np.zeros(SR), SR, 63) == 0.0

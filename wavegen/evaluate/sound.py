@@ -180,6 +180,23 @@ def whistle_seconds(audio: np.ndarray, reference: np.ndarray, sample_rate_hz: in
     return len(whistle_times(audio, reference, sample_rate_hz)) * WHISTLE_WINDOW_S
 
 
+def harmonic_share(audio: np.ndarray, sample_rate_hz: int, pitch: int, start_s: float = 0.1, end_s: float = 1.0,
+                   harmonics: int = 8, cents: float = 50.0) -> float:
+    """The share of a held note's energy (from start_s to end_s) within `cents` of the first `harmonics`
+    harmonics of MIDI `pitch`: about 0.8-1.0 for a harpsichord (its higher partials hold the rest); a
+    whistle -- a loud partial off the harmonics or above them -- takes its energy away
+    (scripts/held_notes.py, tests/test_shipped.py)."""
+    x = np.asarray(audio, dtype=np.float64)[int(start_s * sample_rate_hz):int(end_s * sample_rate_hz)]
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    hz = np.fft.rfftfreq(len(x), 1 / sample_rate_hz)
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    near = np.zeros(len(hz), dtype=bool)
+    for k in range(1, harmonics + 1):
+        near |= np.abs(1200 * np.log2(np.maximum(hz, 1.0) / (k * f0))) < cents
+    total = float(power.sum())
+    return float(power[near].sum() / total) if total > 0 else 0.0
+
+
 def measures(generated: np.ndarray, reference: np.ndarray, sample_rate_hz: int,
              notes: Sequence[Note]) -> dict[str, float]:
     """The report's sound measures of one clip (see the module docstring)."""
