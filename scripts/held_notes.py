@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     depth = DEFAULT_DEPTH_DB if args.denoise is None else args.denoise
     pitches = list(range(21, 109, args.step))
+    held = {p: T.parse((chr(p + T.CHAR_OFFSET) + " ") * 20) for p in pitches}  # the key alone, 20 ticks
     results: dict = {"pitches": pitches, "seeds": args.seeds, "denoise_db": depth, "models": {}}
     sr = None
     for name in args.checkpoint or [None]:
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         sr = loaded.sample_rate_hz
         label = name or loaded.path.name
         rows = {}
-        for pitch in pitches:
-            kt = T.parse((chr(pitch + T.CHAR_OFFSET) + " ") * 20)
+        for pitch, kt in held.items():
             n = int(1.2 * sr)
             takes = [play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=s, **loaded.sampling())[0]
                      for s in range(args.seeds)]
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: key {pitch} " + " ".join(f"{v:.2f}" for v in rows[pitch]), file=sys.stderr)
         results["models"][label] = rows
     reference = {}
-    for pitch in pitches:
-        kt = T.parse((chr(pitch + T.CHAR_OFFSET) + " ") * 20)
+    for pitch, kt in held.items():
         audio = render_notes(kt.notes(), sample_rate_hz=sr).audio
         reference[pitch] = harmonic_share(audio, sr, pitch)
     results["reference"] = reference

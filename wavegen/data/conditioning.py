@@ -153,6 +153,20 @@ def crop_window(start: int, samples_per_tick: int, margin_ticks: int) -> tuple[i
     return first, start - first * samples_per_tick
 
 
+def partial_distance(freqs: np.ndarray, width_hz: float, width_cents: float) -> np.ndarray:
+    """(88, len(freqs)): how far each frequency lies from the nearest partial (n x f0, up to the highest of
+    `freqs`) of each key, in widths: |f - n f0| / max(width_hz, width_cents of n f0). 1 or less is "on the
+    partial" (evaluate/sound.py's masks, synth/denoise.py's gains)."""
+    freqs = np.asarray(freqs, dtype=np.float64)
+    dist = np.full((N_KEYS, len(freqs)), np.inf)
+    stretch = 2 ** (width_cents / 1200) - 1
+    for k, f0 in enumerate(KEY_HZ):
+        for h in range(1, int(freqs[-1] // f0) + 1):
+            f = h * f0
+            dist[k] = np.minimum(dist[k], np.abs(freqs - f) / max(width_hz, f * stretch))
+    return dist
+
+
 def partial_amplitudes(n_partials: int, sample_rate_hz: int) -> np.ndarray:
     """(88, n_partials) float64: the amplitude of partial p (p = 1 .. n_partials, the fundamental first) in
     each key's excitation: 1 / p, and 0 for an overtone at or above 0.45 times the sample rate (below the

@@ -39,7 +39,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wavegen.notes.text import Note
+from wavegen.data.conditioning import KEY_HZ, partial_distance
+from wavegen.notes.text import LOWEST_PITCH, Note
 
 N_FFT_S = 0.128
 HOP_S = 0.01
@@ -84,15 +85,7 @@ def _masks(n_fft: int, sample_rate_hz: int) -> np.ndarray:
 
 def key_masks(freqs: np.ndarray) -> np.ndarray:
     """(88, bins) boolean: the bins near each key's partials."""
-    masks = np.zeros((88, len(freqs)), dtype=bool)
-    nyquist = freqs[-1]
-    for k in range(88):
-        f0 = 440.0 * 2 ** ((k + 21 - 69) / 12)
-        for h in np.arange(1, int(nyquist // f0) + 1):
-            f = h * f0
-            width = max(PARTIAL_WIDTH_HZ, f * (2 ** (PARTIAL_WIDTH_CENTS / 1200) - 1))
-            masks[k] |= np.abs(freqs - f) <= width
-    return masks
+    return partial_distance(freqs, PARTIAL_WIDTH_HZ, PARTIAL_WIDTH_CENTS) <= 1.0
 
 
 def off_partial_cells(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> tuple[np.ndarray, int]:
@@ -189,7 +182,7 @@ def harmonic_share(audio: np.ndarray, sample_rate_hz: int, pitch: int, start_s: 
     x = np.asarray(audio, dtype=np.float64)[int(start_s * sample_rate_hz):int(end_s * sample_rate_hz)]
     power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
     hz = np.fft.rfftfreq(len(x), 1 / sample_rate_hz)
-    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    f0 = KEY_HZ[pitch - LOWEST_PITCH]
     near = np.zeros(len(hz), dtype=bool)
     for k in range(1, harmonics + 1):
         near |= np.abs(1200 * np.log2(np.maximum(hz, 1.0) / (k * f0))) < cents

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from wavegen.data.conditioning import partial_distance
 from wavegen.errors import WavegenError
 from wavegen.notes.text import Note
 
@@ -53,15 +54,8 @@ def check_depth(depth_db: float) -> None:
 @functools.cache
 def _key_gains(n_fft: int, sample_rate_hz: int) -> np.ndarray:
     """(88, bins) in [0, 1]: 1 near each key's partials, tapering to 0."""
-    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate_hz)
-    gains = np.zeros((88, len(freqs)))
-    for k in range(88):
-        f0 = 440.0 * 2 ** ((k + 21 - 69) / 12)
-        for h in range(1, int(freqs[-1] // f0) + 1):
-            f = h * f0
-            width = max(PARTIAL_WIDTH_HZ, f * (2 ** (PARTIAL_WIDTH_CENTS / 1200) - 1))
-            gains[k] = np.maximum(gains[k], np.clip(3.0 - 2.0 * np.abs(freqs - f) / width, 0.0, 1.0))
-    return gains
+    dist = partial_distance(np.fft.rfftfreq(n_fft, 1 / sample_rate_hz), PARTIAL_WIDTH_HZ, PARTIAL_WIDTH_CENTS)
+    return np.clip(3.0 - 2.0 * dist, 0.0, 1.0)  # 1 within a width, 0 from one and a half
 
 
 def cell_gains(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], depth_db: float) -> np.ndarray:

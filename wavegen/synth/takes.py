@@ -113,18 +113,21 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
     engine, notice = choose_engine(loaded.model, engine)
     if notice:
         warn(notice)
+    depth = denoising.DEFAULT_DEPTH_DB if denoise is None else denoise
+    if sk is None or not loaded.model.uses_notes:
+        if denoise:
+            warn(f"--denoise {denoise:g}: nothing to denoise by (" + ("no --sketch" if sk is None else
+                 "this model does not follow notes") + "); the takes are written as played")
+        depth = 0.0
     if on_start:
         on_start(n, sr)
     t0 = time.perf_counter()
     audio = play(loaded.model, n, sample_rate_hz=sr, sketch=sk.keytext if sk else None, engine=engine,
                  batch=batch, threads=threads, **sampling, seed=seed, style=style_id, progress=progress,
                  velocity=velocity, timbre=timbre_id)
-    if sk is not None and loaded.model.uses_notes:
-        audio = denoising.denoise(audio, sr, sk.keytext.notes(), denoising.DEFAULT_DEPTH_DB if denoise is None else denoise)
-    elif denoise:
-        warn(f"--denoise {denoise:g}: nothing to denoise by (" + ("no --sketch" if sk is None else
-             "this model does not follow notes") + "); the takes are written as played")
-    took = time.perf_counter() - t0
+    took = time.perf_counter() - t0  # the network's time: what the speed printed is of
+    if depth:
+        audio = denoising.denoise(audio, sr, sk.keytext.notes(), depth)
     paths = take_paths(output, batch)
     for path, take in zip(paths, audio, strict=True):
         if not np.all(np.isfinite(take)):
