@@ -197,3 +197,29 @@ def test_the_excitation_keeps_its_phase_far_into_a_long_high_note():
         assert exc[87, j] == pytest.approx(math.sin(phase), abs=2e-6)
         assert exc[88 + 87, j] == pytest.approx(math.cos(phase), abs=2e-6)
     assert np.count_nonzero(exc) == 6
+
+
+def test_input_noise_moves_the_inputs_by_its_std_and_never_the_targets(tiny_dataset):
+    clean, noisy = crops(tiny_dataset), crops(tiny_dataset, input_noise=2.0)
+    moved = []
+    for index in range(6):
+        a, b = clean[index], noisy[index]
+        assert torch.equal(a["targets"], b["targets"]) and torch.equal(a["ticks"], b["ticks"])
+        assert torch.equal(noisy[index]["inputs"], b["inputs"])  # a pure function of the index: resume is exact
+        assert int(b["inputs"].min()) >= 0 and int(b["inputs"].max()) <= 255
+        inner = (a["inputs"] > 10) & (a["inputs"] < 245)  # away from the clamp at the ends
+        moved.append((b["inputs"] - a["inputs"])[inner].double())
+    moved = torch.cat(moved)
+    assert abs(float(moved.mean())) < 0.05
+    assert 1.9 < float(moved.std()) < 2.1  # N(0, 2) rounded: std sqrt(4 + 1/12) = 2.02
+
+
+def test_input_noise_is_checked_where_it_is_set():
+    from wavegen.config import load_config
+
+    for bad in ("-1", "100"):
+        with pytest.raises(WavegenError, match=r"--set data.input_noise=.*must be in \[0, 64\]"):
+            load_config(None, ["data.input_noise=" + bad])
+    with pytest.raises(WavegenError, match="data.input_noise"):
+        load_config(None, ["data.input_noise=2", "model.output=mol"])
+    assert load_config(None, ["data.input_noise=1.5"]).data.input_noise == 1.5

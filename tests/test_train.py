@@ -305,3 +305,15 @@ def test_torch_compile_trains_the_same_model(tiny_dataset, tmp_path):
     b = load_file(str(checkpoint.step_dirs(tmp_path / "c")[-1] / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)
+
+
+def test_input_noise_reaches_the_training_crops_and_not_the_validation_ones(tiny_dataset):
+    ds = dataset.load(tiny_dataset)
+    plain, noisy = WaveNetTask(tiny(), ds), WaveNetTask(tiny("data.input_noise=3"), ds)
+    a, b = plain.train_set()[5], noisy.train_set()[5]
+    assert torch.equal(a["targets"], b["targets"])
+    assert 2.5 < float((b["inputs"] - a["inputs"]).double().std()) < 3.5
+    for task in (plain, noisy):
+        assert task.prepare_validation() is None
+    for key in ("inputs", "targets"):
+        assert torch.equal(plain.held_out.true[key], noisy.held_out.true[key])

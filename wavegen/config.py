@@ -41,6 +41,7 @@ class DataConfig:
     valid_crops: int = 16  # fixed validation crops, drawn from held-out pieces
     valid_split: str = "valid"
     weights: str = ""  # training crops per style, e.g. "random=8,essen=2": a piece's share is its length times its style's weight (default 1); "" = by length alone
+    input_noise: float = 0.0  # mulaw: std, in mu-law levels, of noise added to training crops' inputs (not targets), so the network learns to recover from its own sampling errors; 0 = off
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,10 @@ def _validate(cfg: RunConfig, where: str, origin: dict[str, str] | None = None) 
             parse_weights(cfg.data.weights)
         except WavegenError as e:
             raise WavegenError(f"{at('data.weights')}: {e}") from None
+    if hasattr(cfg, "model") and not (0 <= cfg.data.input_noise <= 64 and (cfg.model.output == "mulaw"
+                                                                            or cfg.data.input_noise == 0)):
+        raise WavegenError(f"{at('data.input_noise', 'model.output')}: data.input_noise must be in [0, 64] mu-law "
+                           "levels, and 0 unless model.output = \"mulaw\"")
     if not 0 <= cfg.train.ema_decay < 1:
         raise WavegenError(f"{at('train.ema_decay')}: train.ema_decay must be in [0, 1)")
     return cfg

@@ -47,8 +47,10 @@ class CropDataset(torch.utils.data.Dataset):
                  timbres: Sequence[str] = (),
                  excitation: bool = True, pre_emphasis: float = 0.0, corpus: str | None = None,
                  velocity: bool = False, default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None,
-                 weights: Mapping[str, float] | None = None, excitation_partials: int = 1):
+                 weights: Mapping[str, float] | None = None, excitation_partials: int = 1,
+                 input_noise: float = 0.0):
         self.ds, self.crop, self.margin, self.output = ds, crop_samples, margin_ticks, output
+        self.input_noise = input_noise
         self.velocity, self.default_velocity = velocity, default_velocity
         self.pre_emphasis = pre_emphasis
         self.n_classes, self.seed, self.use_excitation = n_classes, seed, excitation
@@ -153,7 +155,20 @@ class CropDataset(torch.utils.data.Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.crop_at(*self.locate(index))
+        crop = self.crop_at(*self.locate(index))
+        if self.input_noise > 0 and self.output == "mulaw":
+            crop["inputs"] = noisy_codes(crop["inputs"], self.input_noise, self.n_classes,
+                                         np.random.default_rng([self.seed, index, 1]))
+        return crop
+
+
+def noisy_codes(codes: torch.Tensor, std: float, n_classes: int, rng: np.random.Generator) -> torch.Tensor:
+    """Mu-law codes each moved by Gaussian noise of `std` levels, rounded, kept within [0, n_classes). In
+    training the inputs get it and the targets do not: a network that has heard inputs a few levels off
+    the truth (as its own drawn samples are when it plays) learns to steer back toward the clean signal
+    rather than follow its errors (LPCNet trains with noise injected into its inputs for this reason)."""
+    step = np.rint(rng.standard_normal(codes.shape[0]) * std).astype(np.int64)
+    return (codes + torch.from_numpy(step)).clamp_(0, n_classes - 1)
 
 
 class StepSampler(torch.utils.data.Sampler):

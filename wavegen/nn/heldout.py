@@ -28,17 +28,18 @@ Batch = dict[str, torch.Tensor]
 def crops(ds: Dataset, split: str, model: ModelConfig, crop_samples: int, *, styles: Sequence[str] = (),
           timbres: Sequence[str] = (), seed: int = 0, corpus: str | None = None,
           default_velocity: int = DEFAULT_VELOCITY, timbre: str | None = None,
-          weights: Mapping[str, float] | None = None) -> CropDataset:
+          weights: Mapping[str, float] | None = None, input_noise: float = 0.0) -> CropDataset:
     """The crops of `split` (only its pieces of `corpus`, and its items of `timbre`, given them) in the shape
     a model of config `model` trains on (with velocity channels when `model.velocity` is true:
     default_velocity for a piece without); style and timbre ids by their place in `styles`, `timbres`;
-    weights: a share per style (see CropDataset; training crops only, so held-out crops stay comparable)."""
+    weights: a share per style, input_noise: levels of noise on the inputs (see CropDataset; training crops
+    only, so held-out crops stay comparable)."""
     return CropDataset(ds, split, crop_samples=crop_samples, margin_ticks=model.cond_lookahead_ticks,
                        output=model.output, n_classes=model.n_classes, seed=seed, styles=styles, timbres=timbres,
                        excitation=model.excitation and model.local_conditioning, pre_emphasis=model.pre_emphasis,
                        corpus=corpus, velocity=model.uses_velocity(),
                        default_velocity=default_velocity, timbre=timbre, weights=weights,
-                       excitation_partials=model.excitation_partials)
+                       excitation_partials=model.excitation_partials, input_noise=input_noise)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

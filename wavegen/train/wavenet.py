@@ -127,13 +127,15 @@ class WaveNetTask:
         shown = loaded.path if Path(source).exists() else source  # a shipped model by its name, not its path here
         return f"{shown} (step {loaded.meta.get('step', '?')}{recut})"
 
-    def _crops(self, split: str, seed: int, weights: dict[str, float] | None = None) -> CropDataset:
+    def _crops(self, split: str, seed: int, weights: dict[str, float] | None = None,
+               input_noise: float = 0.0) -> CropDataset:
         return heldout.crops(self.ds, split, self.cfg.model, self.cfg.data.crop_samples, styles=self.styles,
                              timbres=self.timbres, seed=seed, default_velocity=self.default_velocity,
-                             weights=weights)
+                             weights=weights, input_noise=input_noise)
 
     def train_set(self) -> torch.utils.data.Dataset:
-        return self._crops("train", self.cfg.train.seed, parse_weights(self.cfg.data.weights))
+        dc = self.cfg.data
+        return self._crops("train", self.cfg.train.seed, parse_weights(dc.weights), dc.input_noise)
 
     def units_per_item(self) -> int:
         return self.cfg.data.crop_samples
