@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=3, help="every STEP-th key from A0 (default 3)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--denoise", type=float, default=None, help="dB (default: generate's)")
+    ap.add_argument("--no-limit", dest="limit", action="store_false",
+                    help="denoise without the whistle limit (synth/denoise.py), to see the network's own whistles")
     ap.add_argument("--threshold", type=float, default=0.6, help="report keys under this share (default 0.6)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     depth = DEFAULT_DEPTH_DB if args.denoise is None else args.denoise
     pitches = list(range(21, 109, args.step))
     held = {p: T.parse((chr(p + T.CHAR_OFFSET) + " ") * 20) for p in pitches}  # the key alone, 20 ticks
-    results: dict = {"pitches": pitches, "seeds": args.seeds, "denoise_db": depth, "models": {}}
+    results: dict = {"pitches": pitches, "seeds": args.seeds, "denoise_db": depth, "whistle_limit": args.limit,
+                     "models": {}}
     sr = None
     for name in args.checkpoint or [None]:
         loaded = checkpoint.load(name)
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             n = int(1.2 * sr)
             takes = [play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=s, **loaded.sampling())[0]
                      for s in range(args.seeds)]
-            rows[pitch] = [harmonic_share(denoise(a, sr, kt.notes(), depth), sr, pitch) for a in takes]
+            rows[pitch] = [harmonic_share(denoise(a, sr, kt.notes(), depth, loaded.timbre_played(), args.limit), sr, pitch)
+                           for a in takes]
             print(f"{label}: key {pitch} " + " ".join(f"{v:.2f}" for v in rows[pitch]), file=sys.stderr)
         results["models"][label] = rows
     reference = {}

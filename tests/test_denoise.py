@@ -107,12 +107,14 @@ def test_the_transform_is_librosas_and_a_stream_is_the_whole_take():
     n = int(D.N_FFT_S * SR)
     spec = librosa.stft(x, n_fft=n, hop_length=n // 4, window="hann", center=True, pad_mode="constant")
     spec *= D.cell_gains(np.arange(spec.shape[1]), SR, notes, 10.0)
+    spec *= D.limit_gains(np.abs(spec.T) ** 2, np.arange(spec.shape[1]), SR, notes, D.partial_caps("fluidr3")).T
     expected = librosa.istft(spec, hop_length=n // 4, n_fft=n, window="hann", center=True, length=len(x))
-    whole = D.denoise(x, SR, notes, 10.0)
+    whole = D.denoise(x, SR, notes, 10.0, "fluidr3")
     np.testing.assert_allclose(whole, expected, atol=1e-6)
+    assert np.abs(whole - D.denoise(x, SR, notes, 10.0, "fluidr3", limit=False)).max() > 1e-3  # the limit acted
     assert np.abs(D.denoise(x, SR, [], 1e-6) - x).max() < 1e-5  # all but unchanged: the transform inverts
 
-    s, parts, i = D.StreamDenoiser(SR, 10.0), [], 0
+    s, parts, i = D.StreamDenoiser(SR, 10.0, "fluidr3"), [], 0
     while i < len(x):
         k = int(rng.integers(1, 3000))
         known = (i + k) / SR
@@ -121,3 +123,40 @@ def test_the_transform_is_librosas_and_a_stream_is_the_whole_take():
         i += k
     parts.append(s.flush(notes))
     assert max(len(p) for p in parts) > 0 and np.array_equal(np.concatenate(parts), whole)
+
+
+def test_a_whistle_on_a_held_note_is_turned_down_to_the_harpsichords_level():
+    """The held E-flat 4 a fine-tune played (docs/evaluation/experiments.md section 5): the rendering with a
+    tone at 20.15 x the fundamental holding about half the power. The limit brings the note's energy back
+    onto its harmonics as the rendering has it; the rendering alone passes all but untouched."""
+    from wavegen.data.conditioning import KEY_HZ
+    from wavegen.evaluate.sound import harmonic_share
+    from wavegen.notes.render import render_notes
+
+    eb4 = 63
+    notes = [Note(eb4, 0.0, 1.0)]
+    rendering = render_notes(notes, sample_rate_hz=SR, soundfont=None).audio[:int(1.2 * SR)]
+    whistle_hz = 20.15 * KEY_HZ[eb4 - 21]
+    t = np.arange(len(rendering)) / SR
+    rms = float(np.sqrt(np.mean(rendering[int(0.1 * SR):SR] ** 2)))
+    whistling = (rendering + rms * np.sqrt(2) * np.sin(2 * np.pi * whistle_hz * t)).astype(np.float32)
+    ceiling = harmonic_share(rendering, SR, eb4)
+    assert ceiling > 0.8 and harmonic_share(whistling, SR, eb4) < 0.5  # the test's premise
+    limited = D.denoise(whistling, SR, notes, 10.0, "fluidr3")
+    unlimited = D.denoise(whistling, SR, notes, 10.0, "fluidr3", limit=False)
+    assert harmonic_share(unlimited, SR, eb4) < 0.5  # the partial-width mask alone lets it through
+    assert harmonic_share(limited, SR, eb4) > 0.9 * ceiling
+    lo, hi = whistle_hz - 30, whistle_hz + 30
+    assert band_db(limited, lo, hi, 0.1, 1.0) < band_db(whistling, lo, hi, 0.1, 1.0) - 10
+    own = D.denoise(rendering, SR, notes, 10.0, "fluidr3")
+    assert abs(band_db(own, 2000, 8000, 0.1, 1.0) - band_db(D.denoise(rendering, SR, notes, 10.0, "fluidr3", limit=False),
+                                                            2000, 8000, 0.1, 1.0)) < 0.5
+
+
+def test_a_timbre_without_limits_of_its_own_takes_the_most_lenient():
+    assert set(D.caps_timbres()) >= {"fluidr3", "timgm6mb"}
+    lenient = D.partial_caps(None)
+    for name in D.caps_timbres():
+        assert np.all(lenient >= D.partial_caps(name))
+    assert np.array_equal(D.partial_caps("my-own-harpsichord"), lenient)
+    assert not np.array_equal(D.partial_caps("fluidr3"), D.partial_caps("timgm6mb"))

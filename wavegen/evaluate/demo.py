@@ -89,7 +89,7 @@ def demo(out_dir: str | os.PathLike, *, piece: str = DEMO_PIECE, model: str | No
         gen = play(loaded.model, n, sample_rate_hz=sr, sketch=kt, seed=seed, style=style, progress=progress,
                    **loaded.sampling())[0]
         if loaded.model.uses_notes:
-            gen = denoising.denoise(gen, sr, kt.notes(), denoising.DEFAULT_DEPTH_DB)
+            gen = denoising.denoise(gen, sr, kt.notes(), denoising.DEFAULT_DEPTH_DB, loaded.timbre_played())
         result.generation_seconds = time.perf_counter() - t_gen
         result.model = loaded.path.name
         write_audio(out / "generated.wav", gen, sr)

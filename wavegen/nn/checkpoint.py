@@ -89,6 +89,20 @@ class Loaded(Generic[M]):
         """The harpsichords (SoundFont timbres, by name) the model learned to play, [] for a model of one."""
         return list(self.meta.get("timbres", []))
 
+    def timbre_played(self, timbre: str | None = None) -> str | None:
+        """The name of the harpsichord a take of this model imitates: `timbre` (--timbre), else the model's
+        first timbre, else its dataset's SoundFont when that is a named timbre (FluidR3_GM.sf2 -> fluidr3);
+        None when it is none of those (the denoiser's whistle limit then takes the most lenient)."""
+        if timbre is not None:
+            return timbre
+        if self.timbres:
+            return self.timbres[0]
+        from wavegen.notes.render import TIMBRES
+
+        soundfont = str((self.meta.get("dataset") or {}).get("soundfont") or "")
+        return next((name for name, where in TIMBRES.items() if soundfont and Path(str(where())).name == soundfont),
+                    None)
+
     @property
     def temperature(self) -> float:
         """The sampling temperature the model was shipped with (1 unless its card says otherwise)."""

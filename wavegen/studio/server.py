@@ -350,6 +350,10 @@ class Studio:
             raise BadRequest(f"style {style!r}: the model knows {', '.join(self.loaded.styles) or 'none'}")
         return self.loaded.style_index(style, header_style)
 
+    def timbre_name(self, body: dict) -> str | None:
+        """The name of the harpsichord the body's take imitates (the denoiser's whistle limit)."""
+        return self.loaded.timbre_played(_string(body, "timbre", 100) or None)
+
     def timbre(self, body: dict) -> int | None:
         """The id of the body's timbre (a model of several harpsichords), None for its first or a model of one."""
         timbre = _string(body, "timbre", 100)
@@ -408,7 +412,7 @@ class Studio:
                                  style=self.style(request, kt.meta.get("style")), timbre=self.timbre(request),
                                  **sampling)
             if depth:
-                chunks = denoising.denoised_stream(chunks, self.sr, kt.notes(), depth)
+                chunks = denoising.denoised_stream(chunks, self.sr, kt.notes(), depth, self.timbre_name(request))
             return Job({"type": "start", "sample_rate_hz": self.sr, "n_samples": n, "tick_ms": self.tick_ms},
                        (("audio", a) for a in chunks))
         if mode == "radio":
@@ -424,7 +428,7 @@ class Studio:
 
             def items() -> Iterator[tuple]:
                 first = len(prime)
-                cleaner = denoising.StreamDenoiser(self.sr, depth) if depth else None
+                cleaner = denoising.StreamDenoiser(self.sr, depth, self.timbre_name(request)) if depth else None
                 for new, audio in composed_chunks(c, player, prime, np.random.default_rng(seed),
                                                   temperature=compose_t, style=style):
                     if new:

@@ -17,6 +17,16 @@ as it is and turns every other cell down by `depth_db`:
 - where no key sounds (a rest, before the first note, after the release), the whole spectrum is turned
   down alike: a drone in a rest.
 
+Then **no partial louder than the harpsichord plays it** (the whistle limit): in every frame past the
+attack, each sounding key's partials above its LIMIT_LOW_PARTIALS-th are held to at most the power the
+SoundFont gives that partial of that key relative to the key's first LIMIT_LOW_PARTIALS partials
+(`partial_caps`: the most over the frames of the key rendered alone, shipped per named timbre in
+partial_caps.npz, made by scripts/calibrate_partial_caps.py), plus LIMIT_MARGIN_DB. A whistle -- an upper
+partial played 10-20 dB louder than the renderer plays it, or a tone near no low harmonic -- is turned
+down to that level; the renderer's own partials are (nearly) never touched. A bin near the partials of
+several sounding keys takes the most lenient of their limits (in a chord a key's first partials are
+measured with whatever else sounds there, so its limit errs high).
+
 With `depth_db = 0` the take is returned as it was (the transform alone returns it to 1e-7).
 What it costs the renderer's own sound and what it gains on the network's takes are measured in
 docs/evaluation/experiments.md (section 7): the reference rendering has its own quiet sound between the
@@ -27,10 +37,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from wavegen.data.conditioning import partial_distance
+from wavegen.data.conditioning import KEY_HZ, partial_distance
 from wavegen.errors import WavegenError
 from wavegen.notes.text import Note
 
@@ -44,6 +55,12 @@ MAX_DEPTH_DB = 60.0
 # renderer's on five validation chorales (scripts/calibrate_denoise.py, the shipped model): turned down by
 # about that, they sit where the renderer's do.
 DEFAULT_DEPTH_DB = 10.0
+LIMIT_LOW_PARTIALS = 4  # a key's first partials, the measure of its level; never limited themselves
+# Chosen on five validation chorales (docs/evaluation/experiments.md section 9): +3 dB halved the whistles,
+# 0 dB took them from 8.1 to 1.9 % of the time at a log-mel cost to the rendering itself of 0.017, -3 dB
+# cost it 0.12 for 1.0 %.
+LIMIT_MARGIN_DB = 0.0
+CAPS_FILE = Path(__file__).with_name("partial_caps.npz")
 
 
 def check_depth(depth_db: float) -> None:
@@ -58,12 +75,10 @@ def _key_gains(n_fft: int, sample_rate_hz: int) -> np.ndarray:
     return np.clip(3.0 - 2.0 * dist, 0.0, 1.0)  # 1 within a width, 0 from one and a half
 
 
-def cell_gains(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], depth_db: float) -> np.ndarray:
-    """(bins, len(frames)) gains of the short-time spectrum's frames `frames` (frame f is centred on sample
-    f x hop, a quarter window)."""
+def _sounding(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note]) -> tuple[np.ndarray, np.ndarray]:
+    """(len(frames), 88) the keys sounding in each frame, and (len(frames),) the frames of an attack."""
     n_fft = int(N_FFT_S * sample_rate_hz)
     hop = n_fft // 4
-    floor = 10 ** (-depth_db / 20)
     centre = np.asarray(frames) * hop / sample_rate_hz
     half = n_fft / 2 / sample_rate_hz
     sounding = np.zeros((len(centre), 88), dtype=bool)
@@ -71,8 +86,17 @@ def cell_gains(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], d
     for nt in notes:
         sounding[(centre + half > nt.start) & (centre - half < nt.end + RELEASE_S), nt.pitch - 21] = True
         attack |= (centre >= nt.start - hop / sample_rate_hz) & (centre < nt.start + ATTACK_S)
+    return sounding, attack
+
+
+def cell_gains(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], depth_db: float) -> np.ndarray:
+    """(bins, len(frames)) gains of the short-time spectrum's frames `frames` (frame f is centred on sample
+    f x hop, a quarter window)."""
+    n_fft = int(N_FFT_S * sample_rate_hz)
+    floor = 10 ** (-depth_db / 20)
+    sounding, attack = _sounding(frames, sample_rate_hz, notes)
     keys = _key_gains(n_fft, sample_rate_hz)
-    gains = np.full((keys.shape[1], len(centre)), floor)
+    gains = np.full((keys.shape[1], len(frames)), floor)
     chords, which = np.unique(sounding, axis=0, return_inverse=True)  # few distinct chords: each once
     which = which.ravel()
     for c, chord in enumerate(chords):
@@ -80,6 +104,85 @@ def cell_gains(frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], d
             gains[:, which == c] = np.maximum(floor, keys[chord].max(axis=0))[:, None]
     gains[:, attack] = 1.0
     return gains
+
+
+@functools.cache
+def _partial_bins(n_fft: int, sample_rate_hz: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    """Per key: (bins, starts, partials): the bins within a width (PARTIAL_WIDTH_HZ or _CENTS) of one of the
+    key's partials, in order; where each partial's run of them starts; the partial's number less one.
+    A bin near two partials (the lowest keys' upper ones) belongs to the nearer."""
+    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate_hz)
+    stretch = 2 ** (PARTIAL_WIDTH_CENTS / 1200) - 1
+    out = []
+    for f0 in KEY_HZ:
+        n = np.maximum(np.rint(freqs / f0), 1.0)
+        near = np.abs(freqs - n * f0) <= np.maximum(PARTIAL_WIDTH_HZ, n * f0 * stretch)
+        bins = np.flatnonzero(near)
+        number = n[bins].astype(np.int64) - 1
+        starts = np.flatnonzero(np.r_[True, np.diff(number) != 0]) if len(bins) else np.zeros(0, dtype=np.int64)
+        out.append((bins, starts, number[starts]))
+    return tuple(out)
+
+
+def partial_powers(power: np.ndarray, key: int, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
+    """power: (frames, bins) of the short-time spectrum (N_FFT_S windows) -> ((frames, m) the power near
+    each of key `key`'s m partials that lie in it, (m,) their numbers less one)."""
+    bins, starts, numbers = _partial_bins(int(N_FFT_S * sample_rate_hz), sample_rate_hz)[key]
+    if not len(bins):
+        return np.zeros((len(power), 0)), numbers
+    return np.add.reduceat(power[:, bins], starts, axis=1), numbers
+
+
+def relative_partials(power: np.ndarray, key: int, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, m) each partial's power over the key's first LIMIT_LOW_PARTIALS' (0 where those are
+    silent), and the partials' numbers less one: what partial_caps.npz holds the most of, per key."""
+    parts, numbers = partial_powers(power, key, sample_rate_hz)
+    low = parts[:, numbers < LIMIT_LOW_PARTIALS].sum(axis=1, keepdims=True)
+    return np.divide(parts, low, out=np.zeros_like(parts), where=low > 0), numbers
+
+
+@functools.cache
+def _caps_tables() -> dict[str, np.ndarray]:
+    with np.load(CAPS_FILE) as z:
+        return {name: z[name].astype(np.float64) for name in z.files}
+
+
+def caps_timbres() -> list[str]:
+    """The timbres partial_caps.npz has limits for."""
+    return sorted(_caps_tables())
+
+
+def partial_caps(timbre: str | None) -> np.ndarray:
+    """(88, partials) the most power the SoundFont `timbre` gives each partial of each key over its first
+    LIMIT_LOW_PARTIALS (see the module docstring); for a timbre without limits of its own (None, a user's
+    SoundFont), the most over every timbre that has them."""
+    tables = _caps_tables()
+    if timbre in tables:
+        return tables[timbre]
+    return np.maximum.reduce(list(tables.values()))
+
+
+def limit_gains(power: np.ndarray, frames: np.ndarray, sample_rate_hz: int, notes: Sequence[Note],
+                caps: np.ndarray, margin_db: float = LIMIT_MARGIN_DB) -> np.ndarray:
+    """(len(frames), bins) gains that hold each sounding key's upper partials in `power` (len(frames),
+    bins) to `caps` (see the module docstring); 1 in attack frames and away from every sounding partial."""
+    sounding, attack = _sounding(frames, sample_rate_hz, notes)
+    best = np.full(power.shape, -1.0)
+    allow = caps * 10 ** (margin_db / 10)
+    for key in np.flatnonzero(sounding.any(axis=0)):
+        rows = np.flatnonzero(sounding[:, key] & ~attack)
+        if not len(rows):
+            continue
+        rel, numbers = relative_partials(power[rows], key, sample_rate_hz)
+        cap = np.full(len(numbers), np.inf)
+        inside = numbers < allow.shape[1]
+        cap[inside] = allow[key, numbers[inside]]
+        cap[numbers < LIMIT_LOW_PARTIALS] = np.inf
+        g = np.sqrt(np.minimum(1.0, np.divide(cap, rel, out=np.ones_like(rel), where=rel > 0)))
+        bins, starts, _ = _partial_bins(int(N_FFT_S * sample_rate_hz), sample_rate_hz)[key]
+        per_bin = g[:, np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(bins)]))]
+        best[np.ix_(rows, bins)] = np.maximum(best[np.ix_(rows, bins)], per_bin)
+    return np.where(best >= 0, best, 1.0)
 
 
 class StreamDenoiser:
@@ -92,11 +195,15 @@ class StreamDenoiser:
     The short-time transform is librosa's centred one, written out so that it can stream: periodic Hann
     windows of n = N_FFT_S seconds every n / 4 samples, frame f centred on sample f x n / 4 of a take
     padded with n / 2 zeros either side (1 + length // hop frames), inverted by overlap-add divided by the
-    sum of the squared windows."""
+    sum of the squared windows.
 
-    def __init__(self, sample_rate_hz: int, depth_db: float):
+    timbre: the harpsichord the take imitates, whose partials limit it (`partial_caps`); None: the most
+    lenient of them. limit=False: no whistle limit (the experiments measure it apart)."""
+
+    def __init__(self, sample_rate_hz: int, depth_db: float, timbre: str | None = None, limit: bool = True):
         check_depth(depth_db)
         self.sr, self.depth = sample_rate_hz, depth_db
+        self.caps = partial_caps(timbre) if limit and depth_db else None
         self.n = int(N_FFT_S * sample_rate_hz)
         self.hop = self.n // 4
         self.window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n) / self.n)
@@ -118,6 +225,8 @@ class StreamDenoiser:
         spec = np.fft.rfft(frames, axis=1)
         if self.depth:
             spec *= cell_gains(idx, self.sr, notes, self.depth).T
+        if self.caps is not None:
+            spec *= limit_gains(np.abs(spec) ** 2, idx, self.sr, notes, self.caps, LIMIT_MARGIN_DB)
         y = np.fft.irfft(spec, n=n, axis=1) * self.window
         end = (last - 1) * hop - n // 2 + n - self.emitted  # the output reaches this far, from `emitted`
         if end > len(self.acc):
@@ -163,27 +272,29 @@ class StreamDenoiser:
         return self._emit(length)
 
 
-def denoise(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], depth_db: float) -> np.ndarray:
+def denoise(audio: np.ndarray, sample_rate_hz: int, notes: Sequence[Note], depth_db: float,
+            timbre: str | None = None, limit: bool = True) -> np.ndarray:
     """`audio` (samples,) or (takes, samples), every take following `notes`, with the cells away from the
-    sounding partials turned down by `depth_db` (see the module docstring); float32, the same shape."""
+    sounding partials turned down by `depth_db` and no partial louder than `timbre` plays it (see the
+    module docstring and StreamDenoiser); float32, the same shape. Depth 0: the takes as they are."""
     check_depth(depth_db)
     x = np.asarray(audio, dtype=np.float32)
     if depth_db == 0 or x.shape[-1] == 0:
         return x.copy()
     if x.ndim == 2:
-        return np.stack([denoise(take, sample_rate_hz, notes, depth_db) for take in x])
-    s = StreamDenoiser(sample_rate_hz, depth_db)
+        return np.stack([denoise(take, sample_rate_hz, notes, depth_db, timbre, limit) for take in x])
+    s = StreamDenoiser(sample_rate_hz, depth_db, timbre, limit)
     return np.concatenate([s.push(x, notes), s.flush(notes)])
 
 
 def denoised_stream(chunks: Iterable[np.ndarray], sample_rate_hz: int, notes: Sequence[Note],
-                    depth_db: float) -> Iterator[np.ndarray]:
+                    depth_db: float, timbre: str | None = None) -> Iterator[np.ndarray]:
     """The chunks of a take following `notes`, denoised as they come (`StreamDenoiser`); with depth 0,
     the chunks as they are."""
     if depth_db == 0:
         yield from chunks
         return
-    s = StreamDenoiser(sample_rate_hz, depth_db)
+    s = StreamDenoiser(sample_rate_hz, depth_db, timbre)
     for chunk in chunks:
         if len(out := s.push(chunk, notes)):
             yield out

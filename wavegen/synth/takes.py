@@ -127,7 +127,7 @@ def generate_takes(output: str | os.PathLike, *, model: str | None = None, sketc
                  velocity=velocity, timbre=timbre_id)
     took = time.perf_counter() - t0  # the network's time: what the speed printed is of
     if depth:
-        audio = denoising.denoise(audio, sr, sk.keytext.notes(), depth)
+        audio = denoising.denoise(audio, sr, sk.keytext.notes(), depth, loaded.timbre_played(timbre))
     paths = take_paths(output, batch)
     for path, take in zip(paths, audio, strict=True):
         if not np.all(np.isfinite(take)):
