@@ -160,3 +160,19 @@ def test_a_timbre_without_limits_of_its_own_takes_the_most_lenient():
         assert np.all(lenient >= D.partial_caps(name))
     assert np.array_equal(D.partial_caps("my-own-harpsichord"), lenient)
     assert not np.array_equal(D.partial_caps("fluidr3"), D.partial_caps("timgm6mb"))
+
+
+def test_the_limit_is_the_timbre_the_model_imitates():
+    from pathlib import Path
+
+    from wavegen.nn.checkpoint import Loaded
+
+    def loaded(**meta):
+        return Loaded(model=None, config=None, meta=meta, path=Path("m"))
+
+    one = loaded(dataset={"soundfont": "FluidR3_GM.sf2"})
+    assert one.timbre_played() == "fluidr3"
+    assert loaded(dataset={"soundfont": "TimGM6mb.sf2"}).timbre_played() == "timgm6mb"
+    assert loaded(dataset={"soundfont": "my.sf2"}).timbre_played() is None  # the most lenient limit
+    several = loaded(timbres=["musescore-coupled", "fluidr3"], dataset={"soundfont": "FluidR3_GM.sf2"})
+    assert several.timbre_played() == "musescore-coupled" and several.timbre_played("fluidr3") == "fluidr3"

@@ -66,10 +66,11 @@ def test_a_take_that_follows_a_sketch_is_denoised_by_its_notes(capsys, tmp_path,
     raw, default, deep = (sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("raw", "default", "deep"))
     notes = T.read_file(sketch).notes()
     played = from_int16(raw)  # the raw take, as the file holds it
+    timbre = checkpoint.load(ckpt).timbre_played()  # whose partials the whistle limit holds it to
     for got, depth in ((default, DEFAULT_DEPTH_DB), (deep, 30.0)):
         assert not np.array_equal(got, raw)
         # the same as denoising the written raw take: at most a step of 16-bit rounding apart
-        assert np.max(np.abs(got.astype(int) - to_int16(denoise(played, 16_000, notes, depth))[0].astype(int))) <= 2
+        assert np.max(np.abs(got.astype(int) - to_int16(denoise(played, 16_000, notes, depth, timbre))[0].astype(int))) <= 2
 
 
 def test_same_seed_same_bytes_and_batch_takes_differ(capsys, tmp_path, ckpt):

@@ -227,7 +227,8 @@ def test_play_streams_the_take_that_generate_makes(play_url, studio):
     pcm = np.frombuffer(audio, dtype="<i2")
     played = play(studio.loaded.model, 16_000, sample_rate_hz=16_000, sketch=T.parse(NINE), engine="fast",
                   temperature=0.8, min_p=0.1, seed=5)[0]
-    expected = denoise(played, 16_000, T.parse(NINE).notes(), DEFAULT_DEPTH_DB)  # as `wavegen generate` writes it
+    expected = denoise(played, 16_000, T.parse(NINE).notes(), DEFAULT_DEPTH_DB,  # as `wavegen generate` writes it
+                       studio.loaded.timbre_played())
     assert np.max(np.abs(pcm.astype(int) - to_int16(expected)[0].astype(int))) <= 1
     with connect(play_url) as ws:  # denoise 0: the take as the network played it
         start(ws, {"mode": "sketch", "text": NINE, "temperature": 0.8, "min_p": 0.1, "seed": 5, "denoise": 0})
