@@ -56,9 +56,9 @@ MAX_DEPTH_DB = 60.0
 # about that, they sit where the renderer's do.
 DEFAULT_DEPTH_DB = 10.0
 LIMIT_LOW_PARTIALS = 4  # a key's first partials, the measure of its level; never limited themselves
-# Chosen on five validation chorales (docs/evaluation/experiments.md section 9): +3 dB halved the whistles,
-# 0 dB took them from 8.1 to 1.9 % of the time at a log-mel cost to the rendering itself of 0.017, -3 dB
-# cost it 0.12 for 1.0 %.
+# Chosen on five validation chorales (scripts/calibrate_denoise.py; docs/evaluation/experiments.md section 9):
+# the shipped model's whistles 8.1 % of the time without the limit; +3 dB 3.0 %, 0 dB 1.9 % at a log-mel cost
+# to the rendering itself of 0.014, -3 dB 1.2 % at 0.068. The tables are of 16 kHz renderings.
 LIMIT_MARGIN_DB = 0.0
 CAPS_FILE = Path(__file__).with_name("partial_caps.npz")
 
