@@ -218,9 +218,16 @@ def test_the_checkpoint_carries_the_default_velocity_and_old_ones_load_as_before
     checkpoint.save(tmp_path / "v", weights=WaveNet(cfg.model, SPT).state_dict(), config=cfg, meta=meta)
     loaded = checkpoint.load(tmp_path / "v")
     assert loaded.model.uses_velocity and loaded.model.default_velocity == 77
-    # the shipped model's record predates velocities: no key, the network it always was
-    shipped = checkpoint.load()
-    assert "velocity" not in json.loads((shipped.path / checkpoint.CONFIG).read_text())["config"]["model"]
+    # a record from before velocities has no key: the network it always was
+    plain = load_config(TINY)
+    old = checkpoint.save(tmp_path / "old", weights=WaveNet(plain.model, SPT).state_dict(), config=plain,
+                          meta={k: v for k, v in meta.items() if k != "default_velocity"})
+    record = json.loads((old / checkpoint.CONFIG).read_text())
+    del record["config"]["model"]["velocity"]
+    (old / checkpoint.CONFIG).write_text(json.dumps(record))
+    before = checkpoint.load(old)
+    assert not before.model.uses_velocity and before.model.cond_net[0].in_channels == N_TICK_FEATURES
+    shipped = checkpoint.load()  # trained without velocities
     assert not shipped.model.uses_velocity and shipped.model.cond_net[0].in_channels == N_TICK_FEATURES
 
 
