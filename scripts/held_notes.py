@@ -5,8 +5,9 @@
 For every --step-th key from A0 to C8 (default every third), one key held for 20 ticks (1 s at 50 ms),
 played by each checkpoint with its own sampling, seeds 0 .. --seeds - 1, as `wavegen generate` writes it
 (denoised by the notes, `--denoise`, with the whistle limit unless `--no-limit`); the share of the take's
-energy from 0.1 to 1 s within 50 cents of the key's first eight harmonics (`wavegen.evaluate.sound.harmonic_share`). The SoundFont's rendering of the same
-key is measured beside it: the ceiling. A whistle -- a loud tone off the harmonics, or far above them --
+energy from 0.1 to 1 s within 50 cents of the key's first eight harmonics
+(`wavegen.evaluate.sound.harmonic_share`). The SoundFont's rendering of the same key is measured beside it:
+the ceiling. A whistle -- a loud tone off the harmonics, or far above them --
 takes its energy away: tests/test_shipped.py asks 0.6 of the shipped model on A3 and E flat 4, where a
 fine-tune of it played 0.40 (a tone at 20.15 times the fundamental, docs/evaluation/experiments.md
 section 5). Prints a table (the worst seed per key), the keys under --threshold, then JSON.
